@@ -1,0 +1,176 @@
+"""Who may see what (shared/spec/ACCESS.md), answered from an in-memory index.
+
+The index is loaded once from the database and kept current by the store, which updates it right
+after each commit that changes a patient's therapist, a care team, a role, an account's state or a
+session. The store's reads and the hub's per-recipient checks both ask it, so there is one rule.
+It is per process: a multi-process deployment must carry the same invalidations over the hub's
+bridge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashboard.models import AuthSession, CareTeamMember, Patient, User
+
+LEAD, THERAPIST, CONTRIBUTOR, VIEWER = "lead", "therapist", "contributor", "viewer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The acting user, as established by a session. Role and access are looked up live."""
+
+    user_id: str
+    session_id: str | None = None
+    username: str = ""
+
+
+@dataclass
+class _PatientAccess:
+    primary_therapist_id: str
+    members: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _UserAccess:
+    role: str
+    active: bool
+    username: str
+    full_names: bool = False
+
+
+class AccessIndex:
+    def __init__(self) -> None:
+        self._patients: dict[str, _PatientAccess] = {}
+        self._users: dict[str, _UserAccess] = {}
+        self._member_of: dict[str, set[str]] = {}
+        self._primary_of: dict[str, set[str]] = {}
+        self._revoked_sessions: set[str] = set()
+
+    async def load(self, session: AsyncSession) -> None:
+        self.__init__()  # type: ignore[misc]
+        for uid, role, active, username, names in await session.execute(
+            select(User.id, User.role, User.active, User.username, User.show_full_names)
+        ):
+            self.put_user(uid, role=role, active=active, username=username, full_names=names)
+        for pid, therapist in await session.execute(select(Patient.id, Patient.primary_therapist_id)):
+            self.put_patient(pid, primary_therapist_id=therapist)
+        for pid, uid in await session.execute(select(CareTeamMember.patient_id, CareTeamMember.user_id)):
+            self.add_member(pid, uid)
+        for (sid,) in await session.execute(
+            select(AuthSession.id).where(AuthSession.revoked_at.is_not(None))
+        ):
+            self._revoked_sessions.add(sid)
+
+    # -- questions ------------------------------------------------------------------------------
+    def role(self, principal: Principal | None) -> str | None:
+        """The principal's current role; None when signed out, revoked or deactivated."""
+        if principal is None or principal.session_id in self._revoked_sessions:
+            return None
+        user = self._users.get(principal.user_id)
+        if user is None or not user.active:
+            return None
+        return user.role
+
+    def user(self, user_id: str) -> _UserAccess | None:
+        return self._users.get(user_id)
+
+    def sees_patient(self, principal: Principal | None, patient_id: str | None) -> bool:
+        role = self.role(principal)
+        access = self._patients.get(patient_id or "")
+        if role is None or access is None or principal is None:
+            return False
+        if role == LEAD:
+            return True
+        if principal.user_id in access.members:
+            return True
+        return role == THERAPIST and access.primary_therapist_id == principal.user_id
+
+    def can_read(self, principal: Principal | None, class_name: str, patient_id: str | None,
+                 object_id: str | None = None) -> bool:
+        if class_name == "_User":
+            role = self.role(principal)
+            return role is not None  # others' username and role are public to signed-in users
+        if class_name == "SessionNote" and self.role(principal) == VIEWER:
+            return False
+        return self.sees_patient(principal, patient_id)
+
+    def owns(self, principal: Principal | None, patient_id: str) -> bool:
+        """The owning therapist: the patient's primaryTherapist, still a therapist."""
+        access = self._patients.get(patient_id)
+        return (
+            principal is not None
+            and access is not None
+            and self.role(principal) == THERAPIST
+            and access.primary_therapist_id == principal.user_id
+        )
+
+    def visible_patient_ids(self, principal: Principal | None) -> set[str] | None:
+        """The patients the principal sees; None means every patient (a lead)."""
+        role = self.role(principal)
+        if role is None or principal is None:
+            return set()
+        if role == LEAD:
+            return None
+        ids = set(self._member_of.get(principal.user_id, ()))
+        if role == THERAPIST:
+            ids |= self._primary_of.get(principal.user_id, set())
+        return ids
+
+    def visible_for_user(self, user_id: str) -> set[str]:
+        """Every patient the user sees now (leads: all); for computing who gained or lost access."""
+        visible = self.visible_patient_ids(Principal(user_id))
+        return set(self._patients) if visible is None else visible
+
+    def watchers(self, patient_id: str) -> set[str]:
+        """Users who see the patient now, leads included."""
+        access = self._patients.get(patient_id)
+        if access is None:
+            return set()
+        out = {uid for uid, u in self._users.items() if u.active and u.role == LEAD}
+        out |= {uid for uid in access.members if self._users.get(uid, _UserAccess("", False, "")).active}
+        therapist = self._users.get(access.primary_therapist_id)
+        if therapist and therapist.active and therapist.role == THERAPIST:
+            out.add(access.primary_therapist_id)
+        return out
+
+    def session_revoked(self, session_id: str | None) -> bool:
+        return session_id in self._revoked_sessions
+
+    def full_names(self, principal: Principal) -> bool:
+        user = self._users.get(principal.user_id)
+        return bool(user and user.full_names)
+
+    # -- updates, called by the store after commit ----------------------------------------------
+    def put_user(self, user_id: str, *, role: str, active: bool, username: str,
+                 full_names: bool = False) -> None:
+        self._users[user_id] = _UserAccess(role, active, username, full_names)
+
+    def put_patient(self, patient_id: str, *, primary_therapist_id: str) -> None:
+        access = self._patients.get(patient_id)
+        if access is None:
+            access = self._patients[patient_id] = _PatientAccess(primary_therapist_id)
+        else:
+            self._primary_of.get(access.primary_therapist_id, set()).discard(patient_id)
+            access.primary_therapist_id = primary_therapist_id
+        self._primary_of.setdefault(primary_therapist_id, set()).add(patient_id)
+
+    def add_member(self, patient_id: str, user_id: str) -> None:
+        self._patients[patient_id].members.add(user_id)
+        self._member_of.setdefault(user_id, set()).add(patient_id)
+
+    def remove_member(self, patient_id: str, user_id: str) -> None:
+        self._patients[patient_id].members.discard(user_id)
+        self._member_of.get(user_id, set()).discard(patient_id)
+
+    def revoke_session(self, session_id: str) -> None:
+        self._revoked_sessions.add(session_id)
+
+
+def session_alive(row: AuthSession, now: datetime, idle_limit_seconds: float) -> bool:
+    if row.revoked_at is not None or now >= row.expires_at:
+        return False
+    return (now - row.last_seen_at).total_seconds() < idle_limit_seconds

@@ -1,0 +1,100 @@
+"""The store's errors. Each maps to one HTTP status and one Parse error code (PARSE-API.md)."""
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    http_status = 400
+    parse_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotAuthenticated(StoreError):
+    """No session, or an expired or revoked one."""
+
+    http_status = 401
+    parse_code = 209
+
+    def __init__(self, message: str = "Invalid session token"):
+        super().__init__(message)
+
+
+class NotFound(StoreError):
+    """Absent, or not readable by the principal: the two answers are identical on purpose."""
+
+    http_status = 404
+    parse_code = 101
+
+    def __init__(self, message: str = "Object not found."):
+        super().__init__(message)
+
+
+class PermissionDenied(StoreError):
+    """Readable, but not writable by the principal."""
+
+    http_status = 403
+    parse_code = 119
+
+    def __init__(self, message: str = "Permission denied"):
+        super().__init__(message)
+
+
+class InvalidInput(StoreError):
+    """Bad input: names the field and the rule it broke."""
+
+    parse_code = 111
+
+    def __init__(self, field: str, rule: str, *, code: int | None = None):
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+        if code is not None:
+            self.parse_code = code
+
+
+class MissingField(InvalidInput):
+    parse_code = 142
+
+    def __init__(self, field: str):
+        super().__init__(field, "is required")
+
+
+class Conflict(StoreError):
+    """The write was based on a stale version; carries what is current now."""
+
+    http_status = 409
+    parse_code = 137  # Parse's DUPLICATE_VALUE is 137; the SDK treats any 4xx as final.
+
+    def __init__(self, field: str, current: object, current_version: int):
+        super().__init__(
+            f"{field} was changed by someone else; it is now {current!r}. Review and try again."
+        )
+        self.field = field
+        self.current = current
+        self.current_version = current_version
+
+
+class Taken(StoreError):
+    def __init__(self, field: str):
+        super().__init__(f"{field}: already taken")
+        self.field = field
+        self.parse_code = 202 if field == "username" else 203
+
+
+class InvalidCredentials(StoreError):
+    parse_code = 101
+    http_status = 404  # Parse answers a failed login with 404 / code 101.
+
+    def __init__(self, message: str = "Invalid username/password."):
+        super().__init__(message)
+
+
+class AccountLocked(InvalidCredentials):
+    def __init__(self, minutes: int):
+        unit = "minute" if minutes == 1 else "minutes"
+        super().__init__(
+            f"This account is locked after repeated failed sign-ins. Try again in {minutes} {unit}."
+        )
+        self.minutes = minutes

@@ -1,0 +1,253 @@
+"""In-process publish/subscribe, routed by topic, with a per-recipient access check on delivery.
+
+The store publishes after commit. A write costs work in proportion to the subscribers of its
+topics (its patient, its class), not to all subscribers. Each subscription has a bounded buffer;
+one that overflows is emptied and told to resync, so a stuck reader never holds back the others.
+
+`publish` hands events to a bridge. The local bridge delivers in this process; a cross-process one
+(PostgreSQL LISTEN/NOTIFY) would carry the same events between servers without changing callers.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dashboard.access import VIEWER, AccessIndex, Principal
+from dashboard.serialize import for_viewer
+
+Topic = tuple[str, str]
+
+
+def patient_topic(patient_id: str) -> Topic:
+    return ("patient", patient_id)
+
+
+def class_topic(class_name: str) -> Topic:
+    return ("class", class_name)
+
+
+@dataclass(eq=False)
+class Event:
+    """A committed change. `data` and `before` are Parse-shaped objects (before is None on create)."""
+
+    kind: str  # create | update | delete
+    class_name: str
+    object_id: str
+    patient_id: str | None
+    data: dict[str, Any] | None
+    before: dict[str, Any] | None = None
+    published_at: float = field(default_factory=time.perf_counter)
+    _viewer_views: dict[bool, tuple[dict | None, dict | None]] = field(default_factory=dict, repr=False)
+
+    @property
+    def topics(self) -> tuple[Topic, ...]:
+        topics = [class_topic(self.class_name)]
+        if self.patient_id:
+            topics.append(patient_topic(self.patient_id))
+        return tuple(topics)
+
+    def view(self, role: str, full_names: bool) -> tuple[dict | None, dict | None]:
+        """(data, before) as this role may receive it; computed once per event and variant."""
+        if role != VIEWER:
+            return self.data, self.before
+        views = self._viewer_views.get(full_names)
+        if views is None:
+            views = tuple(  # type: ignore[assignment]
+                None if d is None else for_viewer(d, full_names=full_names) for d in (self.data, self.before)
+            )
+            self._viewer_views[full_names] = views  # type: ignore[assignment]
+        return views  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    """A user gained or lost sight of patients (reassignment, care team, role, deactivation)."""
+
+    user_id: str
+    gained: frozenset[str] = frozenset()
+    lost: frozenset[str] = frozenset()
+    session_id: str | None = None  # a logout ends one session's subscriptions
+    ended: bool = False  # deactivation or logout: everything ends
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a subscriber receives. kind: create, update, delete, access_granted, access_ended, resync."""
+
+    kind: str
+    class_name: str = ""
+    object_id: str = ""
+    patient_id: str | None = None
+    data: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    published_at: float = 0.0
+
+
+RESYNC = Delivery("resync")
+
+
+class Subscription:
+    def __init__(self, hub: "Hub", principal: Principal, topics: frozenset[Topic], maxsize: int):
+        self.hub = hub
+        self.principal = principal
+        self.topics = topics
+        self.maxsize = maxsize
+        self._buffer: deque[Delivery | Event] = deque()
+        self._wakeup = asyncio.Event()
+        self.closed = False
+        self.overflows = 0
+
+    @property
+    def watches_classes(self) -> bool:
+        return any(kind == "class" for kind, _ in self.topics)
+
+    def watches_patient(self, patient_id: str) -> bool:
+        return self.watches_classes or patient_topic(patient_id) in self.topics
+
+    def _offer(self, item: Delivery | Event) -> None:
+        if self.closed:
+            return
+        if len(self._buffer) >= self.maxsize:
+            self._buffer.clear()
+            self._buffer.append(RESYNC)
+            self.overflows += 1
+        else:
+            self._buffer.append(item)
+        self._wakeup.set()
+
+    def _deliverable(self, item: Delivery | Event) -> Delivery | None:
+        """Checks access at the moment of delivery, and shapes the payload for the recipient."""
+        if isinstance(item, Delivery):
+            return item
+        access = self.hub.access
+        if not access.can_read(self.principal, item.class_name, item.patient_id, item.object_id):
+            return None
+        role = access.role(self.principal) or VIEWER
+        data, before = item.view(role, access.full_names(self.principal))
+        return Delivery(item.kind, item.class_name, item.object_id, item.patient_id, data, before,
+                        item.published_at)
+
+    def get_nowait(self) -> Delivery | None:
+        while self._buffer:
+            delivery = self._deliverable(self._buffer.popleft())
+            if delivery is not None:
+                return delivery
+        self._wakeup.clear()
+        return None
+
+    async def get(self, timeout: float | None = None) -> Delivery | None:
+        """The next delivery; None when closed (or on timeout)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.closed:
+            delivery = self.get_nowait()
+            if delivery is not None:
+                return delivery
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return None
+        return self.get_nowait()
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Delivery]:
+        while True:
+            delivery = await self.get()
+            if delivery is None:
+                return
+            yield delivery
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._wakeup.set()
+            self.hub._remove(self)
+
+
+class Bridge(Protocol):
+    def send(self, item: Event | AccessChange) -> None: ...
+
+
+class LocalBridge:
+    def __init__(self, hub: "Hub"):
+        self.hub = hub
+
+    def send(self, item: Event | AccessChange) -> None:
+        self.hub.dispatch(item)
+
+
+class Hub:
+    def __init__(self, access: AccessIndex, *, queue_size: int = 256):
+        self.access = access
+        self.queue_size = queue_size
+        self._by_topic: dict[Topic, set[Subscription]] = {}
+        self._by_user: dict[str, set[Subscription]] = {}
+        self.bridge: Bridge = LocalBridge(self)
+
+    def subscribe(self, principal: Principal, topics: Iterable[Topic], *,
+                  maxsize: int | None = None) -> Subscription:
+        sub = Subscription(self, principal, frozenset(topics), maxsize or self.queue_size)
+        for topic in sub.topics:
+            self._by_topic.setdefault(topic, set()).add(sub)
+        self._by_user.setdefault(principal.user_id, set()).add(sub)
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        for topic in sub.topics:
+            subs = self._by_topic.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_topic[topic]
+        subs = self._by_user.get(sub.principal.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_user[sub.principal.user_id]
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(s) for s in self._by_user.values())
+
+    def publish(self, item: Event | AccessChange) -> None:
+        """Call only after the commit that made the change."""
+        self.bridge.send(item)
+
+    def dispatch(self, item: Event | AccessChange) -> None:
+        if isinstance(item, AccessChange):
+            self._dispatch_access(item)
+            return
+        seen: set[Subscription] = set()
+        for topic in item.topics:
+            for sub in self._by_topic.get(topic, ()):
+                if sub in seen:
+                    continue
+                seen.add(sub)
+                # Cheap filter now; the authoritative check runs again at delivery.
+                if self.access.can_read(sub.principal, item.class_name, item.patient_id, item.object_id):
+                    sub._offer(item)
+
+    def _dispatch_access(self, change: AccessChange) -> None:
+        for sub in list(self._by_user.get(change.user_id, ())):
+            if change.session_id is not None and sub.principal.session_id != change.session_id:
+                continue
+            if change.ended:
+                sub._offer(Delivery("access_ended"))
+                sub.closed = True
+                sub._wakeup.set()
+                self._remove(sub)
+                continue
+            for patient_id in sorted(change.lost):
+                if sub.watches_patient(patient_id):
+                    sub._offer(Delivery("access_ended", "Patient", patient_id, patient_id))
+            if sub.watches_classes:
+                for patient_id in sorted(change.gained):
+                    sub._offer(Delivery("access_granted", "Patient", patient_id, patient_id))

@@ -1,0 +1,338 @@
+"""Sign-up, sign-in with lockout, server-side sessions, and the leads' user administration."""
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from dashboard.access import LEAD, Principal
+from dashboard.errors import (
+    AccountLocked,
+    InvalidCredentials,
+    InvalidInput,
+    MissingField,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    Taken,
+)
+from dashboard.models import ROLES, AuthSession, LoginThrottle, User
+from dashboard.passwords import new_session_token, token_hash
+from dashboard.store.base import StoreBase, Tx, audited
+
+USERNAME_RULE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
+EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
+# Refresh last_seen at most this often: the idle timeout is minutes, a write per request is waste.
+LAST_SEEN_GRANULARITY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    token: str
+    principal: Principal
+
+
+class AccountsMixin(StoreBase):
+    # -- validation -----------------------------------------------------------------------------
+    def _check_username(self, username: object) -> str:
+        if not isinstance(username, str) or not username:
+            raise MissingField("username")
+        if not USERNAME_RULE.match(username):
+            raise InvalidInput("username", "must be 3 to 64 letters, digits, dots, dashes or underscores")
+        return username
+
+    def _check_email(self, email: object) -> str:
+        if not isinstance(email, str) or not email:
+            raise MissingField("email")
+        if len(email) > 254 or not EMAIL_RULE.match(email):
+            raise InvalidInput("email", "must be an email address", code=125)
+        return email.lower()
+
+    def _check_password(self, password: object) -> str:
+        if not isinstance(password, str) or not password:
+            raise MissingField("password")
+        if len(password) < self.settings.min_password_length:
+            raise InvalidInput(
+                "password", f"must be at least {self.settings.min_password_length} characters", code=142
+            )
+        if len(password) > 1024:
+            raise InvalidInput("password", "must be at most 1024 characters", code=142)
+        return password
+
+    def _check_role(self, role: object) -> str:
+        if role not in ROLES:
+            raise InvalidInput("role", f"must be one of: {', '.join(ROLES)}")
+        return role  # type: ignore[return-value]
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    # -- creating users -------------------------------------------------------------------------
+    async def _insert_user(self, *, username: str, email: str, password: str, role: str,
+                           actor: Principal | None, audit_action: str) -> tuple[User, str | None]:
+        password_hash = await self._hash(password)
+        user = User(username=username, email=email, password_hash=password_hash, role=role, active=True)
+        token = new_session_token() if actor is None else None
+        async with self._write() as tx:
+            await self._ensure_unique(tx, username=username, email=email)
+            tx.session.add(user)
+            await tx.session.flush()
+            session_row = self._new_session(tx, user.id, token) if token else None
+            tx.audit(actor or Principal(user.id), audit_action, "_User", object_id=user.id)
+            tx.after_commit.append(lambda: self.access.put_user(
+                user.id, role=user.role, active=True, username=user.username))
+        del session_row
+        return user, token
+
+    async def _ensure_unique(self, tx: Tx, *, username: str | None = None, email: str | None = None) -> None:
+        if username is not None:
+            taken = await tx.session.scalar(select(User.id).where(User.username.ilike(username)))
+            if taken:
+                raise Taken("username")
+        if email is not None:
+            taken = await tx.session.scalar(select(User.id).where(User.email == email))
+            if taken:
+                raise Taken("email")
+
+    @audited("signup")
+    async def sign_up(self, *, username: str, email: str, password: str) -> SignedIn:
+        """A new account: always a contributor, seeing no patient until added to a care team."""
+        username = self._check_username(username)
+        email = self._check_email(email)
+        password = self._check_password(password)
+        try:
+            user, token = await self._insert_user(username=username, email=email, password=password,
+                                                  role="contributor", actor=None, audit_action="signup")
+        except IntegrityError as exc:  # a concurrent sign-up won the race
+            raise Taken("username") from exc
+        assert token is not None
+        session_id = await self._session_id_for(token)
+        return SignedIn(user, token, Principal(user.id, session_id, user.username))
+
+    @audited("create")
+    async def create_user(self, *, principal: Principal | None, username: str, email: str,
+                          password: str, role: str, class_name: str = "_User") -> User:
+        if self._role(principal) != LEAD:
+            raise PermissionDenied("Only a lead creates accounts")
+        user, _ = await self._insert_user(
+            username=self._check_username(username), email=self._check_email(email),
+            password=self._check_password(password), role=self._check_role(role),
+            actor=principal, audit_action="create")
+        return user
+
+    async def bootstrap_lead(self, *, username: str, email: str, password: str) -> User:
+        """The command line's way to make the first lead of an empty installation."""
+        user, _ = await self._insert_user(
+            username=self._check_username(username), email=self._check_email(email),
+            password=self._check_password(password), role=LEAD, actor=Principal("cli"),
+            audit_action="create")
+        return user
+
+    # -- sessions -------------------------------------------------------------------------------
+    def _new_session(self, tx: Tx, user_id: str, token: str) -> AuthSession:
+        now = self.clock()
+        row = AuthSession(token_hash=token_hash(token), user_id=user_id, created_at=now,
+                          last_seen_at=now, expires_at=now + self.settings.session_lifetime)
+        tx.session.add(row)
+        return row
+
+    async def _session_id_for(self, token: str) -> str:
+        async with self.db.read() as session:
+            return await session.scalar(
+                select(AuthSession.id).where(AuthSession.token_hash == token_hash(token)))  # type: ignore[return-value]
+
+    @audited("login")
+    async def log_in(self, *, username: str, password: str) -> SignedIn:
+        """Same answer, and about the same time, for a wrong password and an unknown user."""
+        if not isinstance(username, str) or not username:
+            raise MissingField("username")
+        if not isinstance(password, str) or not password:
+            raise MissingField("password")
+        key = username.lower()[:64]
+        now = self.clock()
+        async with self.db.read() as session:
+            throttle = await session.get(LoginThrottle, key)
+            user = await session.scalar(select(User).where(User.username.ilike(username)))
+        if throttle and throttle.locked_until and throttle.locked_until > now:
+            await asyncio.to_thread(self.hasher.verify, password, None)
+            raise AccountLocked(math.ceil((throttle.locked_until - now).total_seconds() / 60))
+        usable = user is not None and user.active
+        ok = await asyncio.to_thread(self.hasher.verify, password, user.password_hash if usable else None)
+        if not ok or user is None:
+            minutes = await self._record_failure(key)
+            if minutes:
+                raise AccountLocked(minutes)
+            raise InvalidCredentials()
+        token = new_session_token()
+        async with self._write() as tx:
+            row = self._new_session(tx, user.id, token)
+            existing = await tx.session.get(LoginThrottle, key)
+            if existing is not None:
+                await tx.session.delete(existing)
+            tx.audit(Principal(user.id), "login", "_User", object_id=user.id)
+        return SignedIn(user, token, Principal(user.id, row.id, user.username))
+
+    async def _record_failure(self, key: str) -> int:
+        """Counts a failed sign-in; returns the minutes locked when this one tipped it over."""
+        now = self.clock()
+        async with self._write() as tx:
+            row = await tx.session.get(LoginThrottle, key)
+            if row is None:
+                row = LoginThrottle(username_key=key, failures=0, window_started_at=now)
+                tx.session.add(row)
+            if now - row.window_started_at > self.settings.lockout_window:
+                row.failures, row.window_started_at, row.locked_until = 0, now, None
+            row.failures += 1
+            if row.failures >= self.settings.lockout_attempts:
+                row.locked_until = now + self.settings.lockout_duration
+                return math.ceil(self.settings.lockout_duration.total_seconds() / 60)
+        return 0
+
+    async def resolve_session(self, token: str | None) -> Principal:
+        """The principal behind a session token, or NotAuthenticated (expired, idle, revoked)."""
+        if not token or not isinstance(token, str) or len(token) > 200:
+            raise NotAuthenticated()
+        now = self.clock()
+        async with self.db.read() as session:
+            row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
+        if row is None or row.revoked_at is not None or now >= row.expires_at:
+            raise NotAuthenticated()
+        if now - row.last_seen_at >= self.settings.session_idle_timeout:
+            raise NotAuthenticated("Session expired after inactivity")
+        user = self.access.user(row.user_id)
+        if user is None or not user.active:
+            raise NotAuthenticated()
+        if (now - row.last_seen_at).total_seconds() >= LAST_SEEN_GRANULARITY_SECONDS:
+            async with self.db.write() as session:
+                await session.execute(
+                    update(AuthSession).where(AuthSession.id == row.id).values(last_seen_at=now))
+                await session.commit()
+        return Principal(row.user_id, row.id, user.username)
+
+    async def log_out(self, *, principal: Principal | None) -> None:
+        """Revokes every session of the user; their open pages and subscriptions end at once."""
+        if principal is None:
+            raise NotAuthenticated()
+        async with self._write() as tx:
+            revoked = await self._revoke_sessions(tx, principal.user_id)
+            tx.audit(principal, "logout", "_User", object_id=principal.user_id)
+            self._access_change(tx, {principal.user_id},
+                                lambda: [self.access.revoke_session(s) for s in revoked], ended=True)
+
+    async def _revoke_sessions(self, tx: Tx, user_id: str) -> list[str]:
+        ids = list(await tx.session.scalars(select(AuthSession.id).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))))
+        if ids:
+            await tx.session.execute(
+                update(AuthSession).where(AuthSession.id.in_(ids)).values(revoked_at=self.clock()))
+        return ids
+
+    # -- reading and changing users -------------------------------------------------------------
+    def _user_view(self, principal: Principal, user: User) -> User:
+        """Self and leads see the whole account; anyone else only its username and role."""
+        if principal.user_id == user.id or self.access.role(principal) == LEAD:
+            return user
+        return User(id=user.id, username=user.username, role=user.role, email=None,
+                    password_hash=None, active=None, created_at=user.created_at,
+                    updated_at=user.updated_at, version=user.version)
+
+    async def get_user(self, *, principal: Principal | None, user_id: str) -> User:
+        self._role(principal)
+        async with self.db.read() as session:
+            user = await session.get(User, user_id) if isinstance(user_id, str) else None
+        if user is None:
+            raise NotFound()
+        return self._user_view(principal, user)  # type: ignore[arg-type]
+
+    async def list_users(self, *, principal: Principal | None) -> list[User]:
+        self._role(principal)
+        async with self.db.read() as session:
+            users = list(await session.scalars(select(User).order_by(User.username)))
+        return [self._user_view(principal, u) for u in users]  # type: ignore[arg-type]
+
+    @audited("update")
+    async def update_user(self, *, principal: Principal | None, user_id: str,
+                          changes: Mapping[str, object], class_name: str = "_User") -> User:
+        """Self: email, password. Lead: role, active, showFullNames (for a ward screen)."""
+        role = self._role(principal)
+        assert principal is not None
+        is_self, is_lead = principal.user_id == user_id, role == LEAD
+        allowed = ({"email", "password"} if is_self else set()) | (
+            {"role", "active", "showFullNames"} if is_lead else set())
+        if not isinstance(changes, Mapping):
+            raise InvalidInput("body", "must be an object of fields")
+        for name in changes:
+            if name not in {"email", "password", "role", "active", "showFullNames", "username"}:
+                raise InvalidInput(str(name)[:60], "is not a field of _User", code=105)
+            if name not in allowed:
+                raise PermissionDenied(f"{name}: you may not change it")
+        new_hash = None
+        if "password" in changes:
+            new_hash = await self._hash(self._check_password(changes["password"]))
+        async with self._write() as tx:
+            user = await tx.session.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise NotFound()
+            if "email" in changes:
+                email = self._check_email(changes["email"])
+                if email != user.email:
+                    await self._ensure_unique(tx, email=email)
+                user.email = email
+            if new_hash:
+                user.password_hash = new_hash
+            if "showFullNames" in changes:
+                if not isinstance(changes["showFullNames"], bool):
+                    raise InvalidInput("showFullNames", "must be true or false")
+                user.show_full_names = changes["showFullNames"]
+            if "role" in changes:
+                user.role = self._check_role(changes["role"])
+            ended = False
+            revoked: list[str] = []
+            if "active" in changes:
+                if not isinstance(changes["active"], bool):
+                    raise InvalidInput("active", "must be true or false")
+                if changes["active"] is False and user.active:
+                    revoked = await self._revoke_sessions(tx, user.id)
+                    ended = True
+                user.active = changes["active"]
+            tx.audit(principal, "update", "_User", object_id=user.id, detail=",".join(sorted(changes)))
+            snapshot = (user.id, user.role, user.active, user.username, user.show_full_names)
+
+            def mutate() -> None:
+                uid, r, a, name, names = snapshot
+                self.access.put_user(uid, role=r, active=a, username=name, full_names=names)
+                for s in revoked:
+                    self.access.revoke_session(s)
+
+            self._access_change(tx, {user.id}, mutate, ended=ended)
+        return user
+
+    @audited("unlock")
+    async def unlock_user(self, *, principal: Principal | None, user_id: str) -> None:
+        if self._role(principal) != LEAD:
+            raise PermissionDenied("Only a lead unlocks accounts")
+        async with self._write() as tx:
+            user = await tx.session.get(User, user_id)
+            if user is None:
+                raise NotFound()
+            row = await tx.session.get(LoginThrottle, user.username.lower())
+            if row is not None:
+                await tx.session.delete(row)
+            tx.audit(principal, "unlock", "_User", object_id=user_id)
+
+    async def lock_state(self, *, principal: Principal | None, user_id: str) -> int:
+        """Minutes left on a lock (0 when not locked); for the admin page."""
+        if self._role(principal) != LEAD:
+            raise PermissionDenied()
+        async with self.db.read() as session:
+            user = await session.get(User, user_id)
+            row = await session.get(LoginThrottle, user.username.lower()) if user else None
+        if row is None or row.locked_until is None or row.locked_until <= self.clock():
+            return 0
+        return math.ceil((row.locked_until - self.clock()).total_seconds() / 60)

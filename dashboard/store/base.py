@@ -1,0 +1,226 @@
+"""What every store operation shares: the principal check, the write transaction, validation, audit."""
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashboard.access import AccessIndex, Principal
+from dashboard.catalogue import Catalogue, default_catalogue
+from dashboard.config import Settings
+from dashboard.db import Database
+from dashboard.errors import (
+    Conflict,
+    InvalidInput,
+    MissingField,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+)
+from dashboard.hub import AccessChange, Event, Hub
+from dashboard.models import AuditEvent, utcnow
+from dashboard.passwords import PasswordHasher
+from dashboard.schema import CLASSES, FieldSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+OUTCOMES: dict[type[StoreError], str] = {
+    NotAuthenticated: "unauthenticated",
+    NotFound: "not_found",
+    PermissionDenied: "denied",
+    Conflict: "conflict",
+}
+
+
+@dataclass
+class Tx:
+    """One write transaction: its session, and what to do once it has committed."""
+
+    session: AsyncSession
+    events: list[Event | AccessChange] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def audit(self, principal: Principal | None, action: str, class_name: str, *,
+              object_id: str | None = None, patient_ref: str | None = None,
+              detail: str | None = None) -> None:
+        self.session.add(AuditEvent(
+            actor_id=principal.user_id if principal else None, action=action, class_name=class_name,
+            object_id=object_id, patient_ref=patient_ref, outcome="ok", detail=detail,
+        ))
+
+
+def audited(action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Adds an audit row for every refused attempt (denied, not found, invalid, conflict)."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except StoreError as exc:
+                store: StoreBase = args[0]  # type: ignore[assignment]
+                await store._audit_refusal(action, kwargs, exc)
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+class StoreBase:
+    def __init__(self, db: Database, *, settings: Settings, catalogue: Catalogue | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.db = db
+        self.settings = settings
+        self.catalogue = catalogue or default_catalogue()
+        self.clock = clock
+        self.access = AccessIndex()
+        self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
+        self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
+                                     time_cost=settings.argon2_time_cost)
+
+    async def start(self) -> None:
+        async with self.db.read() as session:
+            await self.access.load(session)
+
+    # -- principals -----------------------------------------------------------------------------
+    def _role(self, principal: Principal | None) -> str:
+        role = self.access.role(principal)
+        if role is None:
+            raise NotAuthenticated()
+        return role
+
+    def _require_sees(self, principal: Principal | None, patient_id: str | None,
+                      field: str | None = None) -> str:
+        role = self._role(principal)
+        if not isinstance(patient_id, str) or not self.access.sees_patient(principal, patient_id):
+            raise NotFound(f"{field}: no such patient" if field else "Object not found.")
+        return role
+
+    # -- transactions ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[Tx]:
+        """Commits on success; afterwards updates the access index, then publishes to the hub."""
+        async with self.db.write() as session:
+            tx = Tx(session)
+            yield tx
+            await session.commit()
+        for update in tx.after_commit:
+            update()
+        for item in tx.events:
+            self.hub.publish(item)
+
+    def _access_change(self, tx: Tx, user_ids: set[str], mutate: Callable[[], None],
+                       *, session_id: str | None = None, ended: bool = False) -> None:
+        """After commit: apply `mutate` to the index and tell the hub who gained or lost what."""
+
+        def apply() -> None:
+            before = {uid: self.access.visible_for_user(uid) for uid in user_ids}
+            mutate()
+            for uid in user_ids:
+                after = self.access.visible_for_user(uid)
+                lost, gained = before[uid] - after, after - before[uid]
+                if lost or gained or ended:
+                    self.hub.publish(AccessChange(uid, frozenset(gained), frozenset(lost),
+                                                  session_id=session_id, ended=ended))
+
+        tx.after_commit.append(apply)
+
+    # -- audit ----------------------------------------------------------------------------------
+    async def _audit_read(self, principal: Principal | None, class_name: str, *,
+                          object_id: str | None = None, patient_ref: str | None = None,
+                          detail: str | None = None) -> None:
+        async with self.db.write() as session:
+            Tx(session).audit(principal, "read", class_name, object_id=object_id,
+                              patient_ref=patient_ref, detail=detail)
+            await session.commit()
+
+    async def _audit_refusal(self, action: str, kwargs: Mapping[str, Any], exc: StoreError) -> None:
+        principal = kwargs.get("principal")
+        outcome = next((o for t, o in OUTCOMES.items() if isinstance(exc, t)), "invalid")
+        detail = getattr(exc, "field", None)
+        object_id = kwargs.get("object_id") or kwargs.get("patient_id") or kwargs.get("user_id")
+        async with self.db.write() as session:
+            session.add(AuditEvent(
+                actor_id=principal.user_id if isinstance(principal, Principal) else None,
+                action=action, class_name=str(kwargs.get("class_name", "")) or _class_of(action),
+                object_id=object_id if isinstance(object_id, str) else None,
+                patient_ref=kwargs.get("patient_id") if isinstance(kwargs.get("patient_id"), str) else None,
+                outcome=outcome, detail=detail,
+            ))
+            await session.commit()
+
+    # -- validation -----------------------------------------------------------------------------
+    def _clean(self, class_name: str, fields: Mapping[str, object], *, creating: bool,
+               allow_server_set_for: str | None = None) -> dict[str, Any]:
+        """Type-checks Parse-named fields; returns {attribute: value}. Writes nothing."""
+        if not isinstance(fields, Mapping):
+            raise InvalidInput("body", "must be an object of fields")
+        specs = CLASSES[class_name]
+        out: dict[str, Any] = {}
+        for name, value in fields.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise InvalidInput(str(name)[:60], f"is not a field of {class_name}", code=105)
+            if spec.server_set:
+                if value is not None and value != allow_server_set_for:
+                    raise InvalidInput(name, "is set by the server to the signed-in user")
+                continue
+            out[spec.attr] = self._check_type(spec, value)
+        if creating:
+            for name, spec in specs.items():
+                if spec.required and not spec.server_set and out.get(spec.attr) is None:
+                    raise MissingField(name)
+        return out
+
+    def _check_type(self, spec: FieldSpec, value: object) -> Any:
+        if value is None:
+            if spec.required:
+                raise MissingField(spec.name)
+            return None
+        if spec.kind == "String":
+            if not isinstance(value, str):
+                raise InvalidInput(spec.name, "must be text")
+            if len(value) > spec.max_length:
+                raise InvalidInput(spec.name, f"must be at most {spec.max_length} characters")
+            if spec.required and not value.strip():
+                raise MissingField(spec.name)
+            return value
+        if spec.kind == "Number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidInput(spec.name, "must be a number")
+            return value
+        if spec.kind == "Boolean":
+            if not isinstance(value, bool):
+                raise InvalidInput(spec.name, "must be true or false")
+            return value
+        if spec.kind == "Date":
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise InvalidInput(spec.name, "must be a date with a time zone")
+            return value.astimezone(timezone.utc)
+        if spec.kind == "Pointer":
+            if not isinstance(value, str) or not value or len(value) > 16:
+                raise InvalidInput(spec.name, f"must point to a {spec.target.lstrip('_') if spec.target else 'record'}")
+            return value
+        raise InvalidInput(spec.name, f"unsupported type {spec.kind}")  # pragma: no cover
+
+    def _not_in_future(self, field: str, value: datetime | None) -> None:
+        if value is not None and value > self.clock() + timedelta(days=1):
+            raise InvalidInput(field, "cannot be in the future")
+
+    @staticmethod
+    def _check_version(field: str, current: object, version: int, expected: int | None) -> None:
+        if expected is not None and expected != version:
+            raise Conflict(field, current, version)
+
+
+def _class_of(action: str) -> str:
+    return {"login": "_User", "signup": "_User", "caseload": "Patient"}.get(action, "")

@@ -1,0 +1,161 @@
+"""Parse-style `where` and `order` turned into SQL conditions, with every input bounded.
+
+Values arrive as JSON: dates as {"__type": "Date", "iso": ...}, pointers as
+{"__type": "Pointer", "className": ..., "objectId": ...} or a bare objectId string.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy.orm import InstrumentedAttribute
+
+from dashboard.errors import InvalidInput
+from dashboard.schema import CLASSES, MODELS, FieldSpec
+
+MAX_DEPTH = 4
+MAX_IN = 1000
+MAX_REGEX = 128
+COMPARISONS = {"$lt": "__lt__", "$lte": "__le__", "$gt": "__gt__", "$gte": "__ge__"}
+BUILTIN_FIELDS = {"objectId": "id", "createdAt": "created_at", "updatedAt": "updated_at"}
+
+
+def _bad(field: str, rule: str) -> InvalidInput:
+    return InvalidInput(field, rule, code=102)
+
+
+def parse_datetime(value: object, field: str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, Mapping) and value.get("__type") == "Date":
+        value = value.get("iso")
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    raise _bad(field, "must be a date")
+
+
+class QueryBuilder:
+    def __init__(self, class_name: str, *, hidden: frozenset[str] = frozenset()):
+        self.class_name = class_name
+        self.model = MODELS[class_name]
+        self.specs = CLASSES[class_name]
+        self.hidden = hidden  # fields this principal may not filter or sort on
+
+    def column(self, name: str) -> tuple[InstrumentedAttribute[Any], FieldSpec | None]:
+        if not isinstance(name, str) or name in self.hidden or name == "password":
+            raise _bad(str(name)[:60], f"is not a queryable field of {self.class_name}")
+        if name in BUILTIN_FIELDS:
+            return getattr(self.model, BUILTIN_FIELDS[name]), None
+        spec = self.specs.get(name)
+        if spec is None:
+            raise _bad(name[:60], f"is not a field of {self.class_name}")
+        return getattr(self.model, spec.attr), spec
+
+    def value(self, name: str, spec: FieldSpec | None, raw: object) -> Any:
+        kind = spec.kind if spec else ("Date" if name in ("createdAt", "updatedAt") else "String")
+        if kind == "Date":
+            return parse_datetime(raw, name)
+        if kind == "Pointer":
+            if isinstance(raw, Mapping) and raw.get("__type") == "Pointer":
+                raw = raw.get("objectId")
+            if not isinstance(raw, str):
+                raise _bad(name, "must be a pointer")
+            return raw
+        if kind == "Number":
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                raise _bad(name, "must be a number")
+            return raw
+        if kind == "Boolean":
+            if not isinstance(raw, bool):
+                raise _bad(name, "must be true or false")
+            return raw
+        if not isinstance(raw, str):
+            raise _bad(name, "must be text")
+        return raw
+
+    def where(self, where: object, depth: int = 0) -> ColumnElement[bool]:
+        if where is None:
+            return true()
+        if not isinstance(where, Mapping):
+            raise _bad("where", "must be an object")
+        if depth > MAX_DEPTH:
+            raise _bad("where", f"is nested more than {MAX_DEPTH} levels")
+        parts: list[ColumnElement[bool]] = []
+        for key, condition in where.items():
+            if key == "$or":
+                if not isinstance(condition, list) or not condition or len(condition) > 20:
+                    raise _bad("$or", "must be a list of 1 to 20 queries")
+                parts.append(or_(*(self.where(c, depth + 1) for c in condition)))
+            elif isinstance(key, str) and key.startswith("$"):
+                raise _bad(key[:30], "is not a supported operator")
+            else:
+                parts.append(self.field_condition(key, condition))
+        return and_(true(), *parts)
+
+    def field_condition(self, name: str, condition: object) -> ColumnElement[bool]:
+        column, spec = self.column(name)
+        is_operator_map = isinstance(condition, Mapping) and any(
+            isinstance(k, str) and k.startswith("$") for k in condition)
+        if not is_operator_map:
+            if condition is None:
+                return column.is_(None)
+            return column == self.value(name, spec, condition)
+        parts: list[ColumnElement[bool]] = []
+        assert isinstance(condition, Mapping)
+        for op, operand in condition.items():
+            if op in COMPARISONS:
+                parts.append(getattr(column, COMPARISONS[op])(self.value(name, spec, operand)))
+            elif op == "$ne":
+                parts.append(column.is_(None) if operand is None else or_(
+                    column != self.value(name, spec, operand), column.is_(None)))
+            elif op in ("$in", "$nin"):
+                if not isinstance(operand, list) or len(operand) > MAX_IN:
+                    raise _bad(name, f"{op} takes a list of at most {MAX_IN} values")
+                values = [self.value(name, spec, v) for v in operand]
+                parts.append(column.in_(values) if op == "$in" else or_(column.not_in(values), column.is_(None)))
+            elif op == "$exists":
+                if not isinstance(operand, bool):
+                    raise _bad(name, "$exists takes true or false")
+                parts.append(column.is_not(None) if operand else column.is_(None))
+            elif op == "$regex":
+                if not isinstance(operand, str) or len(operand) > MAX_REGEX:
+                    raise _bad(name, f"$regex takes a pattern of at most {MAX_REGEX} characters")
+                if spec is not None and spec.kind != "String":
+                    raise _bad(name, "$regex works on text fields only")
+                flags = condition.get("$options", "")
+                if not isinstance(flags, str) or set(flags) - {"i", "m"}:
+                    raise _bad(name, "$options takes only i and m")
+                parts.append(column.regexp_match(operand, flags=flags or None))
+            elif op == "$options":
+                continue
+            else:
+                raise _bad(name, f"{str(op)[:30]} is not a supported operator")
+        return and_(true(), *parts) if parts else false()
+
+    def order(self, order: object) -> list[Any]:
+        if order is None or order == "":
+            return []
+        if isinstance(order, str):
+            order = [o.strip() for o in order.split(",") if o.strip()]
+        if not isinstance(order, list) or len(order) > 5:
+            raise _bad("order", "takes at most 5 fields")
+        out = []
+        for item in order:
+            if not isinstance(item, str):
+                raise _bad("order", "must name fields")
+            descending = item.startswith("-")
+            column, _ = self.column(item.lstrip("-"))
+            out.append(column.desc() if descending else column.asc())
+        return out
+
+
+def negate(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return not_(condition)

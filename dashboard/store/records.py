@@ -1,0 +1,503 @@
+"""The one read path and the one write path for the six classes (Parse's RestQuery and RestWrite).
+
+Per-class write rules follow shared/spec/ACCESS.md, table "Per class".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from dashboard.access import CONTRIBUTOR, LEAD, THERAPIST, VIEWER, Principal
+from dashboard.errors import InvalidInput, MissingField, NotFound, PermissionDenied, StoreError
+from dashboard.hub import Event
+from dashboard.models import (
+    Base,
+    CareTeamMember,
+    EquipmentLog,
+    MobilityScore,
+    Patient,
+    SessionNote,
+    StatusHistory,
+    User,
+)
+from dashboard.schema import CLASSES, MODELS, PATIENT_RECORDS, PRIVATE_FIELDS
+from dashboard.serialize import to_parse
+from dashboard.store.accounts import AccountsMixin
+from dashboard.store.base import Tx, audited
+from dashboard.store.query import QueryBuilder
+
+MAX_LIMIT = 1000
+WRITERS = (LEAD, THERAPIST, CONTRIBUTOR)  # who may add records to patients they see
+PATIENT_OWNER_FIELDS = {"displayName", "dateOfBirth", "mobilityStatus"}
+PATIENT_LEAD_FIELDS = {"primaryTherapist", "patientId", "archived"}
+
+
+def _unknown_class(class_name: object) -> StoreError:
+    return PermissionDenied(f"class {str(class_name)[:40]!r} is not available")
+
+
+class RecordsMixin(AccountsMixin):
+    # ======================================================================== reads
+    def _visible_condition(self, principal: Principal | None, class_name: str) -> Any:
+        """The SQL filter that keeps a principal to what ACCESS.md lets it see."""
+        role = self._role(principal)
+        model = MODELS[class_name]
+        if class_name == "_User":
+            return None
+        if class_name == "SessionNote" and role == VIEWER:
+            return False
+        visible = self.access.visible_patient_ids(principal)
+        if visible is None:
+            return None
+        column = Patient.id if class_name == "Patient" else model.patient_id  # type: ignore[attr-defined]
+        return column.in_(visible)
+
+    def _hidden_fields(self, principal: Principal | None, class_name: str) -> frozenset[str]:
+        role = self.access.role(principal)
+        if class_name == "_User" and role != LEAD:
+            return frozenset({"email", "active"})
+        return PRIVATE_FIELDS if role == VIEWER else frozenset()
+
+    def _select(self, principal: Principal | None, class_name: str, where: object) -> Any:
+        if class_name not in MODELS:
+            raise _unknown_class(class_name)
+        builder = QueryBuilder(class_name, hidden=self._hidden_fields(principal, class_name))
+        visible = self._visible_condition(principal, class_name)
+        model = MODELS[class_name]
+        statement = select(model).where(builder.where(where))
+        if visible is False:
+            statement = statement.where(False)  # type: ignore[arg-type]
+        elif visible is not None:
+            statement = statement.where(visible)
+        return statement, builder
+
+    @staticmethod
+    def _patient_of(where: object) -> str | None:
+        if isinstance(where, Mapping):
+            value = where.get("patient") or where.get("objectId")
+            if isinstance(value, Mapping):
+                value = value.get("objectId")
+            if isinstance(value, str):
+                return value
+        return None
+
+    @audited("find")
+    async def find(self, *, principal: Principal | None, class_name: str, where: object = None,
+                   order: object = None, limit: int = 100, skip: int = 0) -> list[Base]:
+        """Records matching `where` that the principal may read; never more than 1000."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
+            raise InvalidInput("limit", f"must be a whole number from 0 to {MAX_LIMIT}", code=102)
+        if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+            raise InvalidInput("skip", "must be a whole number of at least 0", code=102)
+        statement, builder = self._select(principal, class_name, where)
+        model = MODELS[class_name]
+        statement = statement.order_by(*builder.order(order), model.id).limit(limit).offset(skip)
+        async with self.db.read() as session:
+            rows = list(await session.scalars(statement)) if limit else []
+        await self._audit_read(principal, class_name, patient_ref=self._patient_of(where),
+                               detail=f"find:{len(rows)}")
+        if class_name == "_User":
+            return [self._user_view(principal, r) for r in rows]  # type: ignore[arg-type,misc]
+        return rows
+
+    @audited("count")
+    async def count(self, *, principal: Principal | None, class_name: str, where: object = None) -> int:
+        statement, _ = self._select(principal, class_name, where)
+        async with self.db.read() as session:
+            total = await session.scalar(select(func.count()).select_from(statement.subquery()))
+        return int(total or 0)
+
+    async def _load_readable(self, principal: Principal | None, class_name: str, object_id: object,
+                             *, for_update: bool = False, session=None) -> Base:
+        """The row if the principal may read it; otherwise NotFound, as for a missing id."""
+        self._role(principal)
+        if class_name not in MODELS:
+            raise _unknown_class(class_name)
+        if not isinstance(object_id, str) or not object_id or len(object_id) > 16:
+            raise NotFound()
+        model = MODELS[class_name]
+        if session is None:
+            async with self.db.read() as s:
+                row = await s.get(model, object_id)
+        else:
+            row = await session.get(model, object_id, with_for_update=for_update, populate_existing=True)
+        if row is None:
+            raise NotFound()
+        patient_id = row.id if class_name == "Patient" else getattr(row, "patient_id", None)
+        if not self.access.can_read(principal, class_name, patient_id, row.id):  # type: ignore[attr-defined]
+            raise NotFound()
+        return row
+
+    @audited("read")
+    async def get(self, *, principal: Principal | None, class_name: str, object_id: str) -> Base:
+        row = await self._load_readable(principal, class_name, object_id)
+        if class_name == "_User":
+            return self._user_view(principal, row)  # type: ignore[arg-type]
+        await self._audit_read(principal, class_name, object_id=object_id,
+                               patient_ref=_patient_ref(class_name, row))
+        return row
+
+    async def get_many(self, *, principal: Principal | None, class_name: str,
+                       object_ids: Sequence[str]) -> dict[str, Base]:
+        """The readable ones among `object_ids` (for `include`): unreadable ids are simply absent."""
+        ids = [i for i in set(object_ids) if isinstance(i, str)][:MAX_LIMIT]
+        if not ids:
+            return {}
+        rows = await self.find(principal=principal, class_name=class_name,
+                               where={"objectId": {"$in": ids}}, limit=MAX_LIMIT)
+        return {r.id: r for r in rows}  # type: ignore[attr-defined]
+
+    # ======================================================================== writes
+    @audited("create")
+    async def create(self, *, principal: Principal | None, class_name: str,
+                     fields: Mapping[str, object]) -> Base:
+        if class_name == "_User":
+            data = dict(fields) if isinstance(fields, Mapping) else {}
+            return await self.create_user(principal=principal, username=data.get("username"),  # type: ignore[arg-type]
+                                          email=data.get("email"), password=data.get("password"),  # type: ignore[arg-type]
+                                          role=data.get("role", "contributor"))  # type: ignore[arg-type]
+        if class_name == "Patient":
+            return await self._create_patient(principal, fields)
+        if class_name == "StatusHistory":
+            patient = fields.get("patient") if isinstance(fields, Mapping) else None
+            self._require_sees(principal, patient if isinstance(patient, str) else None, "patient")
+            raise PermissionDenied("StatusHistory is written by the store with each status change")
+        if class_name not in PATIENT_RECORDS:
+            self._role(principal)
+            raise _unknown_class(class_name)
+        return await self._create_record(principal, class_name, fields)
+
+    async def _create_patient(self, principal: Principal | None, fields: Mapping[str, object]) -> Patient:
+        role = self._role(principal)
+        assert principal is not None
+        if role not in (LEAD, THERAPIST):
+            raise PermissionDenied("Only a lead or a therapist adds patients")
+        values = self._clean("Patient", fields, creating=True)
+        if role == THERAPIST and values["primary_therapist_id"] != principal.user_id:
+            raise PermissionDenied("primaryTherapist: a therapist adds patients as their own")
+        if values.get("archived"):
+            raise InvalidInput("archived", "a new patient cannot be archived")
+        values["mobility_status"] = self.catalogue.term("mobilityStatus", values["mobility_status"])
+        self._not_in_future("dateOfBirth", values.get("date_of_birth"))
+        self._check_therapist(values["primary_therapist_id"])
+        patient = Patient(**values)
+        async with self._write() as tx:
+            if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
+                raise InvalidInput("patientId", "already belongs to another patient", code=137)
+            tx.session.add(patient)
+            await tx.session.flush()
+            await self._add_history(tx, principal, patient.id, "mobilityStatus", None,
+                                    patient.mobility_status, "admitted")
+            tx.audit(principal, "create", "Patient", object_id=patient.id, patient_ref=patient.id)
+            therapist = patient.primary_therapist_id
+            self._access_change(tx, {therapist} | self._leads(), lambda: self.access.put_patient(
+                patient.id, primary_therapist_id=therapist))
+            tx.events.append(Event("create", "Patient", patient.id, patient.id, to_parse(patient)))
+        return patient
+
+    def _leads(self) -> set[str]:
+        return {uid for uid, u in self.access._users.items() if u.role == LEAD and u.active}
+
+    def _check_therapist(self, user_id: str) -> None:
+        user = self.access.user(user_id)
+        if user is None or not user.active or user.role != THERAPIST:
+            raise InvalidInput("primaryTherapist", "must be an active therapist")
+
+    async def _create_record(self, principal: Principal | None, class_name: str,
+                             fields: Mapping[str, object]) -> Base:
+        assert principal is not None
+        values = self._clean(class_name, fields, creating=True, allow_server_set_for=principal.user_id)
+        role = self._require_sees(principal, values["patient_id"], "patient")
+        if role not in WRITERS:
+            raise PermissionDenied(f"A {role} account cannot add records")
+        now = self.clock()
+        if class_name == "MobilityScore":
+            measure = self.catalogue.measure(values["score_type"])
+            values["score_value"] = measure.validate(values["score_value"])
+            self._not_in_future("scoreDate", values["score_date"])
+            if values.get("entered_in_error"):
+                raise InvalidInput("enteredInError", "a new score cannot be entered in error")
+            values.pop("error_reason", None)
+            row: Base = MobilityScore(**values, recorded_by_id=principal.user_id)
+        elif class_name == "SessionNote":
+            values["session_type"] = self.catalogue.term("sessionType", values["session_type"])
+            self._not_in_future("sessionDate", values["session_date"])
+            row = SessionNote(**values, author_id=principal.user_id)
+        else:
+            values["status"] = self.catalogue.term("equipmentStatus", values["status"])
+            if values["status"] != "checked_out":
+                raise InvalidInput("status", "a new equipment log starts as checked_out")
+            values["checked_out_at"] = values.get("checked_out_at") or now
+            self._not_in_future("checkedOutAt", values["checked_out_at"])
+            if values.get("returned_at") is not None:
+                raise InvalidInput("returnedAt", "is set when the equipment is returned")
+            row = EquipmentLog(**values, logged_by_id=principal.user_id)
+        async with self._write() as tx:
+            if class_name == "SessionNote" and values.get("amends_id"):
+                amended = await tx.session.get(SessionNote, values["amends_id"])
+                if amended is None or amended.patient_id != values["patient_id"]:
+                    raise NotFound("amends: no such note for this patient")
+            tx.session.add(row)
+            await tx.session.flush()
+            if class_name == "EquipmentLog":
+                await self._add_history(tx, principal, row.patient_id, "equipmentStatus", None,  # type: ignore[attr-defined]
+                                        "checked_out", None, equipment_log_id=row.id)  # type: ignore[attr-defined]
+            tx.audit(principal, "create", class_name, object_id=row.id, patient_ref=row.patient_id)  # type: ignore[attr-defined]
+            tx.events.append(Event("create", class_name, row.id, row.patient_id, to_parse(row)))  # type: ignore[attr-defined]
+        return row
+
+    async def _add_history(self, tx: Tx, principal: Principal, patient_id: str, status_type: str,
+                           from_value: str | None, to_value: str, reason: str | None,
+                           equipment_log_id: str | None = None) -> StatusHistory:
+        sequence = await tx.session.scalar(
+            select(func.coalesce(func.max(StatusHistory.sequence), 0)).where(
+                StatusHistory.patient_id == patient_id))
+        row = StatusHistory(patient_id=patient_id, status_type=status_type, from_value=from_value,
+                            to_value=to_value, changed_by_id=principal.user_id, change_reason=reason,
+                            equipment_log_id=equipment_log_id, sequence=(sequence or 0) + 1)
+        tx.session.add(row)
+        await tx.session.flush()
+        tx.events.append(Event("create", "StatusHistory", row.id, patient_id, to_parse(row)))
+        return row
+
+    @audited("update")
+    async def update(self, *, principal: Principal | None, class_name: str, object_id: str,
+                     changes: Mapping[str, object], expected_version: int | None = None,
+                     reason: str | None = None) -> Base:
+        """Changes what ACCESS.md allows; a stale `expected_version` raises Conflict."""
+        if class_name == "_User":
+            return await self.update_user(principal=principal, user_id=object_id, changes=changes)
+        if class_name not in MODELS:
+            self._role(principal)
+            raise _unknown_class(class_name)
+        if not isinstance(changes, Mapping):
+            raise InvalidInput("body", "must be an object of fields")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
+            raise InvalidInput("changeReason", "must be text of at most 2000 characters")
+        assert principal is not None or True
+        async with self._write() as tx:
+            row = await self._load_readable(principal, class_name, object_id, for_update=True,
+                                            session=tx.session)
+            assert principal is not None
+            before = to_parse(row)
+            if class_name == "Patient":
+                await self._update_patient(tx, principal, row, changes, expected_version, reason)  # type: ignore[arg-type]
+            elif class_name == "MobilityScore":
+                self._update_score(principal, row, changes)  # type: ignore[arg-type]
+            elif class_name == "SessionNote":
+                self._update_note(principal, row, changes)  # type: ignore[arg-type]
+            elif class_name == "EquipmentLog":
+                await self._update_equipment(tx, principal, row, changes, reason)  # type: ignore[arg-type]
+            else:
+                raise PermissionDenied(f"{class_name} is never changed")
+            if expected_version is not None and class_name != "Patient":
+                self._check_version(next(iter(changes), "version"), None, row.version, expected_version)  # type: ignore[attr-defined]
+            await tx.session.flush()
+            patient_id = row.id if class_name == "Patient" else row.patient_id  # type: ignore[attr-defined]
+            tx.audit(principal, "update", class_name, object_id=row.id, patient_ref=patient_id,  # type: ignore[attr-defined]
+                     detail=",".join(sorted(str(k) for k in changes))[:500])
+            tx.events.append(Event("update", class_name, row.id, patient_id, to_parse(row), before))  # type: ignore[attr-defined]
+        return row
+
+    async def _update_patient(self, tx: Tx, principal: Principal, patient: Patient,
+                              changes: Mapping[str, object], expected_version: int | None,
+                              reason: str | None) -> None:
+        role = self._role(principal)
+        for name in changes:
+            if name in PATIENT_LEAD_FIELDS and role != LEAD:
+                raise PermissionDenied(f"{name}: only a lead may change it")
+            if name in PATIENT_OWNER_FIELDS and not (role == LEAD or self.access.owns(principal, patient.id)):
+                raise PermissionDenied(f"{name}: only a lead or the owning therapist may change it")
+            if name not in CLASSES["Patient"]:
+                raise InvalidInput(str(name)[:60], "is not a field of Patient", code=105)
+        values = self._clean("Patient", changes, creating=False)
+        if "mobility_status" in values:
+            values["mobility_status"] = self.catalogue.term("mobilityStatus", values["mobility_status"])
+        if "date_of_birth" in values:
+            self._not_in_future("dateOfBirth", values["date_of_birth"])
+        first = next(iter(changes), "mobilityStatus")
+        current = getattr(patient, CLASSES["Patient"][first].attr) if first in CLASSES["Patient"] else None
+        self._check_version(first, current, patient.version, expected_version)
+        if "patient_id" in values and values["patient_id"] != patient.patient_id:
+            if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
+                raise InvalidInput("patientId", "already belongs to another patient", code=137)
+        new_therapist = values.get("primary_therapist_id")
+        if new_therapist is not None and new_therapist != patient.primary_therapist_id:
+            self._check_therapist(new_therapist)
+            old = patient.primary_therapist_id
+            self._access_change(tx, {old, new_therapist}, lambda: self.access.put_patient(
+                patient.id, primary_therapist_id=new_therapist))
+        old_status = patient.mobility_status
+        for attr, value in values.items():
+            setattr(patient, attr, value)
+        if patient.mobility_status != old_status:
+            await self._add_history(tx, principal, patient.id, "mobilityStatus", old_status,
+                                    patient.mobility_status, reason)
+
+    def _update_score(self, principal: Principal, score: MobilityScore, changes: Mapping[str, object]) -> None:
+        role = self._role(principal)
+        if set(changes) - {"enteredInError", "errorReason"}:
+            raise PermissionDenied("Scores are never edited; mark one entered-in-error instead")
+        if not (role == LEAD or (score.recorded_by_id == principal.user_id and role in WRITERS)):
+            raise PermissionDenied("Only the recorder or a lead marks a score entered-in-error")
+        if changes.get("enteredInError") is not True:
+            raise InvalidInput("enteredInError", "can only be set to true")
+        reason = changes.get("errorReason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise MissingField("errorReason")
+        if len(reason) > 2000:
+            raise InvalidInput("errorReason", "must be at most 2000 characters")
+        if score.entered_in_error:
+            raise InvalidInput("enteredInError", "this score is already marked entered-in-error")
+        score.entered_in_error = True
+        score.error_reason = reason.strip()
+        score.error_marked_by_id = principal.user_id
+
+    def _update_note(self, principal: Principal, note: SessionNote, changes: Mapping[str, object]) -> None:
+        role = self._role(principal)
+        if set(changes) != {"followUpNeeded"}:
+            raise PermissionDenied("Note text is never edited; add an addendum instead")
+        if role not in WRITERS:
+            raise PermissionDenied(f"A {role} account cannot change notes")
+        if changes["followUpNeeded"] is not False:
+            raise PermissionDenied("followUpNeeded: a follow-up can only be cleared")
+        note.follow_up_needed = False
+
+    async def _update_equipment(self, tx: Tx, principal: Principal, log: EquipmentLog,
+                                changes: Mapping[str, object], reason: str | None) -> None:
+        role = self._role(principal)
+        for name in changes:
+            if name in ("equipmentName", "serialNumber"):
+                if role != LEAD:
+                    raise PermissionDenied(f"{name}: only a lead may change it")
+            elif name in ("status", "returnedAt"):
+                if role not in WRITERS:
+                    raise PermissionDenied(f"A {role} account cannot change equipment")
+            elif name in CLASSES["EquipmentLog"]:
+                raise PermissionDenied(f"{name}: cannot be changed")
+            else:
+                raise InvalidInput(str(name)[:60], "is not a field of EquipmentLog", code=105)
+        values = self._clean("EquipmentLog", changes, creating=False)
+        old_status = log.status
+        if "status" in values:
+            values["status"] = self.catalogue.term("equipmentStatus", values["status"])
+            if values["status"] == "returned" and "returned_at" not in values:
+                values["returned_at"] = self.clock()
+            if values["status"] == "checked_out":
+                values["returned_at"] = None
+        if values.get("returned_at") is not None and log.checked_out_at and values["returned_at"] < log.checked_out_at:
+            raise InvalidInput("returnedAt", "cannot be before checkedOutAt")
+        for attr, value in values.items():
+            setattr(log, attr, value)
+        if log.status != old_status:
+            await self._add_history(tx, principal, log.patient_id, "equipmentStatus", old_status,
+                                    log.status, reason, equipment_log_id=log.id)
+
+    @audited("delete")
+    async def delete(self, *, principal: Principal | None, class_name: str, object_id: str) -> None:
+        """Nothing is ever deleted: leads archive patients and deactivate users."""
+        await self._load_readable(principal, class_name, object_id)
+        raise PermissionDenied(f"{class_name} records are never deleted")
+
+    # ======================================================================== care teams
+    async def _may_manage_team(self, principal: Principal | None, patient_id: str) -> None:
+        role = self._require_sees(principal, patient_id)
+        if not (role == LEAD or self.access.owns(principal, patient_id)):
+            raise PermissionDenied("Only a lead or the owning therapist changes the care team")
+
+    @audited("grant")
+    async def add_care_team_member(self, *, principal: Principal | None, patient_id: str,
+                                   user_id: str) -> None:
+        await self._may_manage_team(principal, patient_id)
+        member = self.access.user(user_id) if isinstance(user_id, str) else None
+        if member is None or not member.active:
+            raise InvalidInput("member", "must be an active user")
+        async with self._write() as tx:
+            exists = await tx.session.get(CareTeamMember, (patient_id, user_id))
+            if exists is None:
+                tx.session.add(CareTeamMember(patient_id=patient_id, user_id=user_id,
+                                              granted_by_id=principal.user_id, granted_at=self.clock()))  # type: ignore[union-attr]
+                tx.audit(principal, "grant", "CareTeam", object_id=user_id, patient_ref=patient_id)
+                self._access_change(tx, {user_id}, lambda: self.access.add_member(patient_id, user_id))
+
+    @audited("revoke")
+    async def remove_care_team_member(self, *, principal: Principal | None, patient_id: str,
+                                      user_id: str) -> None:
+        await self._may_manage_team(principal, patient_id)
+        async with self._write() as tx:
+            row = await tx.session.get(CareTeamMember, (patient_id, user_id))
+            if row is None:
+                raise NotFound("member: not on this care team")
+            await tx.session.delete(row)
+            tx.audit(principal, "revoke", "CareTeam", object_id=user_id, patient_ref=patient_id)
+            self._access_change(tx, {user_id}, lambda: self.access.remove_member(patient_id, user_id))
+
+    async def care_team(self, *, principal: Principal | None, patient_id: str) -> list[tuple[User, datetime]]:
+        """Members with when they were granted; usernames and roles only for non-leads."""
+        self._require_sees(principal, patient_id)
+        async with self.db.read() as session:
+            rows = (await session.execute(
+                select(User, CareTeamMember.granted_at).join(CareTeamMember, CareTeamMember.user_id == User.id)
+                .where(CareTeamMember.patient_id == patient_id).order_by(User.username))).all()
+        return [(self._user_view(principal, u), at) for u, at in rows]  # type: ignore[arg-type]
+
+    # ======================================================================== convenience
+    async def change_status(self, *, principal: Principal | None, patient_id: str, status: str,
+                            reason: str | None, expected_version: int | None = None) -> Patient:
+        return await self.update(principal=principal, class_name="Patient", object_id=patient_id,  # type: ignore[return-value]
+                                 changes={"mobilityStatus": status}, expected_version=expected_version,
+                                 reason=reason)
+
+    async def record_score(self, *, principal: Principal | None, patient_id: str, score_type: str,
+                           value: float, score_date: datetime | None = None,
+                           notes: str | None = None) -> MobilityScore:
+        fields: dict[str, object] = {"patient": patient_id, "scoreType": score_type, "scoreValue": value,
+                                     "scoreDate": score_date or self.clock()}
+        if notes:
+            fields["notes"] = notes
+        return await self.create(principal=principal, class_name="MobilityScore", fields=fields)  # type: ignore[return-value]
+
+    async def add_note(self, *, principal: Principal | None, patient_id: str, session_type: str,
+                       text: str, follow_up: bool = False, session_date: datetime | None = None,
+                       amends: str | None = None) -> SessionNote:
+        fields: dict[str, object] = {"patient": patient_id, "sessionType": session_type, "noteText": text,
+                                     "followUpNeeded": follow_up, "sessionDate": session_date or self.clock()}
+        if amends:
+            fields["amends"] = amends
+        return await self.create(principal=principal, class_name="SessionNote", fields=fields)  # type: ignore[return-value]
+
+    async def check_out_equipment(self, *, principal: Principal | None, patient_id: str, name: str,
+                                  serial_number: str | None = None) -> EquipmentLog:
+        fields: dict[str, object] = {"patient": patient_id, "equipmentName": name, "status": "checked_out"}
+        if serial_number:
+            fields["serialNumber"] = serial_number
+        return await self.create(principal=principal, class_name="EquipmentLog", fields=fields)  # type: ignore[return-value]
+
+    async def return_equipment(self, *, principal: Principal | None, log_id: str) -> EquipmentLog:
+        return await self.update(principal=principal, class_name="EquipmentLog", object_id=log_id,  # type: ignore[return-value]
+                                 changes={"status": "returned"})
+
+    async def mark_score_in_error(self, *, principal: Principal | None, score_id: str, reason: str) -> MobilityScore:
+        return await self.update(principal=principal, class_name="MobilityScore", object_id=score_id,  # type: ignore[return-value]
+                                 changes={"enteredInError": True, "errorReason": reason})
+
+    async def clear_follow_up(self, *, principal: Principal | None, note_id: str) -> SessionNote:
+        return await self.update(principal=principal, class_name="SessionNote", object_id=note_id,  # type: ignore[return-value]
+                                 changes={"followUpNeeded": False})
+
+    async def assign_therapist(self, *, principal: Principal | None, patient_id: str, therapist_id: str) -> Patient:
+        return await self.update(principal=principal, class_name="Patient", object_id=patient_id,  # type: ignore[return-value]
+                                 changes={"primaryTherapist": therapist_id})
+
+
+def _patient_ref(class_name: str, row: Base) -> str | None:
+    if class_name == "Patient":
+        return row.id  # type: ignore[attr-defined]
+    return getattr(row, "patient_id", None)
+
+
+__all__ = ["RecordsMixin", "IntegrityError"]
