@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs: the venv with test extras, Debian's Chromium for the
+# browser tests, and the official Parse JS SDK for the API compatibility script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "install.sh: Chromium is missing; run: sudo apt-get install -y chromium" >&2
+    exit 1
+  fi
+fi
+if [ -f tests/parse_sdk/package.json ]; then
+  npm ci --prefix tests/parse_sdk --no-audit --no-fund --silent
+fi
