@@ -6,6 +6,7 @@ database, created on first use.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,3 +140,82 @@ async def build_world(store: Store) -> World:
 @pytest.fixture
 async def world(store: Store) -> World:
     return await build_world(store)
+
+
+# -- a real server process, for browser tests, the Parse SDK script and the benchmarks ---------------
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    data_dir: Path
+    env: dict[str, str]
+    process: "subprocess.Popen[bytes] | None" = None
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        env = {k: v for k, v in self.env.items() if not k.startswith("PYTEST_")}
+        self.process = subprocess.Popen([sys.executable, "-m", "dashboard", "serve"], env=env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/status", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)  # polling a port that is not open yet: there is no event to wait on
+        raise TimeoutError(f"server not ready: {(self.data_dir / 'server.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_live_server(data_dir: Path, **env_overrides: str) -> LiveServer:
+    """Migrated SQLite and demo data (data/demo.json logins) in `data_dir`, not yet started."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+    env = {**inherited, "OT_DATA_DIR": str(data_dir), "OT_PORT": str(port), "OT_HOST": "127.0.0.1",
+           "OT_SECRET_KEY": "live-test-secret", "OT_LOCKOUT_ATTEMPTS": "1000",
+           "OT_LOGIN_RATE_PER_MINUTE": "10000", **env_overrides}
+    for name in ("measures.json", "vocabulary.json", "demo.json"):
+        (data_dir / name).write_bytes((Path(__file__).parent.parent / "data" / name).read_bytes())
+    subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=env, check=True, capture_output=True)
+    return LiveServer(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, env=env)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory):
+    """One server for the session, with the demo data; tests make their own changes through it."""
+    server = make_live_server(tmp_path_factory.mktemp("live"))
+    server.start()
+    yield server
+    server.stop()
