@@ -19,8 +19,9 @@ from dashboard.db import Database
 from dashboard.models import Patient, User
 from dashboard.store import Store
 
+# One database per pytest process, so parallel runs on one machine never truncate each other's rows.
 PG_URL = os.environ.get(
-    "OT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/ot_tracker_test")
+    "OT_TEST_POSTGRES_URL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/ot_tracker_test_{os.getpid()}")
 PASSWORD = "correct horse battery"
 
 
@@ -54,12 +55,27 @@ async def _prepare_postgres(url: str) -> str | None:
     return None
 
 
+async def _drop_postgres(url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    conn = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                                 password=parsed.password, database="postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_url():
     reason = asyncio.run(_prepare_postgres(PG_URL))
     if reason:
         pytest.skip(reason)
-    return PG_URL
+    yield PG_URL
+    if "OT_TEST_POSTGRES_URL" not in os.environ:
+        asyncio.run(_drop_postgres(PG_URL))
 
 
 def test_settings(database_url: str, **overrides: object) -> Settings:
