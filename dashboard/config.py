@@ -55,6 +55,11 @@ class Settings:
     argon2_time_cost: int = 2
     subscriber_queue_size: int = 256
     secure_cookies: bool = False
+    # Parse API: sign-in attempts per minute for one account, and for one client address
+    # (0 for the address means five times the per-account figure); request bodies are capped.
+    login_rate_per_minute: int = 10
+    login_address_rate_per_minute: int = 0
+    api_max_body_bytes: int = 1_000_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -75,6 +80,9 @@ class Settings:
             lockout_window=timedelta(minutes=_int("OT_LOCKOUT_WINDOW_MINUTES", 15)),
             lockout_duration=timedelta(minutes=_int("OT_LOCKOUT_MINUTES", 15)),
             secure_cookies=os.environ.get("OT_SECURE_COOKIES", "0") == "1",
+            login_rate_per_minute=_int("OT_LOGIN_RATE_PER_MINUTE", 10),
+            login_address_rate_per_minute=_int("OT_LOGIN_ADDRESS_RATE_PER_MINUTE", 0),
+            api_max_body_bytes=_int("OT_API_MAX_BODY_BYTES", 1_000_000),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,33 @@
+"""The Parse-compatible API: REST at /parse and live queries on the websocket at /parse.
+
+`register(settings)` is called by dashboard.server.configure; both channels reach the data only
+through the running store (dashboard.runtime), which enforces ACCESS.md.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from dashboard.config import Settings
+from dashboard.store import Store
+
+
+def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> None:
+    """Adds the REST routes and the live-query websocket to `app` (tests mount on their own app)."""
+    from dashboard.api.live_query import LiveQueryServer
+    from dashboard.api.rest import MOUNT, build_router
+
+    router, _ = build_router(settings, get_store)
+    app.include_router(router)
+    live = LiveQueryServer(settings, get_store)
+    app.add_api_websocket_route(MOUNT, live.serve)
+    app.add_api_websocket_route(MOUNT + "/", live.serve)
+
+
+def register(settings: Settings) -> None:
+    from nicegui import app
+
+    from dashboard import runtime
+
+    mount(app, settings, runtime.store)

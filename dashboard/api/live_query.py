@@ -1,0 +1,502 @@
+"""Parse live queries over a websocket at /parse (PARSE-API.md, "Live queries").
+
+Each subscription is a hub subscription (the same hub as the pages), so every delivery has already
+passed the per-recipient access check at the moment of delivery, and is shaped for that recipient.
+Here the events are computed per subscriber: the object before and after the change is tested
+against the subscription's `where` and against what the subscriber could read:
+
+    both -> update, only before -> leave, only after -> enter (create when new).
+
+"Could read and matched before" is known exactly: each subscription tracks the objects currently in
+its view (seeded by one store query when it starts, then kept by the events; bounded). When access
+to a patient ends, the tracked objects of that patient leave. If the hub's buffer for a subscriber
+overflowed, the subscription is re-read from the store and the difference is sent.
+
+Each socket has its own send queue and sender task: a slow socket only ever holds back itself.
+Malformed messages get protocol errors (1 bad message, 2 not connected or unknown subscription,
+3 unknown op, 209 bad session); nothing a client sends ends the server or the handler.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from dashboard.access import Principal
+from dashboard.api import wire
+from dashboard.api.matcher import Matcher
+from dashboard.config import Settings
+from dashboard.errors import NotAuthenticated, StoreError
+from dashboard.hub import Delivery, class_topic, patient_topic
+from dashboard.schema import PATIENT_RECORDS
+from dashboard.store import Store
+
+log = logging.getLogger("ot_tracker.live_query")
+
+MAX_MESSAGE_CHARS = 64_000
+MAX_SUBSCRIPTIONS = 100
+SNAPSHOT_LIMIT = 1000  # the store's largest page
+MAX_TRACKED = 5000
+SEND_QUEUE = 1000
+SEND_TIMEOUT_SECONDS = 20.0
+ALWAYS_SENT = ("className", "objectId", "createdAt", "updatedAt")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: int, message: str, *, request_id: object = None, reconnect: bool = False,
+                 close: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.reconnect = reconnect
+        self.close = close
+
+
+def _error(code: int, message: str, request_id: object = None, reconnect: bool = False) -> str:
+    body: dict[str, Any] = {"op": "error", "code": code, "error": message, "reconnect": reconnect}
+    if isinstance(request_id, int) and not isinstance(request_id, bool):
+        body["requestId"] = request_id
+    return json.dumps(body)
+
+
+@dataclass
+class Tracked:
+    patient_id: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class LiveSubscription:
+    request_id: int
+    class_name: str
+    where: dict[str, Any]
+    keys: dict[str, Any] | None
+    watch: frozenset[str] | None
+    principal: Principal
+    matcher: Matcher
+    hub_sub: Any = None
+    task: asyncio.Task[None] | None = None
+    tracked: dict[str, Tracked] = field(default_factory=dict)
+    exact: bool = True  # tracked holds every object in view (false once it outgrew its bound)
+    granted: set[str] = field(default_factory=set)  # patients gained since (used when not exact)
+
+
+def _patient_of(class_name: str, data: Mapping[str, Any] | None) -> str | None:
+    if data is None:
+        return None
+    if class_name == "Patient":
+        return data.get("objectId")
+    pointer = data.get("patient")
+    return pointer.get("objectId") if isinstance(pointer, Mapping) else None
+
+
+def _pinned_patient(class_name: str, where: Mapping[str, Any]) -> str | None:
+    """The one patient a `where` is about, when it says so with an equality (routes by patient topic)."""
+    key = "objectId" if class_name == "Patient" else "patient"
+    if class_name != "Patient" and class_name not in PATIENT_RECORDS:
+        return None
+    value = where.get(key)
+    if isinstance(value, Mapping) and value.get("__type") == "Pointer":
+        value = value.get("objectId")
+    return value if isinstance(value, str) else None
+
+
+class Connection:
+    """One websocket client."""
+
+    def __init__(self, server: "LiveQueryServer", websocket: WebSocket):
+        self.server = server
+        self.ws = websocket
+        self.client_id = secrets.token_hex(8)
+        self.principal: Principal | None = None
+        self.connected = False
+        self.subscriptions: dict[int, LiveSubscription] = {}
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
+        self.closing = False
+
+    @property
+    def store(self) -> Store:
+        return self.server.get_store()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        await self.ws.accept()
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            while not self.closing:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None and message.get("bytes") is not None:
+                    try:
+                        text = message["bytes"].decode("utf-8")
+                    except UnicodeDecodeError:
+                        text = None
+                await self._on_message(text)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.closing = True
+            for sub in list(self.subscriptions.values()):
+                self._drop(sub)
+            self.subscriptions.clear()
+            if not sender.done():
+                try:
+                    self.outbox.put_nowait(None)
+                except asyncio.QueueFull:
+                    sender.cancel()
+                try:
+                    await asyncio.wait_for(sender, SEND_TIMEOUT_SECONDS)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    sender.cancel()
+            if self.ws.application_state != WebSocketState.DISCONNECTED:
+                try:
+                    await self.ws.close()
+                except RuntimeError:
+                    pass
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                text = await self.outbox.get()
+                if text is None:
+                    return
+                await asyncio.wait_for(self.ws.send_text(text), SEND_TIMEOUT_SECONDS)
+        except Exception:  # noqa: BLE001 - a dead or stuck socket: end this connection only
+            self.closing = True
+            try:
+                await self.ws.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    async def send(self, text: str) -> None:
+        """Queues a message; waits when this socket's queue is full (never anyone else's)."""
+        if not self.closing:
+            await self.outbox.put(text)
+
+    def _drop(self, sub: LiveSubscription) -> None:
+        if sub.task is not None and sub.task is not asyncio.current_task():
+            sub.task.cancel()
+        if sub.hub_sub is not None:
+            sub.hub_sub.close()
+
+    # ------------------------------------------------------------------ messages
+    async def _on_message(self, text: str | None) -> None:
+        request_id: object = None
+        try:
+            if text is None or len(text) > MAX_MESSAGE_CHARS:
+                raise ProtocolError(1, f"Messages must be JSON text of at most {MAX_MESSAGE_CHARS} characters")
+            try:
+                message = json.loads(text, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
+                raise ProtocolError(1, "The message is not valid JSON") from None
+            if not isinstance(message, dict):
+                raise ProtocolError(1, "The message must be a JSON object")
+            request_id = message.get("requestId")
+            op = message.get("op")
+            handler = {"connect": self._connect, "subscribe": self._subscribe, "update": self._update,
+                       "unsubscribe": self._unsubscribe}.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise ProtocolError(3, f"Unknown op {str(op)[:40]!r}", request_id=request_id)
+            if op != "connect" and not self.connected:
+                raise ProtocolError(2, "Not connected: send connect first", request_id=request_id)
+            await handler(message)
+        except ProtocolError as exc:
+            await self.send(_error(exc.code, exc.message, exc.request_id, exc.reconnect))
+            if exc.close:
+                self.closing = True
+        except StoreError as exc:
+            await self.send(_error(exc.parse_code, exc.message, request_id))
+        except Exception:  # noqa: BLE001 - a handler fault is reported, never fatal
+            log.exception("live query: unexpected error")
+            await self.send(_error(1, "The message could not be handled", request_id))
+
+    async def _resolve(self, token: object, request_id: object = None) -> Principal:
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(209, "Invalid session token", request_id=request_id)
+        try:
+            return await self.store.resolve_session(token)
+        except NotAuthenticated as exc:
+            raise ProtocolError(209, exc.message, request_id=request_id) from None
+
+    async def _connect(self, message: dict[str, Any]) -> None:
+        if self.connected:
+            raise ProtocolError(1, "Already connected")
+        unknown = message.keys() - {"op", "applicationId", "sessionToken", "installationId", "clientKey",
+                                    "javascriptKey", "masterKey", "restAPIKey", "windowsKey"}
+        if unknown:
+            raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not a connect field")
+        app_id = message.get("applicationId")
+        if not isinstance(app_id, str) or not hmac.compare_digest(
+                app_id.encode(), self.server.settings.parse_app_id.encode()):
+            raise ProtocolError(4, "Key in request is not valid", close=True)
+        if message.get("masterKey"):
+            raise ProtocolError(4, "Key in request is not valid", close=True)
+        token = message.get("sessionToken")
+        if token is not None:
+            try:
+                self.principal = await self._resolve(token)
+            except ProtocolError as exc:
+                exc.close = True
+                raise
+        self.connected = True
+        await self.send(json.dumps({"op": "connected", "clientId": self.client_id}))
+
+    def _parse_query(self, message: dict[str, Any]) -> tuple[int, str, dict[str, Any], dict[str, Any] | None, frozenset[str] | None]:
+        request_id = message.get("requestId")
+        if not isinstance(request_id, int) or isinstance(request_id, bool) or not 0 < request_id < 2**53:
+            raise ProtocolError(1, "requestId must be a positive whole number")
+        unknown = message.keys() - {"op", "requestId", "query", "sessionToken"}
+        if unknown:
+            raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not a subscribe field", request_id=request_id)
+        query = message.get("query")
+        if not isinstance(query, dict):
+            raise ProtocolError(1, "query must be an object with className and where", request_id=request_id)
+        if "fields" in query:
+            raise ProtocolError(1, "query.fields is not supported; use keys", request_id=request_id)
+        unknown = query.keys() - {"className", "where", "keys", "watch"}
+        if unknown:
+            raise ProtocolError(1, f"query.{sorted(unknown)[0][:40]} is not supported", request_id=request_id)
+        class_name = query.get("className")
+        if not isinstance(class_name, str) or not class_name or len(class_name) > 64:
+            raise ProtocolError(1, "query.className must name a class", request_id=request_id)
+        where = query.get("where") or {}
+        if not isinstance(where, dict):
+            raise ProtocolError(1, "query.where must be an object", request_id=request_id)
+        try:
+            keys = wire.parse_keys(class_name, query.get("keys"))
+            watch_tree = wire.parse_keys(class_name, query.get("watch"), "watch")
+        except StoreError as exc:
+            raise ProtocolError(1, exc.message, request_id=request_id) from None
+        watch = frozenset(watch_tree) if watch_tree else None
+        return request_id, class_name, where, keys, watch
+
+    async def _subscribe(self, message: dict[str, Any], *, replacing: bool = False) -> None:
+        request_id, class_name, where, keys, watch = self._parse_query(message)
+        if not replacing:
+            if request_id in self.subscriptions:
+                raise ProtocolError(1, "requestId is already in use on this connection", request_id=request_id)
+            if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                raise ProtocolError(1, f"At most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                                    request_id=request_id)
+        token = message.get("sessionToken")
+        principal = await self._resolve(token, request_id) if token is not None else self.principal
+        if principal is None:
+            raise ProtocolError(209, "A session token is required", request_id=request_id)
+        sub = LiveSubscription(request_id, class_name, where, keys, watch, principal, Matcher(class_name, where))
+        pinned = _pinned_patient(class_name, where)
+        topic = patient_topic(pinned) if pinned else class_topic(class_name)
+        sub.hub_sub = self.store.hub.subscribe(principal, [topic])
+        try:
+            # The store validates the query (fields, operators, depth) and seeds the view.
+            await self._seed(sub)
+        except StoreError as exc:
+            sub.hub_sub.close()
+            raise ProtocolError(exc.parse_code, exc.message, request_id=request_id) from None
+        except BaseException:
+            sub.hub_sub.close()
+            raise
+        if replacing:
+            old = self.subscriptions.pop(request_id, None)
+            if old is not None:
+                self._drop(old)
+        self.subscriptions[request_id] = sub
+        await self.send(json.dumps({"op": "subscribed", "clientId": self.client_id, "requestId": request_id}))
+        sub.task = asyncio.create_task(self._consume(sub))
+
+    async def _update(self, message: dict[str, Any]) -> None:
+        request_id = message.get("requestId")
+        if request_id not in self.subscriptions:
+            raise ProtocolError(2, "No subscription with this requestId", request_id=request_id)
+        await self._subscribe(message, replacing=True)
+
+    async def _unsubscribe(self, message: dict[str, Any]) -> None:
+        request_id = message.get("requestId")
+        unknown = message.keys() - {"op", "requestId"}
+        if unknown:
+            raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not an unsubscribe field", request_id=request_id)
+        sub = self.subscriptions.pop(request_id, None) if isinstance(request_id, int) else None
+        if sub is None:
+            raise ProtocolError(2, "No subscription with this requestId", request_id=request_id)
+        self._drop(sub)
+        await self.send(json.dumps({"op": "unsubscribed", "clientId": self.client_id, "requestId": request_id}))
+
+    # ------------------------------------------------------------------ events
+    async def _seed(self, sub: LiveSubscription) -> dict[str, dict[str, Any]]:
+        rows = await self.store.find(principal=sub.principal, class_name=sub.class_name, where=sub.where,
+                                     limit=SNAPSHOT_LIMIT)
+        current = {}
+        for row in rows:
+            data = self.server.to_parse(row)
+            current[data["objectId"]] = data
+        sub.tracked = {oid: Tracked(_patient_of(sub.class_name, d), d["createdAt"], d["updatedAt"])
+                       for oid, d in current.items()}
+        sub.exact = len(rows) < SNAPSHOT_LIMIT
+        sub.granted.clear()
+        return current
+
+    async def _consume(self, sub: LiveSubscription) -> None:
+        try:
+            while not self.closing:
+                delivery = await sub.hub_sub.get()
+                if delivery is None:
+                    if sub.hub_sub.closed:
+                        return
+                    continue
+                try:
+                    await self._deliver(sub, delivery)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - one bad event never ends the subscription
+                    log.exception("live query: could not deliver an event")
+        except asyncio.CancelledError:
+            pass
+
+    async def _deliver(self, sub: LiveSubscription, delivery: Delivery) -> None:
+        kind = delivery.kind
+        if kind == "access_ended":
+            await self._access_ended(sub, delivery.patient_id)
+            return
+        if kind == "access_granted":
+            if delivery.patient_id:
+                sub.granted.add(delivery.patient_id)
+            return
+        if kind == "resync":
+            await self._resync(sub)
+            return
+        if delivery.class_name != sub.class_name or kind not in ("create", "update", "delete"):
+            return
+        object_id = delivery.object_id
+        before, after = delivery.before, delivery.data
+        if kind == "create":
+            was_in = False
+        elif sub.exact:
+            was_in = object_id in sub.tracked
+        else:
+            was_in = object_id in sub.tracked or (
+                sub.matcher.matches(before) and delivery.patient_id not in sub.granted)
+        is_in = kind != "delete" and sub.matcher.matches(after)
+        if was_in and is_in:
+            op = "update"
+            if sub.watch and before is not None and after is not None and all(
+                    before.get(f) == after.get(f) for f in sub.watch):
+                op = ""
+        elif was_in:
+            op = "leave" if kind != "delete" else "delete"
+        elif is_in:
+            op = "create" if kind == "create" else "enter"
+        else:
+            op = ""
+        if is_in and after is not None:
+            self._track(sub, object_id, after)
+        else:
+            sub.tracked.pop(object_id, None)
+        if op:
+            obj = after if op != "delete" else (before or after)
+            original = before if op in ("update", "enter", "leave") else None
+            await self.send(self.server.event_message(op, self.client_id, sub, obj, original))
+
+    def _track(self, sub: LiveSubscription, object_id: str, data: Mapping[str, Any]) -> None:
+        if object_id not in sub.tracked and len(sub.tracked) >= MAX_TRACKED:
+            sub.exact = False
+            return
+        sub.tracked[object_id] = Tracked(_patient_of(sub.class_name, data), data["createdAt"], data["updatedAt"])
+
+    async def _access_ended(self, sub: LiveSubscription, patient_id: str | None) -> None:
+        leaving = [oid for oid, t in sub.tracked.items() if patient_id is None or t.patient_id == patient_id]
+        for oid in leaving:
+            t = sub.tracked.pop(oid)
+            obj = {"className": sub.class_name, "objectId": oid, "createdAt": t.created_at,
+                   "updatedAt": t.updated_at}
+            await self.send(self.server.event_message("leave", self.client_id, sub, obj, None))
+        if patient_id is not None:
+            sub.granted.discard(patient_id)
+        if patient_id is None or sub.hub_sub.closed:
+            # Logout or deactivation: the session is over, and so is the subscription.
+            self.subscriptions.pop(sub.request_id, None)
+            if sub.hub_sub is not None:
+                sub.hub_sub.close()
+            await self.send(_error(209, "The session has ended", sub.request_id))
+
+    async def _resync(self, sub: LiveSubscription) -> None:
+        """The hub dropped this subscriber's backlog: re-read the view and send the difference."""
+        old = dict(sub.tracked)
+        try:
+            current = await self._seed(sub)
+        except StoreError:
+            await self._access_ended(sub, None)
+            return
+        for oid, t in old.items():
+            if oid not in current:
+                obj = {"className": sub.class_name, "objectId": oid, "createdAt": t.created_at,
+                       "updatedAt": t.updated_at}
+                await self.send(self.server.event_message("leave", self.client_id, sub, obj, None))
+        for oid, data in current.items():
+            if oid not in old:
+                await self.send(self.server.event_message("enter", self.client_id, sub, data, None))
+            elif old[oid].updated_at != data["updatedAt"]:
+                await self.send(self.server.event_message("update", self.client_id, sub, data, None))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class LiveQueryServer:
+    def __init__(self, settings: Settings, get_store: Callable[[], Store]):
+        self.settings = settings
+        self.get_store = get_store
+        # An event's object is serialized once per shape (keys), however many subscribers get it.
+        self._encoded: OrderedDict[tuple[int, Any], tuple[Mapping[str, Any], str]] = OrderedDict()
+        self.connections: set[Connection] = set()
+
+    @staticmethod
+    def to_parse(row: Any) -> dict[str, Any]:
+        from dashboard.serialize import to_parse
+
+        return to_parse(row)
+
+    def encoded(self, data: Mapping[str, Any], keys: dict[str, Any] | None) -> str:
+        signature = None if keys is None else tuple(sorted(keys))
+        cache_key = (id(data), signature)
+        hit = self._encoded.get(cache_key)
+        if hit is not None and hit[0] is data:
+            self._encoded.move_to_end(cache_key)
+            return hit[1]
+        shaped = dict(data) if keys is None else {k: v for k, v in data.items() if k in ALWAYS_SENT or k in keys}
+        shaped.pop("__type", None)
+        text = json.dumps(shaped, separators=(",", ":"))
+        self._encoded[cache_key] = (data, text)
+        while len(self._encoded) > 1024:
+            self._encoded.popitem(last=False)
+        return text
+
+    def event_message(self, op: str, client_id: str, sub: LiveSubscription, obj: Mapping[str, Any],
+                      original: Mapping[str, Any] | None) -> str:
+        head = json.dumps({"op": op, "clientId": client_id, "requestId": sub.request_id})
+        parts = [head[:-1], ',"object":', self.encoded(obj, sub.keys)]
+        if original is not None:
+            parts += [',"original":', self.encoded(original, sub.keys)]
+        parts.append("}")
+        return "".join(parts)
+
+    async def serve(self, websocket: WebSocket) -> None:
+        connection = Connection(self, websocket)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        except Exception:  # noqa: BLE001 - never let one client's failure escape into the server
+            log.exception("live query: connection failed")
+        finally:
+            self.connections.discard(connection)

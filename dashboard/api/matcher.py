@@ -1,0 +1,103 @@
+"""A Parse `where` tested against one Parse-shaped object, in Python, for live queries.
+
+Values are coerced exactly as dashboard/store/query.py coerces them for SQL (it is the same
+QueryBuilder.value), and the operators mean what the SQL means: a missing field never satisfies
+$lt/$gt/$in or equality, and satisfies $ne and $nin. The store validates a subscription's `where`
+(unknown fields and operators, depth, sizes) before a matcher is ever built for it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from dashboard.schema import FieldSpec
+from dashboard.store.query import QueryBuilder, parse_datetime
+
+_COMPARE = {
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+}
+
+
+class Matcher:
+    def __init__(self, class_name: str, where: Mapping[str, Any] | None):
+        self.builder = QueryBuilder(class_name)
+        self.where = where or {}
+        self._regex: dict[tuple[str, str], re.Pattern[str]] = {}
+
+    def matches(self, obj: Mapping[str, Any] | None) -> bool:
+        if obj is None:
+            return False
+        try:
+            return self._match(self.where, obj)
+        except (TypeError, ValueError):
+            return False
+
+    def _match(self, where: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+        for key, condition in where.items():
+            if key == "$or":
+                if not any(self._match(c, obj) for c in condition):
+                    return False
+            elif not self._field(key, condition, obj):
+                return False
+        return True
+
+    def _stored(self, name: str, spec: FieldSpec | None, obj: Mapping[str, Any]) -> Any:
+        raw = obj.get(name)
+        if raw is None:
+            return None
+        kind = spec.kind if spec else ("Date" if name in ("createdAt", "updatedAt") else "String")
+        if kind == "Date":
+            return parse_datetime(raw, name)
+        if kind == "Pointer" and isinstance(raw, Mapping):
+            return raw.get("objectId")
+        return raw
+
+    def _field(self, name: str, condition: Any, obj: Mapping[str, Any]) -> bool:
+        _, spec = self.builder.column(name)
+        value = self._stored(name, spec, obj)
+        is_operator_map = isinstance(condition, Mapping) and any(
+            isinstance(k, str) and k.startswith("$") for k in condition)
+        if not is_operator_map:
+            if condition is None:
+                return value is None
+            return value is not None and value == self.builder.value(name, spec, condition)
+        for op, operand in condition.items():
+            if op in _COMPARE:
+                if value is None or not _COMPARE[op](value, self.builder.value(name, spec, operand)):
+                    return False
+            elif op == "$ne":
+                if operand is None:
+                    if value is None:
+                        return False
+                elif value is not None and value == self.builder.value(name, spec, operand):
+                    return False
+            elif op == "$in":
+                if value is None or value not in [self.builder.value(name, spec, v) for v in operand]:
+                    return False
+            elif op == "$nin":
+                if value is not None and value in [self.builder.value(name, spec, v) for v in operand]:
+                    return False
+            elif op == "$exists":
+                if (value is not None) != operand:
+                    return False
+            elif op == "$regex":
+                if not isinstance(value, str) or not self._pattern(operand, condition.get("$options", "")).search(value):
+                    return False
+            elif op == "$options":
+                continue
+            else:
+                return False
+        return True
+
+    def _pattern(self, pattern: str, options: str) -> re.Pattern[str]:
+        key = (pattern, options or "")
+        compiled = self._regex.get(key)
+        if compiled is None:
+            flags = (re.IGNORECASE if "i" in key[1] else 0) | (re.MULTILINE if "m" in key[1] else 0)
+            compiled = self._regex[key] = re.compile(pattern, flags)
+        return compiled
+

@@ -1,0 +1,465 @@
+"""The Parse REST API at /parse: thin routes over the store (PARSE-API.md).
+
+Every route decodes the request (one function merges header and body credentials and `_method`),
+calls the store with the caller's principal, and encodes the answer. There is no access check here:
+the store enforces ACCESS.md for every channel. Store errors become {"code","error"} with their own
+HTTP status; bad input is always a 4xx (the SDK retries a 5xx five times, POST included).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm.exc import StaleDataError
+
+from dashboard.access import Principal
+from dashboard.api import wire
+from dashboard.api.rate_limit import LoginLimiter
+from dashboard.config import Settings
+from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied, StoreError
+from dashboard.store import Store
+
+log = logging.getLogger("ot_tracker.api")
+
+MOUNT = "/parse"
+METHODS = ("GET", "POST", "PUT", "DELETE")
+# Body fields the JS SDK adds to every call; they are credentials and hints, not data.
+META_FIELDS = ("_method", "_ApplicationId", "_SessionToken", "_ClientVersion", "_InstallationId",
+               "_JavaScriptKey", "_RevocableSession", "_context", "_ClientKey", "_RestAPIKey",
+               "_MasterKey", "_MaintenanceKey", "_IfMatch")
+FIND_PARAMS = {"where", "order", "limit", "skip", "count", "include", "keys", "excludeKeys"}
+GET_PARAMS = {"include", "keys", "excludeKeys"}
+MAX_BATCH = 50
+CLASS_NAME_LENGTH = 64
+
+
+class ApiError(Exception):
+    """An answer decided before reaching the store (credentials, size, rate, routing)."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        super().__init__(body.get("error"))
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+UNAUTHORIZED = ApiError(403, {"error": "unauthorized"})
+
+
+def _invalid_json(reason: str = "Invalid JSON") -> ApiError:
+    return ApiError(400, {"code": 107, "error": reason})
+
+
+def _param_error(message: str) -> ApiError:
+    return ApiError(400, {"code": 102, "error": message})
+
+
+@dataclass
+class ParseRequest:
+    """One call, however it arrived: verb, path below /parse, parameters, body and credentials."""
+
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)  # query parameters (GET), JSON-decoded
+    body: dict[str, Any] = field(default_factory=dict)  # data fields, meta fields removed
+    session_token: str | None = None
+    installation_id: str | None = None
+    if_match: str | None = None
+    address: str | None = None
+    base_url: str = ""
+
+    @property
+    def segments(self) -> list[str]:
+        return [s for s in self.path.split("/") if s]
+
+
+def _strict_json(raw: bytes | str) -> Any:
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(raw, parse_constant=no_constants)
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return _strict_json(value)
+    except (ValueError, RecursionError):
+        return value
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, {"code": 116, "error": f"The request body is larger than {limit} bytes."})
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, {"code": 116, "error": f"The request body is larger than {limit} bytes."})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def decode_request(request: Request, path: str, settings: Settings) -> ParseRequest:
+    """The one decoding step: body as JSON whatever its content type, `_method`, credentials."""
+    raw = await _read_body(request, settings.api_max_body_bytes)
+    body: dict[str, Any] = {}
+    if raw.strip():
+        try:
+            decoded = _strict_json(raw)
+        except (ValueError, RecursionError):
+            raise _invalid_json() from None
+        if not isinstance(decoded, dict):
+            raise _invalid_json("Invalid JSON: the body must be an object")
+        body = decoded
+    meta = {name: body.pop(name) for name in META_FIELDS if name in body}
+    headers = request.headers
+
+    app_id = headers.get("x-parse-application-id") or meta.get("_ApplicationId")
+    expected = settings.parse_app_id
+    if not isinstance(app_id, str) or not hmac.compare_digest(app_id.encode(), expected.encode()):
+        raise UNAUTHORIZED
+    if headers.get("x-parse-master-key") or "_MasterKey" in meta or "_MaintenanceKey" in meta:
+        raise UNAUTHORIZED  # there is no master key: every call acts as a signed-in user
+
+    method = request.method.upper()
+    override = meta.get("_method")
+    if override is not None:
+        if method != "POST" or not isinstance(override, str) or override.upper() not in METHODS:
+            raise _param_error("_method must be GET, POST, PUT or DELETE on a POST request")
+        method = override.upper()
+
+    token = headers.get("x-parse-session-token") or meta.get("_SessionToken")
+    if token is not None and not isinstance(token, str):
+        raise ApiError(400, {"code": 209, "error": "Invalid session token"})
+    installation = headers.get("x-parse-installation-id") or meta.get("_InstallationId")
+    if_match = headers.get("if-match") or meta.get("_IfMatch")
+
+    params: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if key in params:
+            raise _param_error(f"{key[:40]} is given more than once")
+        params[key] = _json_or_text(value)
+    if method == "GET" and request.method == "POST":
+        params.update(body)  # the JS SDK's way: GET parameters in a POST body
+        body = {}
+    elif params and method != "GET" and path.strip("/") != "login":
+        raise _param_error(f"{next(iter(params))[:40]} is not a parameter of {method} {MOUNT}/{path[:60]}")
+
+    return ParseRequest(method=method, path=path, params=params, body=body,
+                        session_token=token or None,
+                        installation_id=installation if isinstance(installation, str) else None,
+                        if_match=str(if_match) if if_match is not None else None,
+                        address=request.client.host if request.client else None,
+                        base_url=str(request.base_url).rstrip("/"))
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    if isinstance(exc, ApiError):
+        return _json(exc.body, exc.status, exc.headers)
+    if isinstance(exc, StoreError):
+        return _json({"code": exc.parse_code, "error": exc.message}, exc.http_status)
+    if isinstance(exc, StaleDataError):
+        return _json({"code": Conflict.parse_code,
+                      "error": "The object was changed by someone else. Review and try again."}, 409)
+    log.exception("Parse API: unexpected error", exc_info=exc)
+    return _json({"code": 1, "error": "Internal server error."}, 500)
+
+
+class ParseApi:
+    """Dispatches decoded calls to the store. Also used, unchanged, for each request of a batch."""
+
+    def __init__(self, settings: Settings, get_store: Callable[[], Store]):
+        self.settings = settings
+        self.get_store = get_store
+        self.limiter = LoginLimiter(settings.login_rate_per_minute, settings.login_address_rate_per_minute)
+
+    @property
+    def store(self) -> Store:
+        return self.get_store()
+
+    async def principal(self, call: ParseRequest) -> Principal | None:
+        if call.session_token is None:
+            return None
+        return await self.store.resolve_session(call.session_token)
+
+    async def handle(self, call: ParseRequest, *, in_batch: bool = False) -> Response:
+        try:
+            return await self.route(call, in_batch=in_batch)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a Parse error answer
+            return _error_response(exc)
+
+    async def route(self, call: ParseRequest, *, in_batch: bool) -> Response:
+        parts, method = call.segments, call.method
+        handler: Callable[..., Awaitable[Response]] | None = None
+        args: tuple[Any, ...] = ()
+        if parts[:1] == ["classes"] and len(parts) in (2, 3):
+            class_name = parts[1]
+            if len(class_name) > CLASS_NAME_LENGTH:
+                raise PermissionDenied("class is not available")
+            if class_name == "_User" and len(parts) == 2 and method == "POST":
+                handler = self.sign_up
+            elif len(parts) == 2:
+                handler = {"GET": self.find, "POST": self.create}.get(method)
+                args = (class_name,)
+            else:
+                handler = {"GET": self.get, "PUT": self.update, "DELETE": self.delete}.get(method)
+                args = (class_name, parts[2])
+        elif parts[:1] == ["users"]:
+            if len(parts) == 1:
+                handler = {"GET": self.find, "POST": self.sign_up}.get(method)
+                args = ("_User",) if method == "GET" else ()
+            elif parts == ["users", "me"]:
+                handler = self.me if method == "GET" else None
+            elif len(parts) == 2:
+                handler = {"GET": self.get, "PUT": self.update, "DELETE": self.delete}.get(method)
+                args = ("_User", parts[1])
+        elif parts == ["login"] and not in_batch:
+            handler = self.log_in if method in ("GET", "POST") else None
+        elif parts == ["logout"] and not in_batch:
+            handler = self.log_out if method == "POST" else None
+        elif parts == ["batch"] and not in_batch:
+            handler = self.batch if method == "POST" else None
+        elif parts == ["health"]:
+            handler = self.health if method in ("GET", "POST") else None
+        if handler is None:
+            raise ApiError(404, {"code": 101, "error": f"Not found: {method} {MOUNT}/{call.path.strip('/')[:80]}"})
+        return await handler(call, *args)
+
+    # ------------------------------------------------------------------ helpers
+    def _only_params(self, call: ParseRequest, allowed: set[str]) -> None:
+        for key in call.params:
+            if key not in allowed:
+                raise _param_error(f"{str(key)[:40]} is not a valid query parameter")
+
+    def _no_body(self, call: ParseRequest) -> None:
+        if call.body:
+            raise InvalidInput(str(next(iter(call.body)))[:60], "is not expected here", code=105)
+
+    def _location(self, call: ParseRequest, path: str) -> dict[str, str]:
+        return {"Location": f"{call.base_url}{MOUNT}/{quote(path)}"}
+
+    async def _render(self, call: ParseRequest, principal: Principal | None, class_name: str,
+                      objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        include = wire.parse_include(class_name, call.params.get("include"))
+        keys = wire.parse_keys(class_name, call.params.get("keys"))
+        exclude = wire.parse_keys(class_name, call.params.get("excludeKeys"), "excludeKeys")
+        if include:
+            await wire.resolve_includes(self.store, principal, objects, include)
+        if keys is not None:
+            objects = [wire.select_keys(o, keys) for o in objects]
+        if exclude is not None:
+            objects = [wire.select_keys(o, exclude, exclude=True) for o in objects]
+        return objects
+
+    def _expected_version(self, call: ParseRequest) -> int | None:
+        if call.if_match is None:
+            return None
+        value = call.if_match.strip()
+        if value.startswith("W/"):
+            value = value[2:]
+        value = value.strip('"')
+        if not value.isdigit() or len(value) > 12:
+            raise _param_error('If-Match must be the version from the ETag, e.g. "3"')
+        return int(value)
+
+    @staticmethod
+    def _etag(row: Any) -> dict[str, str]:
+        version = getattr(row, "version", None)
+        return {"ETag": f'"{version}"'} if isinstance(version, int) else {}
+
+    # ------------------------------------------------------------------ users
+    async def sign_up(self, call: ParseRequest) -> Response:
+        body = dict(call.body)
+        principal = await self.principal(call)
+        if "role" in body or principal is not None and body.keys() - {"username", "email", "password"}:
+            # A lead making an account (with a role): the store's create path decides.
+            row = await self.store.create(principal=principal, class_name="_User",
+                                          fields=wire.decode_fields("_User", body))
+            return _json({"objectId": row.id, "createdAt": wire.encode_row(row)["createdAt"]}, 201,  # type: ignore[attr-defined]
+                         self._location(call, f"users/{row.id}"))  # type: ignore[attr-defined]
+        for name in body:
+            if name not in ("username", "email", "password"):
+                raise InvalidInput(str(name)[:60], "is not a sign-up field (username, email, password)", code=105)
+        self._rate_limit(call, None)
+        signed = await self.store.sign_up(username=body.get("username"), email=body.get("email"),  # type: ignore[arg-type]
+                                          password=body.get("password"))  # type: ignore[arg-type]
+        created = wire.encode_row(signed.user)["createdAt"]
+        return _json({"objectId": signed.user.id, "createdAt": created, "sessionToken": signed.token}, 201,
+                     self._location(call, f"users/{signed.user.id}"))
+
+    def _rate_limit(self, call: ParseRequest, username: object) -> None:
+        wait = self.limiter.check(username=username, address=call.address)
+        if wait:
+            raise ApiError(429, {"code": 100, "error": f"Too many sign-in attempts. Try again in {wait} seconds."},
+                           {"Retry-After": str(wait)})
+
+    async def log_in(self, call: ParseRequest) -> Response:
+        source = call.params if call.method == "GET" else {**call.params, **call.body}
+        for name in source:
+            if name not in ("username", "password", "authData"):
+                raise _param_error(f"{str(name)[:40]} is not a login parameter")
+        if "authData" in source:
+            raise InvalidInput("authData", "third-party sign-in is not supported", code=252)
+        username, password = source.get("username"), source.get("password")
+        self._rate_limit(call, username)
+        signed = await self.store.log_in(username=username, password=password)  # type: ignore[arg-type]
+        return _json({**wire.encode_row(signed.user), "sessionToken": signed.token})
+
+    async def log_out(self, call: ParseRequest) -> Response:
+        self._only_params(call, set())
+        principal = await self.principal(call)
+        if principal is None:
+            raise NotAuthenticated()
+        await self.store.log_out(principal=principal)
+        return _json({})
+
+    async def me(self, call: ParseRequest) -> Response:
+        self._only_params(call, set())
+        principal = await self.principal(call)
+        if principal is None:
+            raise NotAuthenticated()
+        user = await self.store.get_user(principal=principal, user_id=principal.user_id)
+        return _json({**wire.encode_row(user), "sessionToken": call.session_token})
+
+    # ------------------------------------------------------------------ classes
+    async def find(self, call: ParseRequest, class_name: str) -> Response:
+        self._only_params(call, FIND_PARAMS)
+        self._no_body(call)
+        principal = await self.principal(call)
+        params = call.params
+        where = params.get("where")
+        if where is not None and not isinstance(where, dict):
+            raise _param_error("where must be a JSON object")
+        limit = params.get("limit", 100)
+        skip = params.get("skip", 0)
+        count = params.get("count")
+        if count not in (None, 0, 1, True, False, "0", "1", "true", "false"):
+            raise _param_error("count must be 1 or 0")
+        want_count = count in (1, True, "1", "true")
+        # Validate include/keys before reading, so a bad parameter never costs a query.
+        wire.parse_include(class_name, params.get("include"))
+        wire.parse_keys(class_name, params.get("keys"))
+        rows = await self.store.find(principal=principal, class_name=class_name, where=where,
+                                     order=params.get("order"), limit=limit, skip=skip)
+        results = await self._render(call, principal, class_name, [wire.encode_row(r) for r in rows])
+        body: dict[str, Any] = {"results": results}
+        if want_count:
+            body["count"] = await self.store.count(principal=principal, class_name=class_name, where=where)
+        return _json(body)
+
+    async def get(self, call: ParseRequest, class_name: str, object_id: str) -> Response:
+        self._only_params(call, GET_PARAMS)
+        self._no_body(call)
+        principal = await self.principal(call)
+        wire.parse_include(class_name, call.params.get("include"))
+        row = await self.store.get(principal=principal, class_name=class_name, object_id=object_id)
+        [result] = await self._render(call, principal, class_name, [wire.encode_row(row)])
+        return _json(result, headers=self._etag(row))
+
+    async def create(self, call: ParseRequest, class_name: str) -> Response:
+        principal = await self.principal(call)
+        fields = wire.decode_fields(class_name, call.body)
+        row = await self.store.create(principal=principal, class_name=class_name, fields=fields)
+        path = f"users/{row.id}" if class_name == "_User" else f"classes/{class_name}/{row.id}"  # type: ignore[attr-defined]
+        return _json({"objectId": row.id, "createdAt": wire.encode_row(row)["createdAt"]}, 201,  # type: ignore[attr-defined]
+                     {**self._location(call, path), **self._etag(row)})
+
+    async def update(self, call: ParseRequest, class_name: str, object_id: str) -> Response:
+        principal = await self.principal(call)
+        body = dict(call.body)
+        reason = body.pop("changeReason", None) if class_name in ("Patient", "EquipmentLog") else None
+        expected = self._expected_version(call)
+        if class_name == "_User":
+            if expected is not None:
+                raise _param_error("If-Match is not supported for users")
+            row = await self.store.update(principal=principal, class_name="_User", object_id=object_id,
+                                          changes=wire.decode_fields("_User", body))
+        else:
+            row = await self.store.update(principal=principal, class_name=class_name, object_id=object_id,
+                                          changes=wire.decode_fields(class_name, body),
+                                          expected_version=expected, reason=reason)
+        return _json({"updatedAt": wire.encode_row(row)["updatedAt"]}, headers=self._etag(row))
+
+    async def delete(self, call: ParseRequest, class_name: str, object_id: str) -> Response:
+        self._no_body(call)
+        principal = await self.principal(call)
+        await self.store.delete(principal=principal, class_name=class_name, object_id=object_id)
+        return _json({})  # pragma: no cover - the store never deletes; kept for the contract
+
+    # ------------------------------------------------------------------ batch
+    async def batch(self, call: ParseRequest) -> Response:
+        body = call.body
+        for name in body:
+            if name not in ("requests", "transaction"):
+                raise InvalidInput(str(name)[:60], "is not a batch field", code=105)
+        if body.get("transaction") not in (None, False):
+            raise _param_error("transaction batches are not supported; send the requests without it")
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests or len(requests) > MAX_BATCH:
+            raise _param_error(f"requests must be a list of 1 to {MAX_BATCH} requests")
+        calls = [self._batch_call(call, item, i) for i, item in enumerate(requests)]
+        results: list[dict[str, Any]] = []
+        for sub in calls:
+            response = await self.handle(sub, in_batch=True)
+            payload = json.loads(bytes(response.body))
+            results.append({"success": payload} if response.status_code < 300 else {"error": payload})
+        return _json(results)
+
+    def _batch_call(self, outer: ParseRequest, item: object, index: int) -> ParseRequest:
+        where = f"requests[{index}]"
+        if not isinstance(item, dict):
+            raise _param_error(f"{where} must be an object")
+        unknown = item.keys() - {"method", "path", "body"}
+        if unknown:
+            raise _param_error(f"{where}: {str(sorted(unknown)[0])[:40]} is not a batch request field")
+        method, path, body = item.get("method"), item.get("path"), item.get("body", {})
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            raise _param_error(f"{where}.method must be GET, POST, PUT or DELETE")
+        if not isinstance(path, str) or len(path) > 300:
+            raise _param_error(f"{where}.path must be a path such as {MOUNT}/classes/Patient")
+        if path.startswith(MOUNT + "/"):
+            path = path[len(MOUNT):]
+        if not path.startswith("/") or "?" in path:
+            raise _param_error(f"{where}.path must be a path such as {MOUNT}/classes/Patient")
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise _param_error(f"{where}.body must be an object")
+        method = method.upper()
+        params: dict[str, Any] = {}
+        if method == "GET":
+            params, body = dict(body), {}
+        return ParseRequest(method=method, path=path.lstrip("/"), params=params, body=dict(body),
+                            session_token=outer.session_token, installation_id=outer.installation_id,
+                            address=outer.address, base_url=outer.base_url)
+
+    async def health(self, call: ParseRequest) -> Response:
+        return _json({"status": "ok"})
+
+
+def build_router(settings: Settings, get_store: Callable[[], Store]) -> tuple[APIRouter, ParseApi]:
+    api = ParseApi(settings, get_store)
+    router = APIRouter()
+
+    @router.api_route(MOUNT + "/{path:path}", methods=list(METHODS), include_in_schema=False)
+    async def parse_endpoint(request: Request, path: str) -> Response:
+        try:
+            call = await decode_request(request, path, settings)
+        except Exception as exc:  # noqa: BLE001 - decoding failures are answers too
+            return _error_response(exc)
+        return await api.handle(call)
+
+    return router, api
+
