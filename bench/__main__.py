@@ -1,0 +1,133 @@
+"""`python -m bench`: every scenario against a real server process, beside a floor measured in the
+same run. Writes bench/results/<timestamp>.json and rewrites the table in bench/README.md."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.report import rewrite_readme, table_rows
+from bench.server import raise_fd_limit
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("floor", "fanout", "pages", "isolation", "writes", "caseload", "memory")
+
+
+@dataclass
+class Context:
+    quick: bool
+    database_url: str | None
+    chromium: bool
+    fanout_sizes: list[int]
+
+
+def plan(quick: bool) -> dict:
+    if quick:
+        return {"fanout": ([5, 20], 5), "pages": ([3, 6], 2), "isolation": (3, 20, 5),
+                "writes": ([1, 4], 30), "memory": [0, 10, 20]}
+    return {"fanout": ([50, 200, 1000], 100), "pages": ([50, 200, 500], 10), "isolation": (10, 1000, 100),
+            "writes": ([1, 16], 2000), "memory": [0, 250, 500, 1000]}
+
+
+async def run_one(name: str, ctx: Context, p: dict) -> dict:
+    from bench.scenarios import caseload, floor, live, memory, pages
+
+    if name == "floor":
+        return await floor.run(ctx)
+    if name == "fanout":
+        sizes, writes = p["fanout"]
+        out = {"completed": True, "all_delivered": True}
+        for size in sizes:
+            r = await live.fanout(ctx, size, writes)
+            out[f"s{size}"] = r
+            out["all_delivered"] &= r["all_delivered"]
+        return out
+    if name == "pages":
+        sizes, writes = p["pages"]
+        return await pages.run(ctx, sizes, writes)
+    if name == "isolation":
+        return await live.isolation(ctx, *p["isolation"])
+    if name == "writes":
+        return await live.writes(ctx, *p["writes"])
+    if name == "caseload":
+        return await caseload.run(ctx)
+    if name == "memory":
+        return await memory.run(ctx, p["memory"])
+    raise ValueError(name)
+
+
+def noise() -> dict:
+    """What else the machine was doing: load averages and CPU steal, before and after."""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return {"loadavg": [round(x, 2) for x in load], "cpu_jiffies": [int(x) for x in cpu]}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    raise_fd_limit()
+    p = plan(args.quick)
+    ctx = Context(quick=args.quick, database_url=args.database_url, chromium=not args.quick and not args.no_chromium,
+                  fanout_sizes=p["fanout"][0])
+    names = [args.only] if args.only else list(SCENARIOS)
+    if "floor" not in names:
+        names.insert(0, "floor")  # every run carries its own floor
+    results: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+                     "database": "postgresql" if args.database_url and "postgres" in args.database_url else "sqlite",
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform()},
+                     "noise_before": noise(), "scenarios": {}}
+    ok = True
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        try:
+            result = await asyncio.wait_for(run_one(name, ctx, p), args.timeout)
+        except Exception as exc:  # noqa: BLE001 - a failed scenario is reported, the others still run
+            result = {"completed": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                      "traceback": traceback.format_exc()[-4000:]}
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        results["scenarios"][name] = result
+        status = "ok" if result.get("completed") else ("BLOCKED" if result.get("blocked") else "FAILED")
+        print(f"[bench] {name}: {status} in {result['seconds']}s "
+              f"{result.get('blocked') or result.get('error') or ''}", flush=True)
+        if not result.get("completed") or result.get("all_delivered") is False:
+            ok = False
+    results["noise_after"] = noise()
+    results["table"] = table_rows(results)
+    out = Path(args.out) if args.out else HERE / "results" / f"{datetime.now():%Y%m%d-%H%M%S}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"[bench] wrote {out}")
+    if not args.quick or args.readme:
+        rewrite_readme(HERE / "README.md", results)
+    for row in results["table"]:
+        print("  " + " | ".join(str(c) for c in row))
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="every scenario at tiny scale, in seconds")
+    parser.add_argument("--database-url", help="a PostgreSQL URL; each scenario gets a fresh database beside it")
+    parser.add_argument("--only", choices=SCENARIOS, help="one scenario (with the floor)")
+    parser.add_argument("--out", help="where to write the JSON (default bench/results/<timestamp>.json)")
+    parser.add_argument("--no-chromium", action="store_true", help="skip the real-browser check of scenario 2")
+    parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's table even for --quick")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per scenario")
+    args = parser.parse_args(argv)
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Live-query scenarios: 1. fan-out, 3. topic isolation, 4. writes (REST creates with their pushes)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.clients import Arrivals, RestClient, Subscribers, new_score, patient_query
+from bench.seed import build_world, open_store
+from bench.server import Workspace
+from bench.stats import summary_ms
+
+DELIVERY_TIMEOUT = 15.0  # seconds to wait for every subscriber's event of one write
+
+
+async def _writes(rest: RestClient, arrivals: Arrivals, token: str, patient_id: str, count: int,
+                  expected: int, *, value_base: int = 0) -> dict:
+    """`count` creates one after another, each awaited with all its deliveries."""
+    latencies: list[float] = []
+    posts: list[float] = []
+    lost = extra = 0
+    for i in range(count):
+        start, end, body = await rest.create("MobilityScore", new_score(patient_id, (value_base + i) % 101), token)
+        posts.append(end - start)
+        object_id = body["objectId"]
+        if expected:
+            await arrivals.wait(object_id, DELIVERY_TIMEOUT)
+        got = arrivals.times.get(object_id, [])
+        lost += max(0, expected - len(got))
+        extra += max(0, len(got) - expected)
+        latencies.extend(t - start for t in got)
+    return {"latency": latencies, "post": posts, "lost": lost, "duplicates": extra}
+
+
+async def fanout(ctx, subscribers: int, writes: int) -> dict:
+    async with Workspace(f"fanout{subscribers}", ctx.database_url) as ws:
+        async with open_store(ws.db.url, ws.data_dir) as store:
+            world = await build_world(store, patients=1, therapists=1, members=min(subscribers, 20))
+        server = await asyncio.to_thread(ws.start_server)
+        arrivals = Arrivals(expected=subscribers)
+        subs = Subscribers(server.ws_url, arrivals)
+        rest = RestClient(server.url, connections=1)
+        try:
+            t0 = time.perf_counter()
+            await subs.open([(world.members[i % len(world.members)].token, patient_query(world.x))
+                             for i in range(subscribers)])
+            connect_s = time.perf_counter() - t0
+            await _writes(rest, arrivals, world.therapists[0].token, world.x, 3, subscribers)  # warm-up
+            result = await _writes(rest, arrivals, world.therapists[0].token, world.x, writes, subscribers)
+            errors = subs.errors
+        finally:
+            await rest.close()
+            await subs.close()
+    expected = subscribers * writes
+    return {"completed": True, "subscribers": subscribers, "writes": writes, "expected_deliveries": expected,
+            "delivered": len(result["latency"]), "lost": result["lost"], "duplicates": result["duplicates"],
+            "all_delivered": result["lost"] == 0 and result["duplicates"] == 0 and not errors,
+            "subscribe_all_s": round(connect_s, 3), "latency": summary_ms(result["latency"]),
+            "post_roundtrip": summary_ms(result["post"]), "errors": errors[:5]}
+
+
+async def isolation(ctx, on_x: int, others: int, writes: int) -> dict:
+    """X's latency with only its own subscribers, then beside `others` on other patients, then alone again."""
+    other_patients = max(1, min(others // 10, 100))
+    async with Workspace("isolation", ctx.database_url) as ws:
+        async with open_store(ws.db.url, ws.data_dir) as store:
+            world = await build_world(store, patients=1 + other_patients, therapists=2, members=min(on_x, 10),
+                                      outsiders=other_patients)
+        server = await asyncio.to_thread(ws.start_server)
+        arrivals = Arrivals(expected=on_x)
+        mine = Subscribers(server.ws_url, arrivals)
+        other_arrivals = Arrivals(expected=10 ** 9)
+        rest = RestClient(server.url, connections=1)
+        token = world.lead.token
+        try:
+            await mine.open([(world.members[i % len(world.members)].token, patient_query(world.x))
+                             for i in range(on_x)])
+            await _writes(rest, arrivals, token, world.x, 3, on_x)  # warm-up
+            alone = await _writes(rest, arrivals, token, world.x, writes, on_x, value_base=1)
+            crowd = Subscribers(server.ws_url, other_arrivals)
+            outsiders = world.outsiders
+            await crowd.open([(outsiders[i % len(outsiders)].token,
+                               patient_query(world.patients[1 + i % other_patients])) for i in range(others)])
+            await _writes(rest, arrivals, token, world.x, 3, on_x)  # warm-up
+            crowded = await _writes(rest, arrivals, token, world.x, writes, on_x, value_base=2)
+            leaked = sum(len(v) for v in other_arrivals.times.values())
+            await crowd.close()
+            alone_again = await _writes(rest, arrivals, token, world.x, writes, on_x, value_base=3)
+            errors = mine.errors
+        finally:
+            await rest.close()
+            await mine.close()
+    base = alone["latency"] + alone_again["latency"]
+    base_s, crowd_s = summary_ms(base), summary_ms(crowded["latency"])
+    lost = alone["lost"] + crowded["lost"] + alone_again["lost"]
+
+    def slower(key: str) -> float | None:
+        if not base_s[key] or crowd_s[key] is None:
+            return None
+        return round(100 * (crowd_s[key] / base_s[key] - 1), 1)
+
+    return {"completed": True, "subscribers_on_x": on_x, "other_subscribers": others,
+            "other_patients": other_patients, "writes_per_phase": writes,
+            "alone": base_s, "with_others": crowd_s, "slower_p50_pct": slower("p50_ms"),
+            "slower_p99_pct": slower("p99_ms"), "lost": lost, "events_to_others": leaked,
+            "all_delivered": lost == 0 and leaked == 0 and not errors, "errors": errors[:5]}
+
+
+async def writes(ctx, concurrency_levels: list[int], total: int) -> dict:
+    """Creates per second through REST at each concurrency; one subscriber per patient checks every push."""
+    patients = max(concurrency_levels)
+    out: dict = {"completed": True, "all_delivered": True}
+    async with Workspace("writes", ctx.database_url) as ws:
+        async with open_store(ws.db.url, ws.data_dir) as store:
+            world = await build_world(store, patients=patients, therapists=4)
+        server = await asyncio.to_thread(ws.start_server)
+        arrivals = Arrivals(expected=1)
+        subs = Subscribers(server.ws_url, arrivals)
+        try:
+            await subs.open([(world.lead.token, patient_query(p)) for p in world.patients])
+            for level in concurrency_levels:
+                rest = RestClient(server.url, connections=level)
+                token = world.lead.token
+                ids: list[str] = []
+                counter = iter(range(total))
+
+                async def worker(k: int) -> None:
+                    for i in counter:  # shared iterator: `total` creates across the workers
+                        _, _, body = await rest.create("MobilityScore", new_score(world.patients[k], i % 101), token)
+                        ids.append(body["objectId"])
+
+                for w in range(min(20, total)):  # warm-up, not counted
+                    _, _, body = await rest.create("MobilityScore", new_score(world.patients[0], w), token)
+                    ids.append(body["objectId"])
+                started = time.perf_counter()
+                await asyncio.gather(*(worker(k) for k in range(level)))
+                elapsed = time.perf_counter() - started
+                deadline = time.monotonic() + DELIVERY_TIMEOUT
+                for oid in ids:
+                    await arrivals.wait(oid, max(0.0, deadline - time.monotonic()))
+                lost = sum(1 for oid in ids if not arrivals.times.get(oid))
+                await rest.close()
+                out[f"c{level}"] = {"creates": total, "seconds": round(elapsed, 3),
+                                    "per_second": round(total / elapsed, 1), "pushes_lost": lost}
+                out["all_delivered"] = out["all_delivered"] and lost == 0
+            out["errors"] = subs.errors[:5]
+            out["all_delivered"] = out["all_delivered"] and not subs.errors
+        finally:
+            await subs.close()
+    return out
