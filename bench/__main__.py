@@ -32,7 +32,7 @@ class Context:
 def plan(quick: bool) -> dict:
     if quick:
         return {"fanout": ([5, 20], 5), "pages": ([3, 6], 2), "isolation": (3, 20, 5),
-                "writes": ([1, 4], 30), "memory": [0, 10, 20]}
+                "writes": ([1, 16], 40), "memory": [0, 10, 20]}
     return {"fanout": ([50, 200, 1000], 100), "pages": ([50, 200, 500], 10), "isolation": (10, 1000, 100),
             "writes": ([1, 16], 2000), "memory": [0, 250, 500, 1000]}
 

@@ -1,0 +1,31 @@
+"""Smoke test of the benchmark harness: `python -m bench --quick` runs every scenario at tiny scale
+against real server processes. It checks that each completes and every delivery arrives, not timings."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_completes_every_scenario(tmp_path: Path) -> None:
+    out = tmp_path / "quick.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    scenarios = results["scenarios"]
+    assert set(scenarios) == {"floor", "fanout", "pages", "isolation", "writes", "caseload", "memory"}
+    for name, result in scenarios.items():
+        assert result.get("completed"), (name, result.get("blocked") or result.get("error"), result.get("traceback"))
+        assert result.get("all_delivered", True), (name, result)
+    for key, fan in scenarios["fanout"].items():
+        if key.startswith("s"):
+            assert fan["lost"] == 0 and fan["delivered"] == fan["expected_deliveries"], fan
+    assert scenarios["isolation"]["lost"] == 0 and scenarios["isolation"]["events_to_others"] == 0
+    assert all(v["pushes_lost"] == 0 for k, v in scenarios["writes"].items() if k.startswith("c"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
