@@ -23,7 +23,7 @@ from dashboard.access import Principal
 from dashboard.api import wire
 from dashboard.api.rate_limit import LoginLimiter
 from dashboard.config import Settings
-from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied, StoreError
+from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, StoreError
 from dashboard.store import Store
 
 log = logging.getLogger("ot_tracker.api")
@@ -37,7 +37,10 @@ META_FIELDS = ("_method", "_ApplicationId", "_SessionToken", "_ClientVersion", "
 FIND_PARAMS = {"where", "order", "limit", "skip", "count", "include", "keys", "excludeKeys"}
 GET_PARAMS = {"include", "keys", "excludeKeys"}
 MAX_BATCH = 50
-CLASS_NAME_LENGTH = 64
+CLASS_NAME_LENGTH = 32
+# Object ids are 10 characters (models.new_object_id); none is longer than the 16 the schema holds.
+# A longer one cannot exist, and the store's refusal audit cannot record it (see the report).
+OBJECT_ID_LENGTH = 16
 
 
 class ApiError(Exception):
@@ -202,6 +205,9 @@ class ParseApi:
 
     async def route(self, call: ParseRequest, *, in_batch: bool) -> Response:
         parts, method = call.segments, call.method
+        if len(parts) == 3 and parts[0] == "classes" or len(parts) == 2 and parts[0] == "users" and parts[1] != "me":
+            if len(parts[-1]) > OBJECT_ID_LENGTH:
+                raise NotFound()
         handler: Callable[..., Awaitable[Response]] | None = None
         args: tuple[Any, ...] = ()
         if parts[:1] == ["classes"] and len(parts) in (2, 3):
