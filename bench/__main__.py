@@ -104,7 +104,11 @@ async def main_async(args: argparse.Namespace) -> int:
         if not result.get("completed") or result.get("all_delivered") is False:
             ok = False
     results["noise_after"] = noise()
-    results["table"] = table_rows(results)
+    try:
+        results["table"] = table_rows(results)
+    except Exception as exc:  # noqa: BLE001 - the figures are still written
+        results["table"] = [("table", "FAILED", "", "", "", f"{type(exc).__name__}: {exc}")]
+        ok = False
     out = Path(args.out) if args.out else HERE / "results" / f"{datetime.now():%Y%m%d-%H%M%S}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))

@@ -81,7 +81,7 @@ def table_rows(results: dict) -> list[tuple]:
                      "≤ 10% slower", "", "", _verdict(worst, 10)))
 
     sqlite_rate = _get(floor, "sqlite_insert_commit", "per_second")
-    for key in sorted((k for k in s.get("writes", {}) if k.startswith("c")), key=lambda k: int(k[1:])):
+    for key in sorted((k for k in s.get("writes", {}) if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:])):
         rate = _get(s, "writes", key, "per_second")
         if rate is None:
             continue

@@ -75,7 +75,7 @@ async def ws_floor(port: int, *, echoes: int, fanout_sizes: list[int], messages:
                           "object": {"className": "MobilityScore", "objectId": "abcdefghij",
                                      "scoreType": "barthel", "scoreValue": 50}})
     out: dict = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         ws = await session.ws_connect(url)
         for _ in range(min(50, echoes)):  # warm-up
             await ws.send_str(payload)
