@@ -83,7 +83,7 @@ class LiveSubscription:
     keys: dict[str, Any] | None
     watch: frozenset[str] | None
     principal: Principal
-    matcher: Matcher
+    matcher: Matcher | None = None
     hub_sub: Any = None
     task: asyncio.Task[None] | None = None
     tracked: dict[str, Tracked] = field(default_factory=dict)
@@ -163,7 +163,7 @@ class Connection:
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 try:
                     await self.ws.close()
-                except RuntimeError:
+                except Exception:  # noqa: BLE001 - the client has gone already
                     pass
 
     async def _send_loop(self) -> None:
@@ -294,13 +294,14 @@ class Connection:
         principal = await self._resolve(token, request_id) if token is not None else self.principal
         if principal is None:
             raise ProtocolError(209, "A session token is required", request_id=request_id)
-        sub = LiveSubscription(request_id, class_name, where, keys, watch, principal, Matcher(class_name, where))
+        sub = LiveSubscription(request_id, class_name, where, keys, watch, principal)
         pinned = _pinned_patient(class_name, where)
         topic = patient_topic(pinned) if pinned else class_topic(class_name)
         sub.hub_sub = self.store.hub.subscribe(principal, [topic])
         try:
             # The store validates the query (fields, operators, depth) and seeds the view.
             await self._seed(sub)
+            sub.matcher = Matcher(class_name, where)
         except StoreError as exc:
             sub.hub_sub.close()
             raise ProtocolError(exc.parse_code, exc.message, request_id=request_id) from None
@@ -385,8 +386,8 @@ class Connection:
             was_in = object_id in sub.tracked
         else:
             was_in = object_id in sub.tracked or (
-                sub.matcher.matches(before) and delivery.patient_id not in sub.granted)
-        is_in = kind != "delete" and sub.matcher.matches(after)
+                sub.matcher.matches(before) and delivery.patient_id not in sub.granted)  # type: ignore[union-attr]
+        is_in = kind != "delete" and sub.matcher.matches(after)  # type: ignore[union-attr]
         if was_in and is_in:
             op = "update"
             if sub.watch and before is not None and after is not None and all(
