@@ -423,7 +423,7 @@ class Connection:
             await self.send(self.server.event_message("leave", self.client_id, sub, obj, None))
         if patient_id is not None:
             sub.granted.discard(patient_id)
-        if patient_id is None or sub.hub_sub.closed:
+        if patient_id is None and sub.request_id in self.subscriptions and self.subscriptions[sub.request_id] is sub:
             # Logout or deactivation: the session is over, and so is the subscription.
             self.subscriptions.pop(sub.request_id, None)
             if sub.hub_sub is not None:
