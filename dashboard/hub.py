@@ -240,7 +240,15 @@ class Hub:
             if change.session_id is not None and sub.principal.session_id != change.session_id:
                 continue
             if change.ended:
-                sub._offer(Delivery("access_ended"))
+                # Nothing still queued is deliverable now. Name each patient the subscription was
+                # watching, so an open patient page knows it is its access that ended; then end it.
+                patients = set(change.lost) | {pid for kind, pid in sub.topics if kind == "patient"}
+                if sub.watches_classes:
+                    patients |= self.access.visible_for_user(change.user_id)
+                sub._buffer.clear()
+                for patient_id in sorted(patients):
+                    sub._buffer.append(Delivery("access_ended", "Patient", patient_id, patient_id))
+                sub._buffer.append(Delivery("access_ended"))
                 sub.closed = True
                 sub._wakeup.set()
                 self._remove(sub)

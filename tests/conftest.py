@@ -235,3 +235,55 @@ def live_server(tmp_path_factory: pytest.TempPathFactory):
     server.start()
     yield server
     server.stop()
+
+
+# -- helpers for tests that check what a refused call left behind ------------------------------------
+# Tables that a refused call may legitimately touch: the audit trail records the refusal, and the
+# sign-in bookkeeping is not domain data.
+NOT_DOMAIN_TABLES = frozenset({"audit_log", "auth_sessions", "login_throttle"})
+
+
+async def domain_snapshot(db: Database) -> dict[str, list[tuple]]:
+    """Every row, every column, of every domain table: equal snapshots mean nothing was written."""
+    from sqlalchemy import select
+
+    from dashboard.models import Base
+
+    out: dict[str, list[tuple]] = {}
+    async with db.read() as session:
+        for table in Base.metadata.sorted_tables:
+            if table.name in NOT_DOMAIN_TABLES:
+                continue
+            rows = (await session.execute(select(table))).all()
+            out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+async def refusal_count(db: Database) -> int:
+    """Audit rows whose outcome is anything but "ok"."""
+    from sqlalchemy import func, select
+
+    from dashboard.models import AuditEvent
+
+    async with db.read() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome != "ok")) or 0)
+
+
+async def outcome_of(awaitable) -> tuple[str, object]:
+    """("ok", result) or the HTTP-style code of the store's refusal: 400, 401, 403, 404, 409."""
+    from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+
+    try:
+        result = await awaitable
+    except NotAuthenticated as exc:
+        return "401", exc
+    except NotFound as exc:
+        return "404", exc
+    except PermissionDenied as exc:
+        return "403", exc
+    except Conflict as exc:
+        return "409", exc
+    except InvalidInput as exc:
+        return "400", exc
+    return "ok", result

@@ -41,22 +41,28 @@ class SignedIn:
 class AccountsMixin(StoreBase):
     # -- validation -----------------------------------------------------------------------------
     def _check_username(self, username: object) -> str:
-        if not isinstance(username, str) or not username:
+        if username is None or username == "":
             raise MissingField("username")
+        if not isinstance(username, str):
+            raise InvalidInput("username", "must be text")
         if not USERNAME_RULE.match(username):
             raise InvalidInput("username", "must be 3 to 64 letters, digits, dots, dashes or underscores")
         return username
 
     def _check_email(self, email: object) -> str:
-        if not isinstance(email, str) or not email:
+        if email is None or email == "":
             raise MissingField("email")
+        if not isinstance(email, str):
+            raise InvalidInput("email", "must be text")
         if len(email) > 254 or not EMAIL_RULE.match(email):
             raise InvalidInput("email", "must be an email address", code=125)
         return email.lower()
 
     def _check_password(self, password: object) -> str:
-        if not isinstance(password, str) or not password:
+        if password is None or password == "":
             raise MissingField("password")
+        if not isinstance(password, str):
+            raise InvalidInput("password", "must be text")
         if len(password) < self.settings.min_password_length:
             raise InvalidInput(
                 "password", f"must be at least {self.settings.min_password_length} characters", code=142

@@ -195,8 +195,14 @@ class StoreBase:
                 raise MissingField(spec.name)
             return value
         if spec.kind == "Number":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidInput(spec.name, "must be a number")
+            try:
+                finite = math.isfinite(value)
+            except OverflowError:  # an int too large for a float: bad input, not a server error
+                finite = False
+            if not finite:
+                raise InvalidInput(spec.name, "must be a finite number")
             return value
         if spec.kind == "Boolean":
             if not isinstance(value, bool):

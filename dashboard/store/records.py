@@ -199,6 +199,13 @@ class RecordsMixin(AccountsMixin):
             tx.events.append(Event("create", "Patient", patient.id, patient.id, to_parse(patient)))
         return patient
 
+    def _equipment_status(self, value: object) -> str:
+        """The vocabulary is "equipmentStatus"; the field the caller sent is `status`."""
+        try:
+            return self.catalogue.term("equipmentStatus", value)
+        except InvalidInput as exc:
+            raise InvalidInput("status", exc.rule) from None
+
     def _leads(self) -> set[str]:
         return {uid for uid, u in self.access._users.items() if u.role == LEAD and u.active}
 
@@ -209,6 +216,7 @@ class RecordsMixin(AccountsMixin):
 
     async def _create_record(self, principal: Principal | None, class_name: str,
                              fields: Mapping[str, object]) -> Base:
+        self._role(principal)  # no session: NotAuthenticated, before anything else
         assert principal is not None
         values = self._clean(class_name, fields, creating=True, allow_server_set_for=principal.user_id)
         role = self._require_sees(principal, values["patient_id"], "patient")
@@ -228,7 +236,7 @@ class RecordsMixin(AccountsMixin):
             self._not_in_future("sessionDate", values["session_date"])
             row = SessionNote(**values, author_id=principal.user_id)
         else:
-            values["status"] = self.catalogue.term("equipmentStatus", values["status"])
+            values["status"] = self._equipment_status(values["status"])
             if values["status"] != "checked_out":
                 raise InvalidInput("status", "a new equipment log starts as checked_out")
             values["checked_out_at"] = values.get("checked_out_at") or now
@@ -284,6 +292,9 @@ class RecordsMixin(AccountsMixin):
                                             session=tx.session)
             assert principal is not None
             before = to_parse(row)
+            for name in changes:
+                if name not in CLASSES[class_name]:
+                    raise InvalidInput(str(name)[:60], f"is not a field of {class_name}", code=105)
             if class_name == "Patient":
                 await self._update_patient(tx, principal, row, changes, expected_version, reason)  # type: ignore[arg-type]
             elif class_name == "MobilityScore":
@@ -363,6 +374,8 @@ class RecordsMixin(AccountsMixin):
             raise PermissionDenied("Note text is never edited; add an addendum instead")
         if role not in WRITERS:
             raise PermissionDenied(f"A {role} account cannot change notes")
+        if not isinstance(changes["followUpNeeded"], bool):
+            raise InvalidInput("followUpNeeded", "must be true or false")
         if changes["followUpNeeded"] is not False:
             raise PermissionDenied("followUpNeeded: a follow-up can only be cleared")
         note.follow_up_needed = False
@@ -384,7 +397,7 @@ class RecordsMixin(AccountsMixin):
         values = self._clean("EquipmentLog", changes, creating=False)
         old_status = log.status
         if "status" in values:
-            values["status"] = self.catalogue.term("equipmentStatus", values["status"])
+            values["status"] = self._equipment_status(values["status"])
             if values["status"] == "returned" and "returned_at" not in values:
                 values["returned_at"] = self.clock()
             if values["status"] == "checked_out":

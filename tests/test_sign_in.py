@@ -1,0 +1,245 @@
+"""Sign-up, sign-in, lockout, session expiry and revocation, and how secrets are kept.
+
+Time is a controllable clock handed to the Store (`clock=`): tests move it instead of sleeping.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from conftest import PASSWORD, World
+from conftest import test_settings as make_settings  # aliased: pytest would collect a test_* name
+from dashboard.db import Database
+from dashboard.errors import (
+    AccountLocked,
+    InvalidCredentials,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Taken,
+)
+from dashboard.models import AuthSession, Base, User
+from dashboard.store import Store
+
+UTC = timezone.utc
+LIFETIME = timedelta(hours=2)
+IDLE = timedelta(minutes=30)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def timed_store(db: Database, database_url: str, clock: Clock) -> Store:
+    store = Store(db, settings=make_settings(database_url, session_lifetime=LIFETIME, session_idle_timeout=IDLE,
+                                             lockout_attempts=5, lockout_window=timedelta(minutes=15),
+                                             lockout_duration=timedelta(minutes=15)),
+                  clock=clock)
+    await store.start()
+    await store.bootstrap_lead(username="lead", email="lead@example.org", password=PASSWORD)
+    return store
+
+
+async def _everything(db: Database) -> str:
+    """Every value in every table, as one string to search for secrets."""
+    parts = []
+    async with db.read() as session:
+        for table in Base.metadata.sorted_tables:
+            parts.extend(repr(tuple(row)) for row in (await session.execute(select(table))).all())
+    return "\n".join(parts)
+
+
+# -- sign-up ---------------------------------------------------------------------------------------
+async def test_sign_up_makes_a_contributor_who_sees_no_patient(world: World):
+    store = world.store
+    signed = await store.sign_up(username="newcomer", email="newcomer@example.org", password="twelve chars")
+    assert signed.user.role == "contributor"
+    principal = await store.resolve_session(signed.token)
+    assert principal.user_id == signed.user.id
+    assert await store.find(principal=principal, class_name="Patient") == []
+    assert await store.count(principal=principal, class_name="Patient") == 0
+    assert await store.caseload(principal=principal) == []
+    with pytest.raises(NotFound):
+        await store.get(principal=principal, class_name="Patient", object_id=world.patient.id)
+    # Until an owning therapist adds it to the care team; then it sees exactly that patient.
+    await store.add_care_team_member(principal=world.owner, patient_id=world.patient.id, user_id=signed.user.id)
+    assert [p.id for p in await store.find(principal=principal, class_name="Patient")] == [world.patient.id]
+
+
+async def test_password_shorter_than_twelve_is_refused(timed_store: Store):
+    with pytest.raises(InvalidInput) as caught:
+        await timed_store.sign_up(username="shorty", email="shorty@example.org", password="elevenchars")
+    assert caught.value.field == "password" and "12" in str(caught.value) and caught.value.parse_code == 142
+    async with timed_store.db.read() as session:
+        assert await session.scalar(select(User).where(User.username == "shorty")) is None
+    await timed_store.sign_up(username="shorty", email="shorty@example.org", password="twelve chars")
+
+
+async def test_duplicate_username_or_email_is_taken(timed_store: Store):
+    await timed_store.sign_up(username="Robin", email="robin@example.org", password=PASSWORD)
+    with pytest.raises(Taken) as caught:
+        await timed_store.sign_up(username="robin", email="other@example.org", password=PASSWORD)
+    assert caught.value.field == "username" and caught.value.parse_code == 202
+    with pytest.raises(Taken) as caught:
+        await timed_store.sign_up(username="robin2", email="ROBIN@example.org", password=PASSWORD)
+    assert caught.value.field == "email" and caught.value.parse_code == 203
+    async with timed_store.db.read() as session:
+        assert len(list(await session.scalars(select(User.id)))) == 2  # the lead and Robin
+
+
+# -- sign-in and lockout ---------------------------------------------------------------------------
+async def _fail(store: Store, username: str) -> Exception:
+    with pytest.raises(InvalidCredentials) as caught:
+        await store.log_in(username=username, password="not the password")
+    return caught.value
+
+
+async def test_lockout_after_five_failures_says_for_how_long(timed_store: Store, clock: Clock):
+    store = timed_store
+    for _ in range(4):
+        assert type(await _fail(store, "lead")) is InvalidCredentials
+        clock.advance(minutes=1)
+    locked = await _fail(store, "lead")
+    assert isinstance(locked, AccountLocked)
+    assert "locked" in str(locked) and "15 minutes" in str(locked)
+    with pytest.raises(AccountLocked):  # the right password does not help while locked
+        await store.log_in(username="lead", password=PASSWORD)
+    clock.advance(minutes=14)
+    with pytest.raises(AccountLocked) as caught:
+        await store.log_in(username="lead", password=PASSWORD)
+    assert "1 minute" in str(caught.value)
+    clock.advance(minutes=1)
+    signed = await store.log_in(username="lead", password=PASSWORD)
+    assert (await store.resolve_session(signed.token)).user_id == signed.user.id
+
+
+async def test_failures_spread_beyond_the_window_do_not_lock(timed_store: Store, clock: Clock):
+    for _ in range(4):
+        assert type(await _fail(timed_store, "lead")) is InvalidCredentials
+    clock.advance(minutes=16)
+    for _ in range(4):
+        assert type(await _fail(timed_store, "lead")) is InvalidCredentials
+    await timed_store.log_in(username="lead", password=PASSWORD)
+
+
+async def test_unknown_user_gets_the_same_answer_and_is_locked_alike(timed_store: Store):
+    wrong_password = [await _fail(timed_store, "lead") for _ in range(5)]
+    unknown_user = [await _fail(timed_store, "nobody-here") for _ in range(5)]
+    assert [(type(e), str(e)) for e in unknown_user] == [(type(e), str(e)) for e in wrong_password]
+    assert str(wrong_password[0]) == "Invalid username/password."
+    assert isinstance(unknown_user[-1], AccountLocked)
+
+
+# -- session expiry ---------------------------------------------------------------------------------
+async def test_session_ends_at_its_absolute_lifetime_however_active(timed_store: Store, clock: Clock):
+    signed = await timed_store.log_in(username="lead", password=PASSWORD)
+    for _ in range(5):  # active every 20 minutes, up to 1 h 40 min
+        clock.advance(minutes=20)
+        await timed_store.resolve_session(signed.token)
+    clock.advance(minutes=19)
+    await timed_store.resolve_session(signed.token)  # 1 h 59 min: still alive
+    clock.advance(minutes=1)
+    with pytest.raises(NotAuthenticated):
+        await timed_store.resolve_session(signed.token)
+
+
+async def test_session_ends_after_idle_timeout_and_activity_extends_it(timed_store: Store, clock: Clock):
+    signed = await timed_store.log_in(username="lead", password=PASSWORD)
+    clock.advance(minutes=29)
+    await timed_store.resolve_session(signed.token)
+    clock.advance(minutes=29)  # 58 minutes since sign-in, 29 since last seen
+    await timed_store.resolve_session(signed.token)
+    clock.advance(minutes=30)
+    with pytest.raises(NotAuthenticated) as caught:
+        await timed_store.resolve_session(signed.token)
+    assert "inactivity" in str(caught.value)
+
+
+# -- revocation ------------------------------------------------------------------------------------
+async def test_logout_revokes_every_session_of_that_user(world: World):
+    store = world.store
+    first = await store.log_in(username="owner", password=PASSWORD)
+    second = await store.log_in(username="owner", password=PASSWORD)
+    colleague = await store.log_in(username="team-therapist", password=PASSWORD)
+    await store.log_out(principal=first.principal)
+    for token in (first.token, second.token):
+        with pytest.raises(NotAuthenticated):
+            await store.resolve_session(token)
+    for principal in (first.principal, second.principal, world.owner):
+        with pytest.raises(NotAuthenticated):
+            await store.get(principal=principal, class_name="Patient", object_id=world.patient.id)
+    assert (await store.resolve_session(colleague.token)).user_id == colleague.user.id
+    await store.get(principal=world.team_therapist, class_name="Patient", object_id=world.patient.id)
+    async with store.db.read() as session:
+        open_sessions = list(await session.scalars(select(AuthSession.id).where(
+            AuthSession.user_id == first.user.id, AuthSession.revoked_at.is_(None))))
+    assert open_sessions == []
+    # Signing in again works and gives a fresh, working session.
+    again = await store.log_in(username="owner", password=PASSWORD)
+    await store.get(principal=again.principal, class_name="Patient", object_id=world.patient.id)
+
+
+async def test_deactivation_revokes_sessions_and_refuses_sign_in(world: World):
+    store = world.store
+    signed = await store.log_in(username="team-therapist", password=PASSWORD)
+    await store.update_user(principal=world.lead, user_id=signed.user.id, changes={"active": False})
+    with pytest.raises(NotAuthenticated):
+        await store.resolve_session(signed.token)
+    for principal in (signed.principal, world.team_therapist):
+        with pytest.raises(NotAuthenticated):
+            await store.find(principal=principal, class_name="Patient")
+    refused = await _fail_with(store, "team-therapist", PASSWORD)
+    wrong = await _fail_with(store, "owner", "not the password")
+    assert (type(refused), str(refused)) == (type(wrong), str(wrong))
+
+
+async def _fail_with(store: Store, username: str, password: str) -> Exception:
+    with pytest.raises(InvalidCredentials) as caught:
+        await store.log_in(username=username, password=password)
+    return caught.value
+
+
+# -- secrets at rest --------------------------------------------------------------------------------
+async def test_session_tokens_are_stored_only_as_hashes(timed_store: Store):
+    signed_up = await timed_store.sign_up(username="newcomer", email="newcomer@example.org", password=PASSWORD)
+    signed_in = await timed_store.log_in(username="lead", password=PASSWORD)
+    everything = await _everything(timed_store.db)
+    async with timed_store.db.read() as session:
+        hashes = set(await session.scalars(select(AuthSession.token_hash)))
+    for token in (signed_up.token, signed_in.token):
+        assert token.startswith("r:")
+        assert token not in everything and token[2:] not in everything
+        assert hashlib.sha256(token.encode()).hexdigest() in hashes
+
+
+async def test_passwords_are_stored_as_argon2id_hashes(timed_store: Store):
+    await timed_store.sign_up(username="newcomer", email="newcomer@example.org", password="my secret phrase")
+    async with timed_store.db.read() as session:
+        stored = list(await session.scalars(select(User.password_hash)))
+    assert len(stored) == 2 and all(h.startswith("$argon2id$") for h in stored)
+    everything = await _everything(timed_store.db)
+    assert "my secret phrase" not in everything and PASSWORD not in everything
+    # A changed password is hashed the same way, and only the new one signs in.
+    user = await timed_store.log_in(username="newcomer", password="my secret phrase")
+    await timed_store.update_user(principal=user.principal, user_id=user.user.id,
+                                  changes={"password": "another secret phrase"})
+    async with timed_store.db.read() as session:
+        assert (await session.get(User, user.user.id)).password_hash.startswith("$argon2id$")
+    await _fail_with(timed_store, "newcomer", "my secret phrase")
+    await timed_store.log_in(username="newcomer", password="another secret phrase")
