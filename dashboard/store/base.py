@@ -148,13 +148,18 @@ class StoreBase:
         outcome = next((o for t, o in OUTCOMES.items() if isinstance(exc, t)), "invalid")
         detail = getattr(exc, "field", None)
         object_id = kwargs.get("object_id") or kwargs.get("patient_id") or kwargs.get("user_id")
+        patient_ref = kwargs.get("patient_id")
+
+        def clip(value: object, size: int) -> str | None:
+            # Refused input can be anything: keep the audit row within its columns, never fail on it.
+            return value[:size] if isinstance(value, str) else None
+
         async with self.db.write() as session:
             session.add(AuditEvent(
                 actor_id=principal.user_id if isinstance(principal, Principal) else None,
-                action=action, class_name=str(kwargs.get("class_name", "")) or _class_of(action),
-                object_id=object_id if isinstance(object_id, str) else None,
-                patient_ref=kwargs.get("patient_id") if isinstance(kwargs.get("patient_id"), str) else None,
-                outcome=outcome, detail=detail,
+                action=action, class_name=clip(str(kwargs.get("class_name", "")) or _class_of(action), 32),
+                object_id=clip(object_id, 16), patient_ref=clip(patient_ref, 16),
+                outcome=outcome, detail=clip(detail, 500),
             ))
             await session.commit()
 

@@ -1,7 +1,8 @@
 """Board-wide read models: the caseload, the equipment board, the audit trail.
 
-The caseload takes four SQL statements whatever the number of patients: patients, the two most
-recent valid scores per measure (a window function), note summaries, and equipment out.
+The caseload takes two SELECTs whatever the number of patients: patients with their activity
+summary, and the score summaries. Both read models are kept exact by the store on every write
+(store/summaries.py), so no query ranks or aggregates the raw records.
 """
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, select
 
 from dashboard.access import LEAD, VIEWER, Principal
 from dashboard.errors import PermissionDenied
-from dashboard.models import AuditEvent, EquipmentLog, MobilityScore, Patient, SessionNote, User
+from dashboard.models import AuditEvent, EquipmentLog, Patient, PatientActivity, ScoreSummary, User
 from dashboard.serialize import initials
 from dashboard.store.base import audited
 from dashboard.store.records import RecordsMixin
@@ -69,66 +70,39 @@ class CaseloadMixin(RecordsMixin):
         names = role != VIEWER or self.access.full_names(principal)
         patients_q = (
             select(Patient.id, Patient.patient_id, Patient.display_name, Patient.mobility_status,
-                   Patient.primary_therapist_id, User.username, Patient.version)
+                   Patient.primary_therapist_id, User.username, Patient.version,
+                   PatientActivity.last_session_at, PatientActivity.open_follow_ups,
+                   PatientActivity.equipment_out)
             .join(User, User.id == Patient.primary_therapist_id)
+            .outerjoin(PatientActivity, PatientActivity.patient_id == Patient.id)
             .where(*self._patient_filter(principal, Patient.id, patient_id))
             .order_by(Patient.display_name, Patient.id)
         )
         if not include_archived:
             patients_q = patients_q.where(Patient.archived.is_(False))
-        ranked = (
-            select(MobilityScore.patient_id, MobilityScore.score_type, MobilityScore.score_value,
-                   MobilityScore.score_date,
-                   func.row_number().over(
-                       partition_by=(MobilityScore.patient_id, MobilityScore.score_type),
-                       order_by=(MobilityScore.score_date.desc(), MobilityScore.created_at.desc()),
-                   ).label("rank"))
-            .where(MobilityScore.entered_in_error.is_(False),
-                   *self._patient_filter(principal, MobilityScore.patient_id, patient_id))
-            .subquery()
-        )
-        scores_q = select(ranked).where(ranked.c.rank <= 2)
-        notes_q = (
-            select(SessionNote.patient_id, func.max(SessionNote.session_date),
-                   func.sum(case((SessionNote.follow_up_needed.is_(True), 1), else_=0)))
-            .where(*self._patient_filter(principal, SessionNote.patient_id, patient_id))
-            .group_by(SessionNote.patient_id)
-        )
-        equipment_q = (
-            select(EquipmentLog.patient_id, func.count())
-            .where(EquipmentLog.status == "checked_out",
-                   *self._patient_filter(principal, EquipmentLog.patient_id, patient_id))
-            .group_by(EquipmentLog.patient_id)
-        )
+        scores_q = select(ScoreSummary).where(
+            *self._patient_filter(principal, ScoreSummary.patient_id, patient_id))
         async with self.db.read() as session:
             patients = (await session.execute(patients_q)).all()
-            scores = (await session.execute(scores_q)).all()
-            notes = (await session.execute(notes_q)).all() if role != VIEWER else []
-            equipment = (await session.execute(equipment_q)).all()
+            summaries = list(await session.scalars(scores_q))
         rows: dict[str, CaseloadRow] = {}
-        for pid, number, name, status, therapist_id, therapist, version in patients:
+        for (pid, number, name, status, therapist_id, therapist, version,
+             last_session, follow_ups, out) in patients:
             rows[pid] = CaseloadRow(
                 object_id=pid, patient_number=number if role != VIEWER else None,
                 display_name=name if names else initials(name), mobility_status=status,
-                primary_therapist_id=therapist_id, primary_therapist=therapist, version=version)
-        previous: dict[tuple[str, str], float] = {}
-        for pid, score_type, value, _date, rank in scores:
-            if rank == 2:
-                previous[(pid, score_type)] = value
-        for pid, score_type, value, score_date, rank in scores:
-            row = rows.get(pid)
-            if rank != 1 or row is None:
+                primary_therapist_id=therapist_id, primary_therapist=therapist, version=version,
+                # A viewer sees how many follow-ups are open, never a note or its date.
+                last_session=last_session if role != VIEWER else None,
+                open_follow_ups=follow_ups or 0, equipment_out=out or 0)
+        for summary in summaries:
+            row = rows.get(summary.patient_id)
+            if row is None:
                 continue
-            measure = self.catalogue.measures.get(score_type)
-            before = previous.get((pid, score_type))
-            trend = measure.trend(value, before) if measure else ""
-            row.latest[score_type] = LatestScore(score_type, value, score_date, trend, before)
-        for pid, last, follow_ups in notes:
-            if pid in rows:
-                rows[pid].last_session, rows[pid].open_follow_ups = last, int(follow_ups or 0)
-        for pid, out in equipment:
-            if pid in rows:
-                rows[pid].equipment_out = int(out)
+            measure = self.catalogue.measures.get(summary.score_type)
+            trend = measure.trend(summary.latest_value, summary.previous_value) if measure else ""
+            row.latest[summary.score_type] = LatestScore(
+                summary.score_type, summary.latest_value, summary.latest_date, trend, summary.previous_value)
         await self._audit_read(principal, "Patient", patient_ref=patient_id,
                                detail=f"caseload:{len(rows)}")
         return list(rows.values())

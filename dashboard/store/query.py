@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from dashboard.errors import InvalidInput
@@ -114,7 +114,7 @@ class QueryBuilder:
             if op in COMPARISONS:
                 parts.append(getattr(column, COMPARISONS[op])(self.value(name, spec, operand)))
             elif op == "$ne":
-                parts.append(column.is_(None) if operand is None else or_(
+                parts.append(column.is_not(None) if operand is None else or_(
                     column != self.value(name, spec, operand), column.is_(None)))
             elif op in ("$in", "$nin"):
                 if not isinstance(operand, list) or len(operand) > MAX_IN:
@@ -133,7 +133,9 @@ class QueryBuilder:
                 flags = condition.get("$options", "")
                 if not isinstance(flags, str) or set(flags) - {"i", "m"}:
                     raise _bad(name, "$options takes only i and m")
-                parts.append(column.regexp_match(operand, flags=flags or None))
+                # Inline flags work alike in Python's re (SQLite's REGEXP) and PostgreSQL's AREs;
+                # SQLAlchemy's flags= argument is silently dropped on SQLite.
+                parts.append(column.regexp_match(f"(?{flags}){operand}" if flags else operand))
             elif op == "$options":
                 continue
             else:
@@ -156,6 +158,3 @@ class QueryBuilder:
             out.append(column.desc() if descending else column.asc())
         return out
 
-
-def negate(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return not_(condition)

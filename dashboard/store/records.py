@@ -25,10 +25,11 @@ from dashboard.models import (
     User,
 )
 from dashboard.schema import CLASSES, MODELS, PATIENT_RECORDS, PRIVATE_FIELDS
-from dashboard.serialize import to_parse
+from dashboard.serialize import initials, to_parse
 from dashboard.store.accounts import AccountsMixin
 from dashboard.store.base import Tx, audited
 from dashboard.store.query import QueryBuilder
+from dashboard.store.summaries import refresh_patient_activity, refresh_score_summary
 
 MAX_LIMIT = 1000
 WRITERS = (LEAD, THERAPIST, CONTRIBUTOR)  # who may add records to patients they see
@@ -102,7 +103,21 @@ class RecordsMixin(AccountsMixin):
                                detail=f"find:{len(rows)}")
         if class_name == "_User":
             return [self._user_view(principal, r) for r in rows]  # type: ignore[arg-type,misc]
-        return rows
+        return [self._shaped_for(principal, class_name, r) for r in rows]
+
+    def _shaped_for(self, principal: Principal | None, class_name: str, row: Base) -> Base:
+        """A viewer (a ward screen) gets a detached copy without PHI: no patientId, date of birth
+        or free text, and initials unless a lead turned names on. Everyone else gets the row."""
+        if self.access.role(principal) != VIEWER:
+            return row
+        model = type(row)
+        copy = model(**{c.key: getattr(row, c.key) for c in model.__mapper__.column_attrs})  # type: ignore[attr-defined]
+        for spec in CLASSES[class_name].values():
+            if spec.private:
+                setattr(copy, spec.attr, None)
+        if isinstance(copy, Patient) and not self.access.full_names(principal):  # type: ignore[arg-type]
+            copy.display_name = initials(copy.display_name)
+        return copy
 
     @audited("count")
     async def count(self, *, principal: Principal | None, class_name: str, where: object = None) -> int:
@@ -139,7 +154,7 @@ class RecordsMixin(AccountsMixin):
             return self._user_view(principal, row)  # type: ignore[arg-type]
         await self._audit_read(principal, class_name, object_id=object_id,
                                patient_ref=_patient_ref(class_name, row))
-        return row
+        return self._shaped_for(principal, class_name, row)
 
     async def get_many(self, *, principal: Principal | None, class_name: str,
                        object_ids: Sequence[str]) -> dict[str, Base]:
@@ -251,12 +266,23 @@ class RecordsMixin(AccountsMixin):
                     raise NotFound("amends: no such note for this patient")
             tx.session.add(row)
             await tx.session.flush()
+            await self._refresh_summaries(tx, row)
             if class_name == "EquipmentLog":
                 await self._add_history(tx, principal, row.patient_id, "equipmentStatus", None,  # type: ignore[attr-defined]
                                         "checked_out", None, equipment_log_id=row.id)  # type: ignore[attr-defined]
             tx.audit(principal, "create", class_name, object_id=row.id, patient_ref=row.patient_id)  # type: ignore[attr-defined]
             tx.events.append(Event("create", class_name, row.id, row.patient_id, to_parse(row)))  # type: ignore[attr-defined]
         return row
+
+    @staticmethod
+    async def _refresh_summaries(tx: Tx, row: Base) -> None:
+        """Keeps the caseload's read models exact, inside the same transaction as the write."""
+        if isinstance(row, MobilityScore):
+            await tx.session.flush()
+            await refresh_score_summary(tx.session, row.patient_id, row.score_type)
+        elif isinstance(row, (SessionNote, EquipmentLog)):
+            await tx.session.flush()
+            await refresh_patient_activity(tx.session, row.patient_id)
 
     async def _add_history(self, tx: Tx, principal: Principal, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,
@@ -305,6 +331,7 @@ class RecordsMixin(AccountsMixin):
                 await self._update_equipment(tx, principal, row, changes, reason)  # type: ignore[arg-type]
             else:
                 raise PermissionDenied(f"{class_name} is never changed")
+            await self._refresh_summaries(tx, row)
             if expected_version is not None and class_name != "Patient":
                 self._check_version(next(iter(changes), "version"), None, row.version, expected_version)  # type: ignore[attr-defined]
             await tx.session.flush()

@@ -30,15 +30,5 @@ async def test_matcher_agrees_with_the_store(world, where):
     expected = {r.id for r in await store.find(principal=w.lead, class_name="MobilityScore", where=where, limit=100)}
     matcher = Matcher("MobilityScore", where)
     got = {r.id for r in rows if matcher.matches(to_parse(r))}
-    bug = next((reason for bad, dialects, reason in KNOWN_STORE_BUGS
-                if bad == where and store.db.dialect in dialects), None)
-    if bug and got != expected:
-        pytest.xfail(bug)
     assert got == expected
 
-
-# The store's SQL differs from Parse's meaning here (reported; dashboard/store/query.py is not ours).
-KNOWN_STORE_BUGS = [
-    ({"scoreType": {"$regex": "^B", "$options": "i"}}, ("sqlite",), "store: $options 'i' is ignored on SQLite"),
-    ({"notes": {"$ne": None}}, ("sqlite", "postgresql"), "store: $ne null selects IS NULL instead of IS NOT NULL"),
-]
