@@ -1,0 +1,2 @@
+from nicegui import APIRouter
+router = APIRouter()

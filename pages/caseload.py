@@ -1,0 +1,247 @@
+"""The caseload, the home page: one row per visible patient, each row refreshed on its own."""
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse
+from nicegui import APIRouter, ui
+
+from dashboard.hub import class_topic
+from dashboard.store import CaseloadRow
+from pages import auth, live
+from pages.display import date_text, ordered_scores, score_chip
+from pages.frame import frame, status_badge
+
+router = APIRouter()
+PAGE_SIZE = 25
+WATCHED = ("Patient", "MobilityScore", "SessionNote", "EquipmentLog")
+
+CSS = """
+.cl-grid { display: grid; grid-template-columns: minmax(200px, 1.6fr) 170px minmax(220px, 2fr) 120px 100px 100px 28px;
+  align-items: center; gap: 12px; padding: 12px 16px; }
+.cl-head { font-size: .78rem; text-transform: uppercase; letter-spacing: .05em; color: var(--ot-muted);
+  font-weight: 600; border-bottom: 1px solid var(--ot-line); padding-top: 4px; padding-bottom: 8px; }
+.cl-row { border-bottom: 1px solid var(--ot-line); color: inherit; text-decoration: none; min-height: 64px;
+  transition: background .15s; }
+.cl-row:hover { background: #f7fafc; }
+.cl-row:last-child { border-bottom: 0; }
+.cl-name { font-weight: 600; font-size: 1rem; }
+.cl-sub { font-size: .8rem; color: var(--ot-muted); }
+.cl-num { font-variant-numeric: tabular-nums; }
+.score-chip { background: #f1f5f9; border-radius: 8px; padding: 3px 8px; font-size: .85rem; }
+.score-chip .score-name { color: var(--ot-muted); font-size: .75rem; }
+.score-chip .score-value { font-weight: 650; font-variant-numeric: tabular-nums; }
+.cl-pill { display: inline-flex; align-items: center; gap: 4px; border-radius: 999px; padding: 2px 10px;
+  font-weight: 600; font-size: .85rem; }
+.cl-pill.warn { background: #fff4e5; color: #9a5b00; }
+.cl-pill.info { background: #e6f4f1; color: #0b5563; }
+.cl-pill.none { color: #9aa5b1; }
+@media (max-width: 1100px) {
+  .cl-grid { grid-template-columns: minmax(150px, 1.3fr) 150px minmax(160px, 1.6fr) 90px 28px;
+    grid-template-areas: "name status scores flags go"; }
+  .cl-grid > .c-name { grid-area: name; } .cl-grid > .c-status { grid-area: status; }
+  .cl-grid > .c-scores { grid-area: scores; } .cl-grid > .c-go { grid-area: go; }
+  .cl-grid > .c-last { display: none; }
+  .cl-grid > .c-follow, .cl-grid > .c-equip { grid-area: flags; }
+  .cl-grid > .c-equip { margin-top: 34px; }
+  .cl-head > .c-follow { display: none; } .cl-head > .c-equip { display: none; }
+}
+"""
+
+
+class CaseloadView:
+    def __init__(self, session: auth.PageSession):
+        self.session = session
+        self.store = session.store
+        self.catalogue = self.store.catalogue
+        self.rows: dict[str, CaseloadRow] = {}
+        self.search = ""
+        self.status = ""
+        self.therapist = ""
+        self.sort = "name"
+        self.page = 1
+        self.shown: dict[str, ui.element] = {}
+        self.statuses = list(self.catalogue.vocabulary["mobilityStatus"])
+
+    # -- data -------------------------------------------------------------------------------------
+    async def load(self) -> None:
+        rows = await self.store.caseload(principal=self.session.principal)
+        self.rows = {r.object_id: r for r in rows}
+
+    def matches(self, row: CaseloadRow) -> bool:
+        text = self.search.strip().lower()
+        if text and text not in row.display_name.lower() and text not in (row.patient_number or "").lower():
+            return False
+        if self.status and row.mobility_status != self.status:
+            return False
+        return not (self.therapist and row.primary_therapist_id != self.therapist)
+
+    def ordered(self) -> list[CaseloadRow]:
+        rows = [r for r in self.rows.values() if self.matches(r)]
+        keys = {
+            "name": lambda r: (r.display_name.lower(), r.object_id),
+            "status": lambda r: (-self.statuses.index(r.mobility_status) if r.mobility_status in self.statuses else 0,
+                                 r.display_name.lower()),
+            "follow_ups": lambda r: (-r.open_follow_ups, r.display_name.lower()),
+            "last_session": lambda r: (-(r.last_session.timestamp() if r.last_session else 0), r.display_name.lower()),
+            "equipment": lambda r: (-r.equipment_out, r.display_name.lower()),
+        }
+        return sorted(rows, key=keys.get(self.sort, keys["name"]))
+
+    # -- view -------------------------------------------------------------------------------------
+    async def build(self) -> None:
+        await self.load()
+        ui.add_css(CSS)
+        with ui.row().classes("w-full items-end justify-between gap-2"):
+            with ui.column().classes("gap-0"):
+                ui.label("Caseload").classes("ot-page-title")
+                self.count_label = ui.label().classes("ot-muted")
+        with ui.row().classes("w-full items-center gap-3 ot-card").style("padding: 12px 16px"):
+            ui.input(placeholder="Search name or identifier", on_change=lambda e: self.set("search", e.value)) \
+                .props('outlined dense clearable debounce="250" aria-label="Search"').classes("grow") \
+                .style("min-width: 220px").mark("search")
+            status_options = {"": "All statuses"} | {
+                k: t.label for k, t in self.catalogue.vocabulary["mobilityStatus"].items()}
+            ui.select(status_options, value="", label="Status", on_change=lambda e: self.set("status", e.value)) \
+                .props("outlined dense options-dense").style("min-width: 180px").mark("status-filter")
+            if self.session.is_lead:
+                therapists = {"": "All therapists"} | {r.primary_therapist_id: r.primary_therapist
+                                                       for r in sorted(self.rows.values(), key=lambda r: r.primary_therapist)}
+                ui.select(therapists, value="", label="Therapist",
+                          on_change=lambda e: self.set("therapist", e.value)) \
+                    .props("outlined dense").style("min-width: 170px").mark("therapist-filter")
+            ui.select({"name": "Name", "status": "Most dependent first", "follow_ups": "Open follow-ups",
+                       "last_session": "Last session", "equipment": "Equipment out"},
+                      value="name", label="Sort by", on_change=lambda e: self.set("sort", e.value)) \
+                .props("outlined dense").style("min-width: 190px").mark("sort")
+        with ui.column().classes("ot-card gap-0").style("padding: 0; overflow: hidden"):
+            with ui.element("div").classes("cl-grid cl-head w-full"):
+                for cls, text in (("c-name", "Patient"), ("c-status", "Mobility"), ("c-scores", "Latest scores"),
+                                  ("c-last", "Last session"), ("c-follow", "Follow-ups"),
+                                  ("c-equip", "Equipment"), ("c-go", "")):
+                    ui.label(text).classes(cls)
+            self.list = ui.column().classes("w-full gap-0").mark("caseload-list")
+        with ui.row().classes("w-full justify-center"):
+            self.pager = ui.pagination(1, 1, direction_links=True, on_change=self.on_page) \
+                .props("boundary-numbers max-pages=7 size=lg")
+        self.render_list()
+        live.watch(self.session, [class_topic(c) for c in WATCHED], self.on_batch)
+
+    def set(self, name: str, value: str | None) -> None:
+        setattr(self, name, value or "")
+        self.page = 1
+        self.render_list()
+
+    def on_page(self, event) -> None:  # noqa: ANN001 - NiceGUI's value change event
+        if event.value and event.value != self.page:
+            self.page = event.value
+            self.render_list()
+
+    def render_list(self) -> None:
+        rows = self.ordered()
+        pages = max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE)
+        self.page = min(self.page, pages)
+        visible = rows[(self.page - 1) * PAGE_SIZE: self.page * PAGE_SIZE]
+        total = len(self.rows)
+        self.count_label.text = (f"{len(rows)} of {total} patients" if len(rows) != total
+                                 else f"{total} patient{'s' if total != 1 else ''}")
+        self.pager.max = pages
+        self.pager.value = self.page
+        self.pager.set_visibility(pages > 1)
+        self.list.clear()
+        self.shown = {}
+        with self.list:
+            if not visible:
+                message = ("No patients match these filters." if self.rows else
+                           "No patients yet. Patients appear here when you are their therapist "
+                           "or on their care team.")
+                ui.label(message).classes("ot-empty w-full").mark("caseload-empty")
+            for row in visible:
+                self.shown[row.object_id] = self.render_row(row)
+
+    def render_row(self, row: CaseloadRow) -> ui.link:
+        link = ui.link(target=f"/patient/{row.object_id}").classes("cl-grid cl-row w-full") \
+            .mark(f"row-{row.object_id}").props(f'data-patient="{row.object_id}"')
+        with link:
+            self.fill_row(row)
+        return link
+
+    def fill_row(self, row: CaseloadRow) -> None:
+        with ui.column().classes("c-name gap-0"):
+            ui.label(row.display_name).classes("cl-name")
+            parts = [p for p in (row.patient_number, row.primary_therapist) if p]
+            ui.label(" · ".join(parts)).classes("cl-sub")
+        with ui.element("div").classes("c-status"):
+            status_badge(self.catalogue, row.mobility_status)
+        with ui.row().classes("c-scores gap-1"):
+            scores = ordered_scores(self.catalogue, row.latest)
+            for score in scores:
+                score_chip(self.catalogue, score)
+            if not scores:
+                ui.label("No scores yet").classes("cl-sub")
+        ui.label(date_text(row.last_session)).classes("c-last cl-num")
+        with ui.element("div").classes("c-follow"):
+            if row.open_follow_ups:
+                with ui.element("span").classes("cl-pill warn"):
+                    ui.icon("flag", size="15px")
+                    ui.label(str(row.open_follow_ups))
+            else:
+                ui.label("—").classes("cl-pill none")
+        with ui.element("div").classes("c-equip"):
+            if row.equipment_out:
+                with ui.element("span").classes("cl-pill info"):
+                    ui.icon("medical_services", size="15px")
+                    ui.label(f"{row.equipment_out} out")
+            else:
+                ui.label("—").classes("cl-pill none")
+        ui.icon("chevron_right", size="22px").classes("c-go ot-muted")
+
+    # -- live -------------------------------------------------------------------------------------
+    async def on_batch(self, batch: live.Batch) -> None:
+        if any(d.kind == "resync" for d in batch):
+            await self.load()
+            self.render_list()
+            return
+        gone = {d.patient_id for d in batch if d.kind == "access_ended" and d.patient_id}
+        changed = {d.patient_id for d in batch if d.kind != "access_ended" and d.patient_id} - gone
+        if any(d.kind == "access_ended" and not d.patient_id for d in batch) and \
+                self.store.access.role(self.session.principal) is None:
+            ui.navigate.to("/login")  # signed out or deactivated elsewhere
+            return
+        relayout = False
+        for patient_id in gone:
+            relayout |= self.rows.pop(patient_id, None) is not None
+        for patient_id in changed:
+            found = await self.store.caseload(principal=self.session.principal, patient_id=patient_id)
+            old = self.rows.get(patient_id)
+            if not found:
+                relayout |= self.rows.pop(patient_id, None) is not None
+                continue
+            row = found[0]
+            self.rows[patient_id] = row
+            element = self.shown.get(patient_id)
+            if element is not None and self.matches(row) and self.sort == "name" \
+                    and old is not None and old.display_name == row.display_name:
+                self.refill(element, row)
+            elif element is not None or (self.matches(row) and (old is None or self.sort != "name")):
+                relayout = True
+        if relayout:
+            self.render_list()
+
+    def refill(self, element: ui.element, row: CaseloadRow) -> None:
+        """Rebuilds one row in place: only this row's elements go over the wire."""
+        element.clear()
+        with element:
+            self.fill_row(row)
+        element.classes(remove="ot-flash")
+        element.classes(add="ot-flash")
+
+
+@router.page("/", title="Caseload · OT Tracker")
+async def caseload_page(request: Request) -> RedirectResponse | None:
+    session = await auth.session_of(request)
+    if session is None:
+        return auth.to_login(request)
+    view = CaseloadView(session)
+    with frame(session, "caseload"):
+        await view.build()
+    return None

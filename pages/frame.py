@@ -1,0 +1,159 @@
+"""The frame every signed-in page shares: app name, navigation, live indicator, who is signed in."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nicegui import ui
+
+from pages.auth import PageSession
+
+ROLE_LABELS = {"lead": "Lead", "therapist": "Therapist", "contributor": "Contributor", "viewer": "Ward screen"}
+
+NAV = [
+    ("caseload", "Caseload", "/", "groups"),
+    ("equipment", "Equipment", "/equipment", "medical_services"),
+    ("ward", "Ward screen", "/ward", "tv"),
+]
+
+THEME_CSS = """
+:root { --ot-ink: #102a43; --ot-muted: #627d98; --ot-line: #e3e8ef; --ot-bg: #f4f6f9;
+        --ot-brand: #0b5563; --ot-brand-2: #127b8c; --ot-card: #ffffff; }
+html, body { background: var(--ot-bg); color: var(--ot-ink);
+  font-family: "Inter", "Segoe UI", system-ui, -apple-system, Roboto, "Helvetica Neue", Arial, sans-serif; }
+#popup { display: none !important; }  /* the header's live indicator replaces NiceGUI's popup */
+.nicegui-content { padding: 0; }
+.ot-header { background: linear-gradient(90deg, var(--ot-brand), var(--ot-brand-2)); min-height: 60px;
+  box-shadow: 0 1px 6px rgba(16,42,67,.25); }
+.ot-brand { font-weight: 700; font-size: 1.15rem; letter-spacing: .01em; color: #fff; text-decoration: none; }
+.ot-nav a { color: rgba(255,255,255,.82); text-decoration: none; border-radius: 10px; padding: 0 14px;
+  min-height: 44px; display: inline-flex; align-items: center; gap: 8px; font-weight: 500; }
+.ot-nav a:hover { background: rgba(255,255,255,.12); color: #fff; }
+.ot-nav a.active { background: rgba(255,255,255,.2); color: #fff; }
+.ot-main { width: 100%; max-width: 1440px; margin: 0 auto; padding: 20px 24px 40px; gap: 18px; }
+.ot-card { background: var(--ot-card); border: 1px solid var(--ot-line); border-radius: 14px;
+  box-shadow: 0 1px 2px rgba(16,42,67,.05); padding: 18px 20px; width: 100%; }
+.ot-card-title { font-size: 1.02rem; font-weight: 650; color: var(--ot-ink); }
+.ot-muted { color: var(--ot-muted); }
+.ot-page-title { font-size: 1.5rem; font-weight: 700; letter-spacing: -.01em; }
+.q-btn { min-height: 44px; border-radius: 10px; text-transform: none; font-weight: 600; }
+.q-btn.ot-small { min-height: 44px; min-width: 44px; }
+.q-field--outlined .q-field__control { border-radius: 10px; }
+.q-checkbox__inner, .q-toggle__inner { min-width: 44px; min-height: 44px; }
+.q-item { min-height: 48px; }
+.live-indicator { display: inline-flex; align-items: center; gap: 8px; color: #fff; font-size: .85rem;
+  padding: 6px 12px; border-radius: 999px; background: rgba(255,255,255,.14); white-space: nowrap; }
+.live-indicator .dot { width: 9px; height: 9px; border-radius: 50%; background: #f0b429; }
+.live-indicator .txt-live, .live-indicator .txt-off { display: none; }
+.live-indicator .txt-wait { display: inline; }
+body[data-live="live"] .live-indicator .dot { background: #3ee07a; box-shadow: 0 0 0 3px rgba(62,224,122,.25); }
+body[data-live="live"] .live-indicator .txt-live { display: inline; }
+body[data-live="live"] .live-indicator .txt-wait { display: none; }
+body[data-live="reconnecting"] .live-indicator .dot { background: #ff6b6b; animation: ot-pulse 1s infinite; }
+body[data-live="reconnecting"] .live-indicator .txt-off { display: inline; }
+body[data-live="reconnecting"] .live-indicator .txt-wait { display: none; }
+.ot-offline-banner { display: none; }
+body[data-live="reconnecting"] .ot-offline-banner { display: flex; }
+@keyframes ot-pulse { 50% { opacity: .35; } }
+.ot-user { color: #fff; line-height: 1.1; text-align: right; }
+.ot-user .name { font-weight: 600; } .ot-user .role { font-size: .75rem; opacity: .8; }
+.ot-empty { padding: 28px; text-align: center; color: var(--ot-muted); }
+.ot-flash { animation: ot-flash 1.6s ease-out; }
+@keyframes ot-flash { 0% { background: #fff5c2; } 100% { background: transparent; } }
+@media (max-width: 1023px) { .ot-main { padding: 14px 14px 32px; } .ot-nav .lbl { display: none; } }
+"""
+
+LIVE_JS = """
+<script>
+(function () {
+  function mark(state) { document.body && document.body.setAttribute('data-live', state); }
+  var reloading = false;
+  function reloadWhenServerAnswers() {
+    // A restarted server has lost this page's state: reload, but only once it answers, so a
+    // wall screen never lands on a browser error page that nobody is there to dismiss.
+    if (reloading) return; reloading = true;
+    (function probe() {
+      fetch('/status', {cache: 'no-store'}).then(function (r) {
+        if (r.ok) { window.location.reload(); } else { setTimeout(probe, 1500); }
+      }).catch(function () { setTimeout(probe, 1500); });
+    })();
+  }
+  function attach() {
+    if (!window.socket) { setTimeout(attach, 50); return; }
+    var s = window.socket;
+    s.on('connect', function () { mark('live'); });
+    s.on('disconnect', function () { mark('reconnecting'); });
+    s.io.on('reconnect_attempt', function () { mark('reconnecting'); });
+    s.off('connect_error');
+    s.on('connect_error', function (err) {
+      mark('reconnecting');
+      var m = err && err.message;
+      if (m === 'timeout' || m === 'Implicit handshake failed') reloadWhenServerAnswers();
+    });
+    if (s.connected) mark('live');
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', attach); else attach();
+})();
+</script>
+"""
+
+
+def install_theme() -> None:
+    """Shared CSS and the connection script, once for every page."""
+    ui.add_css(THEME_CSS, shared=True)
+    ui.add_head_html(LIVE_JS, shared=True)
+    ui.add_head_html('<meta name="theme-color" content="#0b5563">', shared=True)
+
+
+def live_indicator() -> None:
+    with ui.element("div").classes("live-indicator").props('aria-live="polite"'):
+        ui.element("span").classes("dot")
+        ui.label("Live").classes("txt-live")
+        ui.label("Reconnecting…").classes("txt-off")
+        ui.label("Connecting…").classes("txt-wait")
+
+
+@contextmanager
+def frame(session: PageSession, active: str, *, main_classes: str = "") -> Iterator[ui.column]:
+    """Header and main column; the page body goes inside the `with`."""
+    ui.colors(primary="#0b5563", secondary="#127b8c", accent="#f0b429")
+    ui.query("body").classes("ot-body")
+    with ui.header().classes("ot-header items-center px-4 gap-3 no-wrap"):
+        with ui.link(target="/").classes("ot-brand flex items-center gap-2 no-wrap"):
+            ui.icon("accessibility_new", size="26px")
+            ui.label("OT Tracker")
+        with ui.row().classes("ot-nav gap-1 no-wrap items-center"):
+            items = list(NAV) + ([("admin", "Admin", "/admin", "admin_panel_settings")] if session.is_lead else [])
+            for key, label, path, icon in items:
+                with ui.link(target=path).classes("active" if key == active else "").props(
+                        f'aria-label="{label}"'):
+                    ui.icon(icon, size="22px")
+                    ui.label(label).classes("lbl")
+        ui.space()
+        live_indicator()
+        with ui.column().classes("ot-user gap-0"):
+            ui.label(session.username).classes("name")
+            ui.label(ROLE_LABELS.get(session.role, session.role)).classes("role")
+        with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
+            ui.button(icon="logout").props('type="submit" flat round color="white" aria-label="Sign out"') \
+                .tooltip("Sign out")
+    with ui.column().classes(f"ot-main {main_classes}") as main:
+        yield main
+
+
+def section(title: str, icon: str | None = None) -> ui.column:
+    """A titled card; returns the card column for the caller's `with`."""
+    card = ui.column().classes("ot-card gap-3")
+    with card:
+        with ui.row().classes("items-center gap-2"):
+            if icon:
+                ui.icon(icon, size="20px").classes("text-primary")
+            ui.label(title).classes("ot-card-title")
+    return card
+
+
+def status_badge(store_catalogue, status: str, *, size: str = "") -> ui.badge:
+    term = store_catalogue.vocabulary["mobilityStatus"].get(status)
+    label = term.label if term else status
+    colour = term.colour if term else "grey"
+    return ui.badge(label, color=colour).classes(f"ot-status {size}").props("rounded")

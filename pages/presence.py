@@ -1,0 +1,55 @@
+"""Who else has a patient's page open right now, per server process.
+
+Presence holds only usernames and roles of people already allowed to open the page; a page joins
+when built and leaves when its client is deleted or its access ends.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nicegui import Client, ui
+
+
+@dataclass(frozen=True)
+class Viewer:
+    client_id: str
+    user_id: str
+    username: str
+    role: str
+
+
+_open: dict[str, dict[str, Viewer]] = {}  # patient object id -> client id -> viewer
+_renderers: dict[str, tuple[Client, Callable[[], None]]] = {}
+
+
+def viewers(patient_id: str) -> list[Viewer]:
+    return sorted(_open.get(patient_id, {}).values(), key=lambda v: v.username)
+
+
+def _announce(patient_id: str) -> None:
+    for client_id in list(_open.get(patient_id, {})):
+        entry = _renderers.get(client_id)
+        if entry is None or entry[0].is_deleted:
+            continue
+        client, render = entry
+        with client:
+            render()
+
+
+def join(patient_id: str, viewer: Viewer, render: Callable[[], None]) -> None:
+    client = ui.context.client
+    _open.setdefault(patient_id, {})[client.id] = viewer
+    _renderers[client.id] = (client, render)
+    client.on_delete(lambda: leave(patient_id, client.id))
+    _announce(patient_id)
+
+
+def leave(patient_id: str, client_id: str) -> None:
+    _renderers.pop(client_id, None)
+    here = _open.get(patient_id)
+    if here is None or here.pop(client_id, None) is None:
+        return
+    if not here:
+        del _open[patient_id]
+    _announce(patient_id)
