@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +30,18 @@ USERNAME_RULE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 # Refresh last_seen at most this often: the idle timeout is minutes, a write per request is waste.
 LAST_SEEN_GRANULARITY_SECONDS = 30
+
+
+SESSION_CACHE_SIZE = 10_000
+
+
+@dataclass
+class _CachedSession:
+    session_id: str
+    user_id: str
+    expires_at: datetime
+    last_seen_at: datetime
+    stored_last_seen_at: datetime
 
 
 @dataclass(frozen=True)
@@ -201,25 +214,41 @@ class AccountsMixin(StoreBase):
         return 0
 
     async def resolve_session(self, token: str | None) -> Principal:
-        """The principal behind a session token, or NotAuthenticated (expired, idle, revoked)."""
+        """The principal behind a session token, or NotAuthenticated (expired, idle, revoked).
+
+        Sessions are cached by token hash, so a request costs no database read; revocation and
+        deactivation reach the cache through the access index, and expiry and idleness are
+        checked on every call.
+        """
         if not token or not isinstance(token, str) or len(token) > 200:
             raise NotAuthenticated()
         now = self.clock()
-        async with self.db.read() as session:
-            row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
-        if row is None or row.revoked_at is not None or now >= row.expires_at:
+        key = token_hash(token)
+        cached = self._sessions.get(key)
+        if cached is None:
+            async with self.db.read() as session:
+                row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == key))
+            if row is None or row.revoked_at is not None:
+                raise NotAuthenticated()
+            cached = _CachedSession(row.id, row.user_id, row.expires_at, row.last_seen_at, row.last_seen_at)
+            if len(self._sessions) >= SESSION_CACHE_SIZE:
+                self._sessions.pop(next(iter(self._sessions)))
+            self._sessions[key] = cached
+        if self.access.session_revoked(cached.session_id) or now >= cached.expires_at:
             raise NotAuthenticated()
-        if now - row.last_seen_at >= self.settings.session_idle_timeout:
+        if now - cached.last_seen_at >= self.settings.session_idle_timeout:
             raise NotAuthenticated("Session expired after inactivity")
-        user = self.access.user(row.user_id)
+        user = self.access.user(cached.user_id)
         if user is None or not user.active:
             raise NotAuthenticated()
-        if (now - row.last_seen_at).total_seconds() >= LAST_SEEN_GRANULARITY_SECONDS:
+        cached.last_seen_at = now
+        if (now - cached.stored_last_seen_at).total_seconds() >= LAST_SEEN_GRANULARITY_SECONDS:
+            cached.stored_last_seen_at = now
             async with self.db.write() as session:
                 await session.execute(
-                    update(AuthSession).where(AuthSession.id == row.id).values(last_seen_at=now))
+                    update(AuthSession).where(AuthSession.id == cached.session_id).values(last_seen_at=now))
                 await session.commit()
-        return Principal(row.user_id, row.id, user.username)
+        return Principal(cached.user_id, cached.session_id, user.username)
 
     async def log_out(self, *, principal: Principal | None) -> None:
         """Revokes every session of the user; their open pages and subscriptions end at once."""

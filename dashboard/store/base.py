@@ -84,6 +84,7 @@ class StoreBase:
         self.clock = clock
         self.access = AccessIndex()
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
+        self._sessions: dict[str, Any] = {}  # token hash -> cached session (accounts.py)
         self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
                                      time_cost=settings.argon2_time_cost)
 

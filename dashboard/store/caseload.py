@@ -80,11 +80,13 @@ class CaseloadMixin(RecordsMixin):
         )
         if not include_archived:
             patients_q = patients_q.where(Patient.archived.is_(False))
-        scores_q = select(ScoreSummary).where(
+        # Plain columns, not entities: thousands of rows, and identity-map bookkeeping would dominate.
+        scores_q = select(ScoreSummary.patient_id, ScoreSummary.score_type, ScoreSummary.latest_value,
+                          ScoreSummary.latest_date, ScoreSummary.previous_value).where(
             *self._patient_filter(principal, ScoreSummary.patient_id, patient_id))
         async with self.db.read() as session:
             patients = (await session.execute(patients_q)).all()
-            summaries = list(await session.scalars(scores_q))
+            summaries = (await session.execute(scores_q)).all()
         rows: dict[str, CaseloadRow] = {}
         for (pid, number, name, status, therapist_id, therapist, version,
              last_session, follow_ups, out) in patients:
@@ -95,14 +97,13 @@ class CaseloadMixin(RecordsMixin):
                 # A viewer sees how many follow-ups are open, never a note or its date.
                 last_session=last_session if role != VIEWER else None,
                 open_follow_ups=follow_ups or 0, equipment_out=out or 0)
-        for summary in summaries:
-            row = rows.get(summary.patient_id)
+        for pid, score_type, value, when, previous in summaries:
+            row = rows.get(pid)
             if row is None:
                 continue
-            measure = self.catalogue.measures.get(summary.score_type)
-            trend = measure.trend(summary.latest_value, summary.previous_value) if measure else ""
-            row.latest[summary.score_type] = LatestScore(
-                summary.score_type, summary.latest_value, summary.latest_date, trend, summary.previous_value)
+            measure = self.catalogue.measures.get(score_type)
+            trend = measure.trend(value, previous) if measure else ""
+            row.latest[score_type] = LatestScore(score_type, value, when, trend, previous)
         await self._audit_read(principal, "Patient", patient_ref=patient_id,
                                detail=f"caseload:{len(rows)}")
         return list(rows.values())
