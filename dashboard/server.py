@@ -5,6 +5,7 @@ import logging
 
 from fastapi.responses import JSONResponse
 from nicegui import app, ui
+from sqlalchemy import text
 
 from dashboard import runtime
 from dashboard.config import Settings
@@ -28,8 +29,6 @@ def configure(settings: Settings) -> None:
         try:
             current = runtime.store()
             async with current.db.read() as session:
-                from sqlalchemy import text
-
                 await session.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
@@ -39,23 +38,11 @@ def configure(settings: Settings) -> None:
             "subscriptions": current.hub.subscription_count,
         })
 
-    _register_optional("pages", settings)
-    _register_optional("dashboard.api", settings)
+    import pages
+    from dashboard import api
 
-
-def _register_optional(module: str, settings: Settings) -> None:
-    """Pages and API register their routes through a `register(settings)` function of their own."""
-    import importlib
-
-    try:
-        target = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return
-    register = getattr(target, "register", None)
-    if register is not None:
-        register(settings)
+    pages.register(settings)
+    api.register(settings)
 
 
 def serve(settings: Settings) -> None:
