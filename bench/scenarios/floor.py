@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.server import ROOT, free_port, raise_fd_limit
-from bench.stats import percentile, summary_ms
+from bench.stats import summary_ms
 from dashboard.db import SQLITE_PRAGMAS
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import insert
 from dashboard.access import LEAD, THERAPIST, CONTRIBUTOR, Principal
 from dashboard.errors import InvalidInput, PermissionDenied
 from dashboard.models import MobilityScore, Patient, SessionNote, StatusHistory, new_object_id
+from dashboard.store.summaries import refresh_patient_activity, refresh_score_summary
 from dashboard.store.base import StoreBase
 
 BATCH = 1000
@@ -90,39 +91,18 @@ class BulkMixin(StoreBase):
 
     def _import_row(self, principal: Principal | None, class_name: str,
                     fields: Mapping[str, object]) -> dict[str, Any]:
-        """The same checks as `_create_record`, returning a row for a bulk INSERT."""
-        self._role(principal)
-        assert principal is not None
-        values = self._clean(class_name, fields, creating=True, allow_server_set_for=principal.user_id)
-        role = self._require_sees(principal, values["patient_id"], "patient")
-        if role not in WRITERS:
-            raise PermissionDenied(f"A {role} account cannot add records")
+        """The same rules as a single create (records.py), as a row for a bulk INSERT."""
+        values = self._new_record_values(principal, class_name, fields)
+        if values.get("amends_id"):
+            raise InvalidInput("amends", "an import cannot amend notes")
         now = self.clock()
-        if class_name == "MobilityScore":
-            measure = self.catalogue.measure(values["score_type"])
-            values["score_value"] = measure.validate(values["score_value"])
-            self._not_in_future("scoreDate", values["score_date"])
-            if values.get("entered_in_error"):
-                raise InvalidInput("enteredInError", "a new score cannot be entered in error")
-            values.pop("error_reason", None)
-            values.update(recorded_by_id=principal.user_id, entered_in_error=False)
-        else:
-            values["session_type"] = self.catalogue.term("sessionType", values["session_type"])
-            self._not_in_future("sessionDate", values["session_date"])
-            if values.get("amends_id"):
-                raise InvalidInput("amends", "an import cannot amend notes")
-            values["author_id"] = principal.user_id
         return {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}
 
 
 async def _refresh(session: Any, what: str, keys: set[tuple[str, ...]]) -> None:
-    """Keeps the caseload's read models exact, when this installation has them."""
-    try:
-        from dashboard.store import summaries
-    except ImportError:  # pragma: no cover - read models not present
-        return
+    """Keeps the caseload's read models exact, in the batch's own transaction."""
     for key in sorted(keys):
         if what == "scores":
-            await summaries.refresh_score_summary(session, key[0], key[1])
+            await refresh_score_summary(session, key[0], key[1])
         else:
-            await summaries.refresh_patient_activity(session, key[0])
+            await refresh_patient_activity(session, key[0])

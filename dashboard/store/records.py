@@ -229,15 +229,18 @@ class RecordsMixin(AccountsMixin):
         if user is None or not user.active or user.role != THERAPIST:
             raise InvalidInput("primaryTherapist", "must be an active therapist")
 
-    async def _create_record(self, principal: Principal | None, class_name: str,
-                             fields: Mapping[str, object]) -> Base:
+    def _new_record_values(self, principal: Principal | None, class_name: str,
+                           fields: Mapping[str, object]) -> dict[str, Any]:
+        """Every rule for a new score, note or equipment log: the attributes to insert, or an error.
+
+        The one place these rules live: single creates and bulk imports both come through here.
+        """
         self._role(principal)  # no session: NotAuthenticated, before anything else
         assert principal is not None
         values = self._clean(class_name, fields, creating=True, allow_server_set_for=principal.user_id)
         role = self._require_sees(principal, values["patient_id"], "patient")
         if role not in WRITERS:
             raise PermissionDenied(f"A {role} account cannot add records")
-        now = self.clock()
         if class_name == "MobilityScore":
             measure = self.catalogue.measure(values["score_type"])
             values["score_value"] = measure.validate(values["score_value"])
@@ -245,20 +248,27 @@ class RecordsMixin(AccountsMixin):
             if values.get("entered_in_error"):
                 raise InvalidInput("enteredInError", "a new score cannot be entered in error")
             values.pop("error_reason", None)
-            row: Base = MobilityScore(**values, recorded_by_id=principal.user_id)
+            values.update(recorded_by_id=principal.user_id, entered_in_error=False)
         elif class_name == "SessionNote":
             values["session_type"] = self.catalogue.term("sessionType", values["session_type"])
             self._not_in_future("sessionDate", values["session_date"])
-            row = SessionNote(**values, author_id=principal.user_id)
+            values["author_id"] = principal.user_id
         else:
             values["status"] = self._equipment_status(values["status"])
             if values["status"] != "checked_out":
                 raise InvalidInput("status", "a new equipment log starts as checked_out")
-            values["checked_out_at"] = values.get("checked_out_at") or now
+            values["checked_out_at"] = values.get("checked_out_at") or self.clock()
             self._not_in_future("checkedOutAt", values["checked_out_at"])
             if values.get("returned_at") is not None:
                 raise InvalidInput("returnedAt", "is set when the equipment is returned")
-            row = EquipmentLog(**values, logged_by_id=principal.user_id)
+            values["logged_by_id"] = principal.user_id
+        return values
+
+    async def _create_record(self, principal: Principal | None, class_name: str,
+                             fields: Mapping[str, object]) -> Base:
+        values = self._new_record_values(principal, class_name, fields)
+        assert principal is not None
+        row: Base = MODELS[class_name](**values)
         async with self._write() as tx:
             if class_name == "SessionNote" and values.get("amends_id"):
                 amended = await tx.session.get(SessionNote, values["amends_id"])
