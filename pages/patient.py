@@ -15,7 +15,6 @@ from dashboard.access import LEAD, VIEWER
 from dashboard.errors import Conflict, InvalidInput, NotFound, StoreError
 from dashboard.hub import patient_topic
 from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory
-from dashboard.serialize import initials
 from pages import auth, live, presence
 from pages.display import ago, date_text, datetime_text, short_name, value_text
 from pages.frame import ROLE_LABELS, frame, section, status_badge
@@ -123,6 +122,8 @@ class PatientView:
     async def build(self) -> None:
         await self.load_all()
         ui.add_css(CSS)
+        # Dialogs live outside the sections, so a live refresh never closes one mid-edit.
+        self.dialog_host = ui.element("div")
         self.root = ui.column().classes("w-full gap-4")
         self.render_all()
         self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch)
@@ -162,8 +163,8 @@ class PatientView:
     def render_header(self) -> None:
         p = self.patient
         viewer = self.role == VIEWER
-        name = p.display_name if not viewer or self.store.access.full_names(self.session.principal) \
-            else initials(p.display_name)
+        # The store already gives a viewer initials unless a lead turned names on.
+        name = p.display_name
         self.header.clear()
         with self.header:
             with ui.row().classes("w-full items-start justify-between gap-3"):
@@ -207,7 +208,7 @@ class PatientView:
     def open_status_dialog(self) -> None:
         opened_version = self.patient.version
         statuses = {k: t.label for k, t in self.catalogue.vocabulary["mobilityStatus"].items()}
-        with ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(520px, 92vw)"):
+        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(520px, 92vw)"):
             ui.label("Change mobility status").classes("text-lg font-semibold")
             current = ui.label(f"Current: {statuses.get(self.patient.mobility_status, '')}").classes("ot-muted")
             conflict = ui.column().classes("w-full")
@@ -359,7 +360,7 @@ class PatientView:
                 ui.element("span")
 
     def mark_error(self, score: MobilityScore) -> None:
-        with ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(460px, 92vw)"):
+        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(460px, 92vw)"):
             ui.label("Mark score entered in error").classes("text-lg font-semibold")
             ui.label("The score stays in the record, struck through, with your reason.").classes("ot-muted")
             reason = ui.input("Reason (required)").props("outlined maxlength=2000").classes("w-full") \
@@ -468,7 +469,7 @@ class PatientView:
                     .props("flat dense color=primary").classes("self-start")
 
     def addendum(self, note: SessionNote) -> None:
-        with ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(560px, 92vw)"):
+        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(560px, 92vw)"):
             ui.label("Add an addendum").classes("text-lg font-semibold")
             ui.label("Notes are never edited; an addendum is kept under the note it corrects.").classes("ot-muted")
             self.note_form(amends=note, dialog=dialog)

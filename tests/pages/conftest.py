@@ -53,3 +53,19 @@ async def pages_app(tmp_path: Path):
         finally:
             os.environ.pop("NICEGUI_USER_SIMULATION", None)
             await runtime.stop()
+
+
+async def eventually(check, timeout: float = 3.0) -> None:
+    """Waits for a background handler's effect (a click runs as a task in the simulation)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
