@@ -155,7 +155,7 @@ class AdminView:
                     options.setdefault(row.primary_therapist_id, row.primary_therapist)
                     ui.select(options, value=row.primary_therapist_id,
                               on_change=lambda e, r=row: self.assign(r.object_id, e.value)) \
-                        .props("outlined dense").mark(f"therapist-{row.object_id}")
+                        .props(f"outlined dense data-testid=therapist-{row.object_id}").mark(f"therapist-{row.object_id}")
             if pages > 1:
                 ui.pagination(1, pages, value=self.patient_page, direction_links=True,
                               on_change=lambda e: self.patients_to(e.value))

@@ -182,10 +182,10 @@ class PatientView:
                     meta.append(f"Therapist: {self.name_of(p.primary_therapist_id)}")
                     ui.label(" · ".join(meta)).classes("pt-meta")
                 with ui.row().classes("items-center gap-3 pt-status"):
-                    status_badge(self.catalogue, p.mobility_status).mark("status-badge")
+                    status_badge(self.catalogue, p.mobility_status).mark("status-badge").props("data-testid=status-badge")
                     if self.can_manage:
                         ui.button("Change status", icon="swap_vert", on_click=self.open_status_dialog) \
-                            .props("outline color=primary").mark("change-status")
+                            .props("outline color=primary").mark("change-status").props("data-testid=change-status")
             self.presence_row = ui.row().classes("items-center gap-2")
         self.render_presence()
 
@@ -213,9 +213,9 @@ class PatientView:
             current = ui.label(f"Current: {statuses.get(self.patient.mobility_status, '')}").classes("ot-muted")
             conflict = ui.column().classes("w-full")
             choice = ui.select(statuses, label="New status", value=self.patient.mobility_status) \
-                .props("outlined").classes("w-full").mark("status-select")
+                .props("outlined").classes("w-full").mark("status-select").props("data-testid=status-select")
             reason = ui.textarea("Reason (required)").props("outlined autogrow maxlength=2000") \
-                .classes("w-full").mark("status-reason")
+                .classes("w-full").mark("status-reason").props("data-testid=status-reason")
 
             async def save() -> None:
                 nonlocal opened_version
@@ -248,7 +248,7 @@ class PatientView:
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialog.close).props("flat")
                 ui.button("Save status", icon="check", on_click=save).props("unelevated color=primary") \
-                    .mark("status-save")
+                    .mark("status-save").props("data-testid=status-save")
         dialog.open()
 
     # -- scores -----------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class PatientView:
                     self.chart(score_type, [s for s in valid if s.score_type == score_type])
             if not self.scores:
                 ui.label("No scores recorded yet.").classes("ot-empty w-full")
-            with ui.column().classes("w-full gap-0").mark("score-list"):
+            with ui.column().classes("w-full gap-0").mark("score-list").props("data-testid=score-list"):
                 for score in self.scores[: self.score_limit]:
                     self.score_row(score)
             if len(self.scores) > self.score_limit:
@@ -292,7 +292,7 @@ class PatientView:
                 return None
 
             value = ui.number("Value", validation=check).props("outlined inputmode=decimal") \
-                .style("width: 150px").mark("score-value")
+                .style("width: 150px").mark("score-value").props("data-testid=score-value")
             picker.on_value_change(lambda: value.validate())
 
             async def save() -> None:
@@ -310,7 +310,7 @@ class PatientView:
                 ui.notify(f"{short_name(picker.value)} score saved", type="positive")
 
             ui.button("Save score", icon="add", on_click=save).props("unelevated color=primary") \
-                .style("height: 56px").mark("score-save")
+                .style("height: 56px").mark("score-save").props("data-testid=score-save")
         ui.label().bind_text_from(picker, "value", lambda k: f"Valid: {measures[k].range_text}; "
                                   f"{measures[k].better} is better" if k in measures else "") \
             .classes("ot-muted text-sm -mt-2")
@@ -675,7 +675,7 @@ class PatientView:
             self.sub.close()
         presence.leave(self.pid, ui.context.client.id)
         self.root.clear()
-        with self.root, ui.column().classes("ot-card pt-notice items-center gap-3").mark("access-ended"):
+        with self.root, ui.column().classes("ot-card pt-notice items-center gap-3").mark("access-ended").props("data-testid=access-ended"):
             ui.icon("lock", size="40px").classes("text-primary")
             ui.label("Your access to this patient has ended").classes("text-xl font-semibold")
             ui.label("The patient may have been reassigned, or you were removed from the care team. "

@@ -108,7 +108,7 @@ class WardView:
         self.cards = {}
         with self.grid:
             for row in rows[self.page * PAGE_SIZE:(self.page + 1) * PAGE_SIZE]:
-                card = ui.element("div").classes("ward-card").mark(f"ward-{row.object_id}")
+                card = ui.element("div").classes("ward-card").mark(f"ward-{row.object_id}").props(f"data-patient={row.object_id}")
                 self.cards[row.object_id] = card
                 with card:
                     self.fill(row)
