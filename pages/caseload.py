@@ -36,14 +36,9 @@ CSS = """
 .cl-pill.info { background: #e6f4f1; color: #0b5563; }
 .cl-pill.none { color: #9aa5b1; }
 @media (max-width: 1100px) {
-  .cl-grid { grid-template-columns: minmax(150px, 1.3fr) 150px minmax(160px, 1.6fr) 90px 28px;
-    grid-template-areas: "name status scores flags go"; }
-  .cl-grid > .c-name { grid-area: name; } .cl-grid > .c-status { grid-area: status; }
-  .cl-grid > .c-scores { grid-area: scores; } .cl-grid > .c-go { grid-area: go; }
+  .cl-grid { grid-template-columns: minmax(130px, 1.2fr) 138px minmax(150px, 1.5fr) 50px 78px 22px; gap: 8px; }
   .cl-grid > .c-last { display: none; }
-  .cl-grid > .c-follow, .cl-grid > .c-equip { grid-area: flags; }
-  .cl-grid > .c-equip { margin-top: 34px; }
-  .cl-head > .c-follow { display: none; } .cl-head > .c-equip { display: none; }
+  .cl-head > .c-follow, .cl-head > .c-equip { visibility: hidden; }
 }
 """
 
