@@ -13,7 +13,7 @@ from pages.frame import frame, status_badge
 
 router = APIRouter()
 PAGE_SIZE = 25
-WATCHED = ("Patient", "MobilityScore", "SessionNote", "EquipmentLog")
+WATCHED = ("Patient", "MobilityScore", "SessionNote", "EquipmentLog", "PatientActivity")
 
 CSS = """
 .cl-grid { display: grid; grid-template-columns: minmax(200px, 1.6fr) 170px minmax(220px, 2fr) 120px 100px 100px 28px;
@@ -206,7 +206,8 @@ class CaseloadView:
         for patient_id in gone:
             relayout |= self.rows.pop(patient_id, None) is not None
         for patient_id in changed:
-            found = await self.store.caseload(principal=self.session.principal, patient_id=patient_id)
+            found = await self.store.caseload(principal=self.session.principal, patient_id=patient_id,
+                                              live_refresh=True)
             old = self.rows.get(patient_id)
             if not found:
                 relayout |= self.rows.pop(patient_id, None) is not None

@@ -50,7 +50,6 @@ class WardView:
         self.session = session
         self.store = session.store
         self.rows: dict[str, CaseloadRow] = {}
-        self.follow_ups: dict[str, int] = {}
         self.page = 0
         self.cards: dict[str, ui.element] = {}
 
@@ -62,7 +61,6 @@ class WardView:
     async def load(self) -> None:
         rows = await self.store.caseload(principal=self.session.principal)
         self.rows = {r.object_id: r for r in rows}
-        self.follow_ups = await self.store.follow_up_counts(principal=self.session.principal)
 
     async def build(self) -> None:
         await self.load()
@@ -80,7 +78,8 @@ class WardView:
         ui.timer(1, self.tick)
         ui.timer(ROTATE_SECONDS, self.rotate)
         ui.timer(KEEPALIVE_SECONDS, self.keep_alive)
-        topics = ["Patient", "MobilityScore", "EquipmentLog"] + (["SessionNote"] if self.session.role != VIEWER else [])
+        # PatientActivity carries follow-up counts without note content, so viewers get it too.
+        topics = ["Patient", "MobilityScore", "EquipmentLog", "PatientActivity"]
         live.watch(self.session, [class_topic(c) for c in topics], self.on_batch)
 
     def tick(self) -> None:
@@ -119,7 +118,7 @@ class WardView:
         catalogue = self.store.catalogue
         with ui.row().classes("w-full items-center justify-between"):
             ui.label(self.label(row)).classes("ward-name")
-            follow = self.follow_ups.get(row.object_id, 0)
+            follow = row.open_follow_ups
             if follow:
                 with ui.row().classes("ward-follow items-center gap-1"):
                     ui.icon("flag", size="22px")
@@ -139,9 +138,8 @@ class WardView:
             self.render()
             return
         for patient_id in {d.patient_id for d in batch if d.patient_id}:
-            found = await self.store.caseload(principal=self.session.principal, patient_id=patient_id)
-            counts = await self.store.follow_up_counts(principal=self.session.principal, patient_id=patient_id)
-            self.follow_ups[patient_id] = counts.get(patient_id, 0)
+            found = await self.store.caseload(principal=self.session.principal, patient_id=patient_id,
+                                              live_refresh=True)
             if not found:
                 self.rows.pop(patient_id, None)
                 self.render()

@@ -4,10 +4,9 @@ from __future__ import annotations
 from dashboard.store.accounts import SignedIn
 from dashboard.store.bulk import BulkMixin
 from dashboard.store.caseload import BoardItem, CaseloadMixin, CaseloadRow, LatestScore
-from dashboard.store.ward import WardMixin
 
 
-class Store(BulkMixin, CaseloadMixin, WardMixin):
+class Store(BulkMixin, CaseloadMixin):
     """Accounts, records, care teams and read models, each in its own module under store/."""
 
 

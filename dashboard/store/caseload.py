@@ -63,8 +63,12 @@ class CaseloadMixin(RecordsMixin):
 
     @audited("caseload")
     async def caseload(self, *, principal: Principal | None, patient_id: str | None = None,
-                       include_archived: bool = False) -> list[CaseloadRow]:
-        """One row per visible patient (or just `patient_id`, for a live row update)."""
+                       include_archived: bool = False, live_refresh: bool = False) -> list[CaseloadRow]:
+        """One row per visible patient (or just `patient_id`, for a live row update).
+
+        `live_refresh` marks a pushed update of a view whose opening was audited: access is
+        checked as always, but no audit row is added, or one save would add one per open screen.
+        """
         role = self._role(principal)
         assert principal is not None
         names = role != VIEWER or self.access.full_names(principal)
@@ -104,8 +108,9 @@ class CaseloadMixin(RecordsMixin):
             measure = self.catalogue.measures.get(score_type)
             trend = measure.trend(value, previous) if measure else ""
             row.latest[score_type] = LatestScore(score_type, value, when, trend, previous)
-        await self._audit_read(principal, "Patient", patient_ref=patient_id,
-                               detail=f"caseload:{len(rows)}")
+        if not live_refresh:
+            await self._audit_read(principal, "Patient", patient_ref=patient_id,
+                                   detail=f"caseload:{len(rows)}")
         return list(rows.values())
 
     async def equipment_board(self, *, principal: Principal | None,

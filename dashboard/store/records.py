@@ -292,7 +292,11 @@ class RecordsMixin(AccountsMixin):
             await refresh_score_summary(tx.session, row.patient_id, row.score_type)
         elif isinstance(row, (SessionNote, EquipmentLog)):
             await tx.session.flush()
-            await refresh_patient_activity(tx.session, row.patient_id)
+            activity = await refresh_patient_activity(tx.session, row.patient_id)
+            # No note content: lets a ward screen, which may not read notes, keep its counts live.
+            tx.events.append(Event("update", "PatientActivity", row.patient_id, row.patient_id, {
+                "className": "PatientActivity", "objectId": row.patient_id,
+                "openFollowUps": activity.open_follow_ups, "equipmentOut": activity.equipment_out}))
 
     async def _add_history(self, tx: Tx, principal: Principal, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,

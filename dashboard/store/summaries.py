@@ -31,7 +31,7 @@ async def refresh_score_summary(session: AsyncSession, patient_id: str, score_ty
     row.previous_value = newest[1][0] if len(newest) > 1 else None
 
 
-async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> None:
+async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> PatientActivity:
     last_session, follow_ups = (await session.execute(
         select(func.max(SessionNote.session_date),
                func.coalesce(func.sum(case((SessionNote.follow_up_needed.is_(True), 1), else_=0)), 0))
@@ -43,3 +43,4 @@ async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> No
         row = PatientActivity(patient_id=patient_id)
         session.add(row)
     row.last_session_at, row.open_follow_ups, row.equipment_out = last_session, int(follow_ups), int(out or 0)
+    return row
