@@ -10,7 +10,8 @@ import pytest
 from dashboard.catalogue import Catalogue, default_catalogue
 from dashboard.schema import CLASSES
 
-SPEC_DIR = Path("/work/shared/spec")
+# shared/ sits beside the clone (as on the developers' machines and in CI).
+SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec"
 SCHEMA = SPEC_DIR / "schema.json"
 MEASURES_MD = SPEC_DIR / "MEASURES.md"
 BUILTIN = {"objectId", "createdAt", "updatedAt"}  # Parse's own fields, kept outside CLASSES
