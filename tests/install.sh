@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# The Python image's pip (23.2) mis-resolves extras that name extras; a current pip does not.
+.venv/bin/pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
