@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from conftest import World, domain_snapshot, outcome_of, refusal_count
+from tests.support import World, domain_snapshot, outcome_of, refusal_count
 from dashboard.hub import class_topic, patient_topic
 from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory, User
 

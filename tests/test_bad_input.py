@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import World, domain_snapshot
+from tests.support import World, domain_snapshot
 from dashboard.errors import InvalidInput, MissingField, NotFound, StoreError
 
 UTC = timezone.utc

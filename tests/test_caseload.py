@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import event
 
-from conftest import World
+from tests.support import World
 from dashboard.store import CaseloadRow
 
 UTC = timezone.utc

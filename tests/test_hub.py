@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import event, select
 
-from conftest import World
+from tests.support import World
 from dashboard.hub import Delivery, Subscription, class_topic, patient_topic
 from dashboard.models import Patient, StatusHistory
 

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from conftest import PASSWORD, World
-from conftest import test_settings as make_settings  # aliased: pytest would collect a test_* name
+from tests.support import PASSWORD, World
+from tests.support import settings_for as make_settings
 from dashboard.db import Database
 from dashboard.errors import (
     AccountLocked,

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from conftest import World, domain_snapshot
+from tests.support import World, domain_snapshot
 from dashboard.errors import Conflict
 from dashboard.models import Patient, StatusHistory
 

@@ -19,7 +19,7 @@ from dashboard import models
 from dashboard.api import mount
 
 APP_ID = "test-app-id"
-PASSWORD = "correct horse battery"  # tests/conftest.py's PASSWORD
+from tests.support import PASSWORD
 USERNAMES = {"lead": "lead", "owner": "owner", "other_therapist": "other-therapist",
              "team_therapist": "team-therapist", "team_contributor": "team-contributor",
              "outsider": "outsider", "viewer": "viewer"}

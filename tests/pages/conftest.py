@@ -13,7 +13,7 @@ from nicegui.testing.user import User
 
 from dashboard import runtime
 from dashboard.db import Database
-from tests.conftest import PASSWORD, World, build_world, test_settings
+from tests.support import PASSWORD, World, build_world, settings_for
 
 
 @dataclass
@@ -34,7 +34,7 @@ class PagesApp:
 async def pages_app(tmp_path: Path):
     """The pages on NiceGUI's app in simulation, a store on a fresh SQLite file, and the access world."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'pages.sqlite3'}"
-    settings = test_settings(url, lockout_attempts=3)
+    settings = settings_for(url, lockout_attempts=3)
     database = Database(url)
     await database.create_all()
     await database.dispose()

@@ -14,7 +14,6 @@ def _one(user, marker: str):
 
 # -- caseload ------------------------------------------------------------------------------------------
 async def test_caseload_shows_only_visible_patients(pages_app):
-    w = pages_app.world
     owner = await pages_app.signed_in("owner")
     await owner.open("/")
     await owner.should_see("Pat Example")

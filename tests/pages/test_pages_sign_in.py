@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
-from tests.conftest import PASSWORD
+from tests.support import PASSWORD
 
 
 async def test_no_session_is_sent_to_sign_in_and_brought_back(pages_app):
