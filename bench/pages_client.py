@@ -7,6 +7,7 @@ check that the headless clients see the same updates at about the same time.
 """
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
@@ -19,7 +20,8 @@ import socketio
 
 from bench.seed import PASSWORD
 
-QUERY_RE = re.compile(r"query:\s*(\{.*?\}),\s*\n")
+# NiceGUI's index.html: `prefix: "...",` then `query: {...},` (page content may say "query:" too).
+QUERY_RE = re.compile(r'prefix: "[^"]*",\s*query:\s*(\{.*?\}),\s*\n')
 LOGIN_PATHS = ("/login",)
 
 
@@ -59,7 +61,8 @@ class PageClient:
         match = QUERY_RE.search(html)
         if not match:
             raise RuntimeError(f"page {self.path}: no socket query in the HTML")
-        query = json.loads(match.group(1))
+        # Rendered as a Python dict literal (single quotes, True), not JSON.
+        query = ast.literal_eval(match.group(1))
         self.client_id = query["client_id"]
         query.update(document_id=str(uuid.uuid4()), tab_id=str(uuid.uuid4()), old_tab_id="",
                      implicit_handshake="true")

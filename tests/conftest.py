@@ -112,3 +112,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    for the rest of the session, and asyncio tests after it could not start their own."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
