@@ -68,6 +68,8 @@ class PatientView:
         self.note_limit = NOTE_PAGE
         self.score_limit = SCORE_ROWS
         self.ended = False
+        # Opening the page is audited; the pushed refreshes that follow continue the same view.
+        self.opened = False
         self.sub = None
 
     # -- who may do what (the store decides; this only hides controls that would be refused) -----
@@ -89,14 +91,15 @@ class PatientView:
     # -- loading ----------------------------------------------------------------------------------
     async def _find(self, class_name: str, order: str, limit: int = 500) -> list:
         return await self.store.find(principal=self.session.principal, class_name=class_name,
-                                     where={"patient": self.pid}, order=order, limit=limit)
+                                     where={"patient": self.pid}, order=order, limit=limit,
+                                     live_refresh=self.opened)
 
     async def load_users(self) -> None:
         self.users = {u.id: u.username for u in await self.store.list_users(principal=self.session.principal)}
 
     async def load_patient(self) -> None:
         self.patient = await self.store.get(principal=self.session.principal, class_name="Patient",
-                                            object_id=self.pid)  # type: ignore[assignment]
+                                            object_id=self.pid, live_refresh=self.opened)  # type: ignore[assignment]
 
     async def load_scores(self) -> None:
         self.scores = await self._find("MobilityScore", "-scoreDate,-createdAt", 1000)
@@ -121,6 +124,7 @@ class PatientView:
     # -- building ---------------------------------------------------------------------------------
     async def build(self) -> None:
         await self.load_all()
+        self.opened = True
         ui.add_css(CSS)
         # Dialogs live outside the sections, so a live refresh never closes one mid-edit.
         self.dialog_host = ui.element("div")

@@ -88,8 +88,13 @@ class RecordsMixin(AccountsMixin):
 
     @audited("find")
     async def find(self, *, principal: Principal | None, class_name: str, where: object = None,
-                   order: object = None, limit: int = 100, skip: int = 0) -> list[Base]:
-        """Records matching `where` that the principal may read; never more than 1000."""
+                   order: object = None, limit: int = 100, skip: int = 0,
+                   live_refresh: bool = False) -> list[Base]:
+        """Records matching `where` that the principal may read; never more than 1000.
+
+        `live_refresh`: a pushed update of an open view whose opening was audited; access is
+        checked as always, but no audit row is added (one save would otherwise add one per screen).
+        """
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
             raise InvalidInput("limit", f"must be a whole number from 0 to {MAX_LIMIT}", code=102)
         if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
@@ -99,8 +104,9 @@ class RecordsMixin(AccountsMixin):
         statement = statement.order_by(*builder.order(order), model.id).limit(limit).offset(skip)
         async with self.db.read() as session:
             rows = list(await session.scalars(statement)) if limit else []
-        await self._audit_read(principal, class_name, patient_ref=self._patient_of(where),
-                               detail=f"find:{len(rows)}")
+        if not live_refresh:
+            await self._audit_read(principal, class_name, patient_ref=self._patient_of(where),
+                                   detail=f"find:{len(rows)}")
         if class_name == "_User":
             return [self._user_view(principal, r) for r in rows]  # type: ignore[arg-type,misc]
         return [self._shaped_for(principal, class_name, r) for r in rows]
@@ -148,12 +154,15 @@ class RecordsMixin(AccountsMixin):
         return row
 
     @audited("read")
-    async def get(self, *, principal: Principal | None, class_name: str, object_id: str) -> Base:
+    async def get(self, *, principal: Principal | None, class_name: str, object_id: str,
+                  live_refresh: bool = False) -> Base:
+        """One record, or NotFound; `live_refresh` as for `find`."""
         row = await self._load_readable(principal, class_name, object_id)
         if class_name == "_User":
             return self._user_view(principal, row)  # type: ignore[arg-type]
-        await self._audit_read(principal, class_name, object_id=object_id,
-                               patient_ref=_patient_ref(class_name, row))
+        if not live_refresh:
+            await self._audit_read(principal, class_name, object_id=object_id,
+                                   patient_ref=_patient_ref(class_name, row))
         return self._shaped_for(principal, class_name, row)
 
     async def get_many(self, *, principal: Principal | None, class_name: str,
