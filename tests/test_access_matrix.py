@@ -478,7 +478,8 @@ async def test_viewer_pushes_never_carry_note_text_date_of_birth_or_patient_id(c
     # The lead, as a control, received the private fields that the viewer must not.
     assert any("dateOfBirth" in (d.data or {}) and "patientId" in (d.data or {}) for d in lead_got)
     assert any(d.class_name == "SessionNote" and "noteText" in (d.data or {}) for d in lead_got)
-    assert {d.class_name for d in viewer_got} == {"Patient", "StatusHistory", "MobilityScore"}
+    # PatientActivity: the open follow-up count a note changed, never the note (checked below).
+    assert {d.class_name for d in viewer_got} == {"Patient", "StatusHistory", "MobilityScore", "PatientActivity"}
     for delivery in viewer_got:
         for payload in (delivery.data or {}, delivery.before or {}):
             assert PRIVATE.isdisjoint(payload), (delivery.class_name, sorted(payload))
