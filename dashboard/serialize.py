@@ -14,6 +14,17 @@ def iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def from_iso(value: object) -> datetime | None:
+    """Parse's date string back to an aware datetime; None when it is not one (the caller names the field)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 def parse_date(value: datetime) -> dict[str, str]:
     return {"__type": "Date", "iso": iso(value)}
 

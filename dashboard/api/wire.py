@@ -18,7 +18,7 @@ from typing import Any
 
 from dashboard.errors import InvalidInput
 from dashboard.schema import CLASSES, FieldSpec
-from dashboard.serialize import to_parse
+from dashboard.serialize import from_iso, to_parse
 
 # Fields every object keeps whatever `keys` asks for.
 ALWAYS_KEPT = frozenset({"objectId", "createdAt", "updatedAt", "className", "__type"})
@@ -39,16 +39,10 @@ def _bad_param(field: str, rule: str) -> InvalidInput:
 
 # ============================================================================ decoding
 def decode_date(field: str, value: object) -> datetime:
-    if isinstance(value, Mapping) and value.get("__type") == "Date" and isinstance(value.get("iso"), str):
-        iso = value["iso"]
-        if len(iso) <= 40:
-            try:
-                parsed = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-            except ValueError:
-                pass
-            else:
-                if parsed.tzinfo is not None:
-                    return parsed
+    if isinstance(value, Mapping) and value.get("__type") == "Date":
+        parsed = from_iso(value.get("iso"))
+        if parsed is not None:
+            return parsed
     raise _bad_type(field, 'must be a Date: {"__type":"Date","iso":"2026-01-02T03:04:05.006Z"}')
 
 
@@ -175,20 +169,12 @@ def parse_keys(class_name: str, keys: object, name: str = "keys") -> dict[str, A
         return None
     if len(items) > MAX_KEYS:
         raise _bad_param(name, f"takes at most {MAX_KEYS} fields")
-    tree: dict[str, Any] = {}
     specs = CLASSES.get(class_name, {})
     for item in items:
-        first, _, rest = item.partition(".")
+        first = item.partition(".")[0]
         if first not in specs and first not in BUILTIN:
             raise _bad_param(name, f"{first[:60]!r} is not a field of {class_name}")
-        if rest:
-            sub = tree.get(first)
-            if not isinstance(sub, list):
-                sub = tree[first] = []
-            sub.append(rest)
-        else:
-            tree.setdefault(first, None)
-    return tree
+    return _subtree(items)
 
 
 def select_keys(obj: dict[str, Any], tree: Mapping[str, Any] | None, *, exclude: bool = False) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from dashboard.errors import InvalidInput
 from dashboard.schema import CLASSES, MODELS, FieldSpec
+from dashboard.serialize import from_iso
 
 MAX_DEPTH = 4
 MAX_IN = 1000
@@ -31,14 +32,9 @@ def parse_datetime(value: object, field: str) -> datetime:
         return value
     if isinstance(value, Mapping) and value.get("__type") == "Date":
         value = value.get("iso")
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed
+    parsed = from_iso(value)
+    if parsed is not None:
+        return parsed
     raise _bad(field, "must be a date")
 
 
