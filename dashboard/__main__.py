@@ -19,6 +19,7 @@ async def _with_store(settings: Settings, work):
     try:
         return await work(store)
     finally:
+        await store.flush_audit()
         await store.db.dispose()
 
 

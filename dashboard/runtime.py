@@ -26,5 +26,6 @@ async def start(settings: Settings) -> Store:
 async def stop() -> None:
     global _store
     if _store is not None:
+        await _store.flush_audit()
         await _store.db.dispose()
         _store = None

@@ -92,10 +92,11 @@ async def db(database_url: str):
 
 
 @pytest.fixture
-async def store(db: Database, database_url: str) -> Store:
+async def store(db: Database, database_url: str):
     store = Store(db, settings=settings_for(database_url))
     await store.start()
-    return store
+    yield store
+    await store.flush_audit()
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """What every store operation shares: the principal check, the write transaction, validation, audit."""
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.access import AccessIndex, Principal
@@ -29,6 +32,7 @@ from dashboard.models import AuditEvent, utcnow
 from dashboard.passwords import PasswordHasher
 from dashboard.schema import CLASSES, FieldSpec
 
+log = logging.getLogger("ot_tracker.store")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -84,6 +88,8 @@ class StoreBase:
         self.clock = clock
         self.access = AccessIndex()
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
+        self._audit_pending: list[dict[str, Any]] = []
+        self._audit_task: asyncio.Task[None] | None = None
         self._sessions: dict[str, Any] = {}  # token hash -> cached session (accounts.py)
         self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
                                      time_cost=settings.argon2_time_cost)
@@ -139,10 +145,36 @@ class StoreBase:
     async def _audit_read(self, principal: Principal | None, class_name: str, *,
                           object_id: str | None = None, patient_ref: str | None = None,
                           detail: str | None = None) -> None:
-        async with self.db.write() as session:
-            Tx(session).audit(principal, "read", class_name, object_id=object_id,
-                              patient_ref=patient_ref, detail=detail)
-            await session.commit()
+        """Queues a read's audit row; rows are written together, within milliseconds.
+
+        A row per read through SQLite's one writer made every page open wait behind every other
+        (hundreds of open pages timed out). Writes and refusals stay in their own transactions.
+        """
+        self._audit_pending.append(dict(
+            at=self.clock(), actor_id=principal.user_id if principal else None, action="read",
+            class_name=class_name, object_id=object_id, patient_ref=patient_ref, outcome="ok",
+            detail=detail))
+        if self._audit_task is None or self._audit_task.done():
+            self._audit_task = asyncio.get_running_loop().create_task(self._write_pending_audit())
+
+    async def _write_pending_audit(self) -> None:
+        while self._audit_pending:
+            rows, self._audit_pending = self._audit_pending, []
+            try:
+                async with self.db.write() as session:
+                    await session.execute(insert(AuditEvent), rows)
+                    await session.commit()
+            except Exception:  # noqa: BLE001 - keep the rows; the next read or flush retries
+                self._audit_pending[:0] = rows
+                log.exception("audit rows not written; %d kept for retry", len(rows))
+                return
+
+    async def flush_audit(self) -> None:
+        """Waits until every queued read's audit row is stored (before reading the trail, at stop)."""
+        task = self._audit_task
+        if task is not None and not task.done():
+            await task
+        await self._write_pending_audit()
 
     async def _audit_refusal(self, action: str, kwargs: Mapping[str, Any], exc: StoreError) -> None:
         principal = kwargs.get("principal")

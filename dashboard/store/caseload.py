@@ -145,5 +145,6 @@ class CaseloadMixin(RecordsMixin):
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), 1000))
         if patient_id:
             query = query.where(AuditEvent.patient_ref == patient_id)
+        await self.flush_audit()
         async with self.db.read() as session:
             return list(await session.scalars(query))
