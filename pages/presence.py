@@ -5,6 +5,7 @@ when built and leaves when its client is deleted or its access ends.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,13 +22,36 @@ class Viewer:
 
 _open: dict[str, dict[str, Viewer]] = {}  # patient object id -> client id -> viewer
 _renderers: dict[str, tuple[Client, Callable[[], None]]] = {}
+# Pages show distinct people, so tabs coming and going change nothing unless the people change;
+# announcements are also coalesced, or N pages opening at once would render N² times.
+_announced: dict[str, frozenset[tuple[str, str, str]]] = {}
+_scheduled: set[str] = set()
+ANNOUNCE_DELAY = 0.25  # seconds
 
 
 def viewers(patient_id: str) -> list[Viewer]:
     return sorted(_open.get(patient_id, {}).values(), key=lambda v: v.username)
 
 
+def _people(patient_id: str) -> frozenset[tuple[str, str, str]]:
+    return frozenset((v.user_id, v.username, v.role) for v in _open.get(patient_id, {}).values())
+
+
+def _schedule(patient_id: str) -> None:
+    if patient_id not in _scheduled:
+        _scheduled.add(patient_id)
+        asyncio.get_running_loop().call_later(ANNOUNCE_DELAY, _announce, patient_id)
+
+
 def _announce(patient_id: str) -> None:
+    _scheduled.discard(patient_id)
+    people = _people(patient_id)
+    if _announced.get(patient_id) == people:
+        return
+    if people:
+        _announced[patient_id] = people
+    else:
+        _announced.pop(patient_id, None)
     for client_id in list(_open.get(patient_id, {})):
         entry = _renderers.get(client_id)
         if entry is None or entry[0].is_deleted:
@@ -42,7 +66,8 @@ def join(patient_id: str, viewer: Viewer, render: Callable[[], None]) -> None:
     _open.setdefault(patient_id, {})[client.id] = viewer
     _renderers[client.id] = (client, render)
     client.on_delete(lambda: leave(patient_id, client.id))
-    _announce(patient_id)
+    render()  # the joining page shows who is here at once
+    _schedule(patient_id)
 
 
 def leave(patient_id: str, client_id: str) -> None:
@@ -52,4 +77,4 @@ def leave(patient_id: str, client_id: str) -> None:
         return
     if not here:
         del _open[patient_id]
-    _announce(patient_id)
+    _schedule(patient_id)
