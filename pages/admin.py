@@ -9,7 +9,7 @@ from dashboard.access import LEAD
 from dashboard.errors import StoreError
 from dashboard.models import ROLES
 from pages import auth
-from pages.frame import ROLE_LABELS, frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section
 
 router = APIRouter()
 PAGE_SIZE = 20
@@ -175,7 +175,7 @@ class AdminView:
         ui.notify("Primary therapist changed", type="positive")
 
 
-@router.page("/admin", title="Admin · OT Tracker")
+@router.page("/admin", title="Admin · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
 async def admin_page(request: Request) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:

@@ -9,7 +9,7 @@ from dashboard.hub import class_topic
 from dashboard.store import CaseloadRow
 from pages import auth, live
 from pages.display import date_text, ordered_scores, score_chip
-from pages.frame import frame, status_badge
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, status_badge
 
 router = APIRouter()
 PAGE_SIZE = 25
@@ -232,7 +232,7 @@ class CaseloadView:
         element.classes(add="ot-flash")
 
 
-@router.page("/", title="Caseload · OT Tracker")
+@router.page("/", title="Caseload · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
 async def caseload_page(request: Request) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:

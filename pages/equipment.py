@@ -12,7 +12,7 @@ from dashboard.hub import class_topic
 from dashboard.store import BoardItem
 from pages import auth, live
 from pages.display import ago, datetime_text
-from pages.frame import frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
 
 router = APIRouter()
 PAGE_SIZE = 30
@@ -138,7 +138,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
-@router.page("/equipment", title="Equipment · OT Tracker")
+@router.page("/equipment", title="Equipment · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
 async def equipment_page(request: Request) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:

@@ -8,6 +8,10 @@ from nicegui import ui
 
 from pages.auth import PageSession
 
+# Under load (hundreds of open pages) a page may take longer than NiceGUI's 3 s default to build;
+# a clinician should get it late rather than get an error page.
+PAGE_BUILD_TIMEOUT = 20.0
+
 ROLE_LABELS = {"lead": "Lead", "therapist": "Therapist", "contributor": "Contributor", "viewer": "Ward screen"}
 
 NAV = [

@@ -17,7 +17,7 @@ from dashboard.hub import patient_topic
 from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory
 from pages import auth, live, presence
 from pages.display import ago, date_text, datetime_text, short_name, value_text
-from pages.frame import ROLE_LABELS, frame, section, status_badge
+from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section, status_badge
 
 router = APIRouter()
 SCORE_ROWS = 8
@@ -688,7 +688,7 @@ class PatientView:
                 .props("unelevated color=primary")
 
 
-@router.page("/patient/{object_id}", title="Patient · OT Tracker")
+@router.page("/patient/{object_id}", title="Patient · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
 async def patient_page(request: Request, object_id: str) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:

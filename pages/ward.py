@@ -18,7 +18,7 @@ from dashboard.serialize import initials
 from dashboard.store import CaseloadRow
 from pages import auth, live
 from pages.display import ordered_scores, score_chip
-from pages.frame import frame, status_badge
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, status_badge
 
 router = APIRouter()
 PAGE_SIZE = 12
@@ -154,7 +154,7 @@ class WardView:
                     self.fill(found[0])
 
 
-@router.page("/ward", title="Ward · OT Tracker")
+@router.page("/ward", title="Ward · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
 async def ward_page(request: Request) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:
