@@ -113,7 +113,8 @@ async def main_async(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
     print(f"[bench] wrote {out}")
-    if not args.quick or args.readme:
+    # The README's table is one whole run's; a partial or quick run only says so when asked.
+    if (not args.quick and not args.only) or args.readme:
         rewrite_readme(HERE / "README.md", results)
     for row in results["table"]:
         print("  " + " | ".join(str(c) for c in row))
