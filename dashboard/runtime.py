@@ -1,6 +1,8 @@
 """The running process's store: started with the server, reached by pages and the API."""
 from __future__ import annotations
 
+import gc
+
 from dashboard.config import Settings
 from dashboard.db import Database
 from dashboard.store import Store
@@ -20,7 +22,21 @@ async def start(settings: Settings) -> Store:
         instance = Store(Database(settings.database_url), settings=settings)
         await instance.start()
         _store = instance
+        settle_garbage_collector()
     return _store
+
+
+def settle_garbage_collector() -> None:
+    """Keeps full collections off the push path.
+
+    A full (generation 2) collection walks every object in the process; with a thousand open sockets
+    that took up to 190 ms, and it struck during deliveries. Everything alive once the server has
+    started (modules, NiceGUI, SQLAlchemy's compiled caches, the access index) is frozen out of
+    collection, and collections run less often. Cyclic garbage is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def stop() -> None:
