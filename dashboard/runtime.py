@@ -22,7 +22,6 @@ async def start(settings: Settings) -> Store:
         instance = Store(Database(settings.database_url), settings=settings)
         await instance.start()
         _store = instance
-        settle_garbage_collector()
     return _store
 
 
@@ -36,7 +35,7 @@ def settle_garbage_collector() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(10_000, 20, 100)
 
 
 async def stop() -> None:

@@ -47,6 +47,7 @@ def configure(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     configure(settings)
+    app.on_startup(runtime.settle_garbage_collector)  # the serving process only, not test harnesses
     ui.run(
         host=settings.host, port=settings.port, title="OT Tracker", reload=False, show=False,
         storage_secret=settings.secret_key, show_welcome_message=False, favicon="🩺",
