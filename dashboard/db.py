@@ -4,17 +4,32 @@ SQLite allows one writer at a time. Writes go through a single pooled connection
 its transactions with BEGIN IMMEDIATE, so concurrent writers queue in the pool instead of failing
 with "database is locked" when a read transaction tries to upgrade. Reads use their own pool and
 run concurrently under WAL. PostgreSQL uses one engine for both.
+
+`transact` is the fast write path (record creates, audit rows): a job is a plain synchronous
+function of a `WriteConn`. On SQLite, jobs queued meanwhile are committed together (group commit):
+the whole batch runs as one call on the writer connection's own thread, each job inside its own
+SAVEPOINT, so a job that raises is undone alone and the others still commit. On PostgreSQL each
+job is its own transaction.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import functools
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Table, event, insert, text
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql import Executable
 
 from dashboard.models import Base
+
+T = TypeVar("T")
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -43,8 +58,116 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
     return engine
 
 
+# ============================================================================ the fast write path
+class WriteConn(Protocol):
+    """What a `transact` job may do inside its transaction. Runs synchronously, off the event loop
+    on SQLite: a job touches nothing but its arguments and this connection."""
+
+    dialect: str
+
+    def insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Inserts rows that all have the same keys (a Core INSERT, no ORM unit of work)."""
+
+    def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Runs a Core statement; its rows. Parameters and results are plain str/int/float/None."""
+
+
+class CoreWriteConn:
+    """A WriteConn over a SQLAlchemy Connection (PostgreSQL, through `run_sync`)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.dialect = conn.dialect.name
+
+    def insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(table), list(rows))
+
+    def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        result = self.conn.execute(statement, dict(params))
+        return [tuple(r) for r in result] if result.returns_rows else []
+
+
+# The write engine's dialect (aiosqlite's), so raw inserts store values exactly as the ORM does.
+_SQLITE = SQLiteDialect_aiosqlite()
+
+
+@functools.cache
+def _sqlite_insert(table: Table, keys: tuple[str, ...]) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
+    """INSERT text for these columns, with each column type's own bind processor, so values are
+    stored exactly as the ORM stores them (UTC datetimes as text, booleans as 0/1)."""
+    quote = _SQLITE.identifier_preparer.quote
+    columns = [table.c[k] for k in keys]
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
+           f"VALUES ({', '.join('?' for _ in columns)})")
+    return sql, tuple(c.type.dialect_impl(_SQLITE).bind_processor(_SQLITE) for c in columns)
+
+
+@functools.cache
+def _sqlite_statement(statement: Executable) -> tuple[Any, str, tuple[str, ...]]:
+    compiled = statement.compile(dialect=_SQLITE)
+    return compiled, compiled.string, tuple(compiled.positiontup or ())
+
+
+class SqliteWriteConn:
+    """A WriteConn over the raw sqlite3 connection, on the writer connection's own thread."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        sql, processors = _sqlite_insert(table, keys)
+        params = [tuple(v if p is None else p(v) for p, v in zip(processors, (row[k] for k in keys)))
+                  for row in rows]
+        if len(params) == 1:
+            self.conn.execute(sql, params[0])
+        else:
+            self.conn.executemany(sql, params)
+
+    def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        compiled, sql, names = _sqlite_statement(statement)
+        values = compiled.construct_params(dict(params))
+        return self.conn.execute(sql, tuple(values[n] for n in names)).fetchall()
+
+
+@dataclass
+class _Queued:
+    job: Callable[[WriteConn], Any]
+    future: asyncio.Future[Any]
+
+
+def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Queued]) -> list[tuple[bool, Any]]:
+    """One transaction for the batch; each job in a savepoint. Runs on the writer's thread."""
+    writer = SqliteWriteConn(conn)
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for item in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = item.job(writer)
+            except Exception as exc:  # noqa: BLE001 - this job's answer; the others go on
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((True, result))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
 class Database:
-    """Owns the engines; hands out read and write sessions."""
+    """Owns the engines; hands out read and write sessions, and runs `transact` jobs."""
 
     def __init__(self, url: str, *, echo: bool = False):
         self.url = url
@@ -57,6 +180,8 @@ class Database:
             self.read_engine = self.write_engine
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._queue: list[_Queued] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -77,6 +202,47 @@ class Database:
                 await session.rollback()
                 raise
 
+    async def transact(self, job: Callable[[WriteConn], T]) -> T:
+        """Runs `job` in a committed transaction; returns its result or raises its exception.
+
+        When this returns, the job's writes are committed (what to publish goes out after this).
+        A job that raises has written nothing; on SQLite the jobs batched with it are unaffected.
+        """
+        if not self.is_sqlite:
+            async with self.write_engine.begin() as conn:
+                return await conn.run_sync(lambda sync_conn: job(CoreWriteConn(sync_conn)))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(job, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Commits everything queued, a batch at a time: what queues during one commit is the next."""
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                # The pool's one write connection: ORM write sessions and batches take turns.
+                async with self.write_engine.connect() as conn:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    # aiosqlite runs a function on the connection's own thread: the whole batch is
+                    # one hop there and back instead of one per statement.
+                    outcomes = await driver._execute(_run_batch, driver._conn, batch)  # type: ignore[union-attr]
+            except BaseException as exc:  # noqa: BLE001 - nothing committed: every job gets the error
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for item, (ok, value) in zip(batch, outcomes):
+                if item.future.done():
+                    continue
+                if ok:
+                    item.future.set_result(value)
+                else:
+                    item.future.set_exception(value)
+
     async def create_all(self) -> None:
         """For tests and benchmarks; production uses the Alembic migrations."""
         async with self.write_engine.begin() as conn:
@@ -92,6 +258,8 @@ class Database:
                 await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
     async def dispose(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            await self._writer
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

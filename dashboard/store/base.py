@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.access import AccessIndex, Principal
@@ -33,6 +32,7 @@ from dashboard.passwords import PasswordHasher
 from dashboard.schema import CLASSES, FieldSpec
 
 log = logging.getLogger("ot_tracker.store")
+AUDIT = AuditEvent.__table__
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -161,9 +161,7 @@ class StoreBase:
         while self._audit_pending:
             rows, self._audit_pending = self._audit_pending, []
             try:
-                async with self.db.write() as session:
-                    await session.execute(insert(AuditEvent), rows)
-                    await session.commit()
+                await self.db.transact(lambda w, rows=rows: w.insert(AUDIT, rows))
             except Exception:  # noqa: BLE001 - keep the rows; the next read or flush retries
                 self._audit_pending[:0] = rows
                 log.exception("audit rows not written; %d kept for retry", len(rows))
@@ -187,14 +185,20 @@ class StoreBase:
             # Refused input can be anything: keep the audit row within its columns, never fail on it.
             return value[:size] if isinstance(value, str) else None
 
-        async with self.db.write() as session:
-            session.add(AuditEvent(
-                actor_id=principal.user_id if isinstance(principal, Principal) else None,
-                action=action, class_name=clip(str(kwargs.get("class_name", "")) or _class_of(action), 32),
-                object_id=clip(object_id, 16), patient_ref=clip(patient_ref, 16),
-                outcome=outcome, detail=clip(detail, 500),
-            ))
-            await session.commit()
+        row = self._audit_row(
+            principal if isinstance(principal, Principal) else None, action,
+            clip(str(kwargs.get("class_name", "")) or _class_of(action), 32) or "",
+            object_id=clip(object_id, 16), patient_ref=clip(patient_ref, 16), detail=clip(detail, 500),
+            outcome=outcome)
+        await self.db.transact(lambda w: w.insert(AUDIT, [row]))
+
+    def _audit_row(self, principal: Principal | None, action: str, class_name: str, *,
+                   object_id: str | None = None, patient_ref: str | None = None,
+                   detail: str | None = None, outcome: str = "ok") -> dict[str, Any]:
+        """An audit row for a `transact` job (every column given, so all rows insert alike)."""
+        return dict(at=utcnow(), actor_id=principal.user_id if principal else None, action=action,
+                    class_name=class_name, object_id=object_id, patient_ref=patient_ref,
+                    outcome=outcome, detail=detail)
 
     # -- validation -----------------------------------------------------------------------------
     def _clean(self, class_name: str, fields: Mapping[str, object], *, creating: bool,

@@ -14,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from dashboard.access import CONTRIBUTOR, LEAD, THERAPIST, VIEWER, Principal
 from dashboard.errors import InvalidInput, MissingField, NotFound, PermissionDenied, StoreError
 from dashboard.hub import Event
+from dashboard.db import WriteConn
 from dashboard.models import (
+    AuditEvent,
     Base,
     CareTeamMember,
     EquipmentLog,
@@ -23,13 +25,22 @@ from dashboard.models import (
     SessionNote,
     StatusHistory,
     User,
+    new_object_id,
+    utcnow,
 )
 from dashboard.schema import CLASSES, MODELS, PATIENT_RECORDS, PRIVATE_FIELDS
 from dashboard.serialize import initials, to_parse
 from dashboard.store.accounts import AccountsMixin
 from dashboard.store.base import Tx, audited
 from dashboard.store.query import QueryBuilder
-from dashboard.store.summaries import refresh_patient_activity, refresh_score_summary
+from dashboard.store.summaries import (
+    NEXT_HISTORY_SEQUENCE,
+    NOTE_PATIENT,
+    patient_activity_upsert,
+    refresh_patient_activity,
+    refresh_score_summary,
+    score_summary_upsert,
+)
 
 MAX_LIMIT = 1000
 WRITERS = (LEAD, THERAPIST, CONTRIBUTOR)  # who may add records to patients they see
@@ -275,22 +286,52 @@ class RecordsMixin(AccountsMixin):
 
     async def _create_record(self, principal: Principal | None, class_name: str,
                              fields: Mapping[str, object]) -> Base:
+        """A score, note or equipment log with its read model, history and audit row, as one
+        `transact` job: Core inserts, no ORM unit of work, batched with other creates on SQLite."""
         values = self._new_record_values(principal, class_name, fields)
         assert principal is not None
-        row: Base = MODELS[class_name](**values)
-        async with self._write() as tx:
+        model = MODELS[class_name]
+        now = utcnow()
+        values = {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}
+        if class_name == "SessionNote":
+            values.setdefault("follow_up_needed", False)
+        row: Base = model(**values)
+        patient_id, object_id = values["patient_id"], values["id"]
+        audit = self._audit_row(principal, "create", class_name, object_id=object_id, patient_ref=patient_id)
+        history: dict[str, Any] | None = None
+        if class_name == "EquipmentLog":
+            history = {"id": new_object_id(), "patient_id": patient_id, "status_type": "equipmentStatus",
+                       "from_value": None, "to_value": "checked_out", "changed_by_id": principal.user_id,
+                       "change_reason": None, "equipment_log_id": object_id, "created_at": now,
+                       "updated_at": now}
+        table = model.__table__  # type: ignore[attr-defined]
+
+        def job(w: WriteConn) -> tuple[int, int] | None:
             if class_name == "SessionNote" and values.get("amends_id"):
-                amended = await tx.session.get(SessionNote, values["amends_id"])
-                if amended is None or amended.patient_id != values["patient_id"]:
+                amended = w.fetch(NOTE_PATIENT, {"note_id": values["amends_id"]})
+                if not amended or amended[0][0] != patient_id:
                     raise NotFound("amends: no such note for this patient")
-            tx.session.add(row)
-            await tx.session.flush()
-            await self._refresh_summaries(tx, row)
-            if class_name == "EquipmentLog":
-                await self._add_history(tx, principal, row.patient_id, "equipmentStatus", None,  # type: ignore[attr-defined]
-                                        "checked_out", None, equipment_log_id=row.id)  # type: ignore[attr-defined]
-            tx.audit(principal, "create", class_name, object_id=row.id, patient_ref=row.patient_id)  # type: ignore[attr-defined]
-            tx.events.append(Event("create", class_name, row.id, row.patient_id, to_parse(row)))  # type: ignore[attr-defined]
+            w.insert(table, [values])
+            activity = None
+            if class_name == "MobilityScore":
+                w.fetch(score_summary_upsert(w.dialect), {"patient_id": patient_id,
+                                                          "score_type": values["score_type"]})
+            else:
+                [activity] = w.fetch(patient_activity_upsert(w.dialect), {"patient_id": patient_id})
+            if history is not None:
+                [(history["sequence"],)] = w.fetch(NEXT_HISTORY_SEQUENCE, {"patient_id": patient_id})
+                w.insert(StatusHistory.__table__, [history])
+            w.insert(AuditEvent.__table__, [audit])
+            return activity
+
+        activity = await self.db.transact(job)
+        # Committed: now, and only now, tell the subscribers (in the order the ORM path used).
+        if activity is not None:
+            self.hub.publish(_activity_event(patient_id, *activity))
+        if history is not None:
+            self.hub.publish(Event("create", "StatusHistory", history["id"], patient_id,
+                                   to_parse(StatusHistory(**history))))
+        self.hub.publish(Event("create", class_name, object_id, patient_id, to_parse(row)))
         return row
 
     @staticmethod
@@ -302,10 +343,7 @@ class RecordsMixin(AccountsMixin):
         elif isinstance(row, (SessionNote, EquipmentLog)):
             await tx.session.flush()
             activity = await refresh_patient_activity(tx.session, row.patient_id)
-            # No note content: lets a ward screen, which may not read notes, keep its counts live.
-            tx.events.append(Event("update", "PatientActivity", row.patient_id, row.patient_id, {
-                "className": "PatientActivity", "objectId": row.patient_id,
-                "openFollowUps": activity.open_follow_ups, "equipmentOut": activity.equipment_out}))
+            tx.events.append(_activity_event(row.patient_id, activity.open_follow_ups, activity.equipment_out))
 
     async def _add_history(self, tx: Tx, principal: Principal, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,
@@ -555,6 +593,13 @@ class RecordsMixin(AccountsMixin):
     async def assign_therapist(self, *, principal: Principal | None, patient_id: str, therapist_id: str) -> Patient:
         return await self.update(principal=principal, class_name="Patient", object_id=patient_id,  # type: ignore[return-value]
                                  changes={"primaryTherapist": therapist_id})
+
+
+def _activity_event(patient_id: str, open_follow_ups: int, equipment_out: int) -> Event:
+    # No note content: lets a ward screen, which may not read notes, keep its counts live.
+    return Event("update", "PatientActivity", patient_id, patient_id, {
+        "className": "PatientActivity", "objectId": patient_id,
+        "openFollowUps": open_follow_ups, "equipmentOut": equipment_out})
 
 
 def _patient_ref(class_name: str, row: Base) -> str | None:

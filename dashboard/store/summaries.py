@@ -5,10 +5,22 @@ return can never drift the summary away from the records it summarises.
 """
 from __future__ import annotations
 
-from sqlalchemy import case, delete, func, select
+import functools
+from typing import Any
+
+from sqlalchemy import String, bindparam, case, delete, func, select, true
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashboard.models import EquipmentLog, MobilityScore, PatientActivity, ScoreSummary, SessionNote
+from dashboard.models import (
+    EquipmentLog,
+    MobilityScore,
+    PatientActivity,
+    ScoreSummary,
+    SessionNote,
+    StatusHistory,
+)
 
 
 async def refresh_score_summary(session: AsyncSession, patient_id: str, score_type: str) -> None:
@@ -44,3 +56,63 @@ async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> Pa
         session.add(row)
     row.last_session_at, row.open_follow_ups, row.equipment_out = last_session, int(follow_ups), int(out or 0)
     return row
+
+
+# ---------------------------------------------------------------------------- as single statements
+# The same recomputation as one upsert each, for the fast write path (`Database.transact`): a create
+# refreshes its read model in one statement instead of a read, an ORM load and a flush.
+
+def _upsert_for(dialect: str) -> Any:
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert
+
+
+def _newest_score(offset: int) -> Any:
+    return (select(MobilityScore.score_value, MobilityScore.score_date)
+            .where(MobilityScore.patient_id == bindparam("patient_id"),
+                   MobilityScore.score_type == bindparam("score_type"),
+                   MobilityScore.entered_in_error.is_(False))
+            .order_by(MobilityScore.score_date.desc(), MobilityScore.created_at.desc())
+            .limit(1).offset(offset))
+
+
+@functools.cache
+def score_summary_upsert(dialect: str) -> Any:
+    """Params patient_id, score_type. Only for after a valid score was added (there is one)."""
+    latest = _newest_score(0).subquery()
+    source = select(bindparam("patient_id", type_=String), bindparam("score_type", type_=String),
+                    latest.c.score_value, latest.c.score_date,
+                    _newest_score(1).with_only_columns(MobilityScore.score_value).scalar_subquery(),
+                    ).where(true())  # SQLite reads "FROM x ON CONFLICT" as a join without a WHERE
+    statement = _upsert_for(dialect)(ScoreSummary).from_select(
+        ["patient_id", "score_type", "latest_value", "latest_date", "previous_value"], source)
+    return statement.on_conflict_do_update(
+        index_elements=[ScoreSummary.patient_id, ScoreSummary.score_type],
+        set_={"latest_value": statement.excluded.latest_value, "latest_date": statement.excluded.latest_date,
+              "previous_value": statement.excluded.previous_value})
+
+
+@functools.cache
+def patient_activity_upsert(dialect: str) -> Any:
+    """Param patient_id; returns (open_follow_ups, equipment_out)."""
+    patient = bindparam("patient_id", type_=String)
+    notes = SessionNote.patient_id == patient
+    source = select(
+        patient,
+        select(func.max(SessionNote.session_date)).where(notes).scalar_subquery(),
+        select(func.count()).where(notes, SessionNote.follow_up_needed.is_(True)).scalar_subquery(),
+        select(func.count()).where(EquipmentLog.patient_id == patient,
+                                   EquipmentLog.status == "checked_out").scalar_subquery(),
+    ).where(true())
+    statement = _upsert_for(dialect)(PatientActivity).from_select(
+        ["patient_id", "last_session_at", "open_follow_ups", "equipment_out"], source)
+    return statement.on_conflict_do_update(
+        index_elements=[PatientActivity.patient_id],
+        set_={"last_session_at": statement.excluded.last_session_at,
+              "open_follow_ups": statement.excluded.open_follow_ups,
+              "equipment_out": statement.excluded.equipment_out},
+    ).returning(PatientActivity.open_follow_ups, PatientActivity.equipment_out)
+
+
+NEXT_HISTORY_SEQUENCE = select(func.coalesce(func.max(StatusHistory.sequence), 0) + 1).where(
+    StatusHistory.patient_id == bindparam("patient_id", type_=String))
+NOTE_PATIENT = select(SessionNote.patient_id).where(SessionNote.id == bindparam("note_id", type_=String))
