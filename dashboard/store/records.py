@@ -34,8 +34,10 @@ from dashboard.store.accounts import AccountsMixin
 from dashboard.store.base import Tx, audited
 from dashboard.store.query import QueryBuilder
 from dashboard.store.summaries import (
+    LOCK_PATIENT,
     NEXT_HISTORY_SEQUENCE,
     NOTE_PATIENT,
+    lock_patient,
     patient_activity_upsert,
     refresh_patient_activity,
     refresh_score_summary,
@@ -307,6 +309,8 @@ class RecordsMixin(AccountsMixin):
         table = model.__table__  # type: ignore[attr-defined]
 
         def job(w: WriteConn) -> tuple[int, int] | None:
+            if w.dialect != "sqlite":
+                w.fetch(LOCK_PATIENT, {"patient_id": patient_id})
             if class_name == "SessionNote" and values.get("amends_id"):
                 amended = w.fetch(NOTE_PATIENT, {"note_id": values["amends_id"]})
                 if not amended or amended[0][0] != patient_id:
@@ -348,6 +352,7 @@ class RecordsMixin(AccountsMixin):
     async def _add_history(self, tx: Tx, principal: Principal, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,
                            equipment_log_id: str | None = None) -> StatusHistory:
+        await lock_patient(tx.session, patient_id)  # the sequence is per patient
         sequence = await tx.session.scalar(
             select(func.coalesce(func.max(StatusHistory.sequence), 0)).where(
                 StatusHistory.patient_id == patient_id))

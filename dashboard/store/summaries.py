@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashboard.models import (
     EquipmentLog,
     MobilityScore,
+    Patient,
     PatientActivity,
     ScoreSummary,
     SessionNote,
@@ -23,7 +24,21 @@ from dashboard.models import (
 )
 
 
+# PostgreSQL runs writes to one patient concurrently; each would recompute from a snapshot without
+# the other's uncommitted row (a stale summary, a repeated history sequence). Locking the patient row
+# first (NO KEY UPDATE: foreign-key checks still pass) makes them take turns; each statement after the
+# lock sees what the previous holder committed. SQLite has one writer, so it needs nothing.
+LOCK_PATIENT = select(Patient.id).where(Patient.id == bindparam("patient_id", type_=String)).with_for_update(
+    key_share=True)
+
+
+async def lock_patient(session: AsyncSession, patient_id: str) -> None:
+    if session.get_bind().dialect.name != "sqlite":
+        await session.execute(LOCK_PATIENT, {"patient_id": patient_id})
+
+
 async def refresh_score_summary(session: AsyncSession, patient_id: str, score_type: str) -> None:
+    await lock_patient(session, patient_id)
     newest = (await session.execute(
         select(MobilityScore.score_value, MobilityScore.score_date)
         .where(MobilityScore.patient_id == patient_id, MobilityScore.score_type == score_type,
@@ -44,6 +59,7 @@ async def refresh_score_summary(session: AsyncSession, patient_id: str, score_ty
 
 
 async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> PatientActivity:
+    await lock_patient(session, patient_id)
     last_session, follow_ups = (await session.execute(
         select(func.max(SessionNote.session_date),
                func.coalesce(func.sum(case((SessionNote.follow_up_needed.is_(True), 1), else_=0)), 0))
