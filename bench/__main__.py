@@ -27,6 +27,8 @@ class Context:
     database_url: str | None
     chromium: bool
     fanout_sizes: list[int]
+    pages_wait: float | None = None
+    pages_settle: float | None = None
 
 
 def plan(quick: bool) -> dict:
@@ -77,8 +79,11 @@ def noise() -> dict:
 async def main_async(args: argparse.Namespace) -> int:
     raise_fd_limit()
     p = plan(args.quick)
+    if args.pages_sizes or args.pages_writes:
+        sizes, writes = p["pages"]
+        p["pages"] = (args.pages_sizes or sizes, args.pages_writes or writes)
     ctx = Context(quick=args.quick, database_url=args.database_url, chromium=not args.quick and not args.no_chromium,
-                  fanout_sizes=p["fanout"][0])
+                  fanout_sizes=p["fanout"][0], pages_wait=args.pages_wait, pages_settle=args.pages_settle)
     names = [args.only] if args.only else list(SCENARIOS)
     if "floor" not in names:
         names.insert(0, "floor")  # every run carries its own floor
@@ -121,6 +126,10 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _counts(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="every scenario at tiny scale, in seconds")
@@ -129,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write the JSON (default bench/results/<timestamp>.json)")
     parser.add_argument("--no-chromium", action="store_true", help="skip the real-browser check of scenario 2")
     parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's table even for --quick")
+    parser.add_argument("--pages-sizes", type=_counts, help="open-page counts for scenario 2, e.g. 500 or 50,500")
+    parser.add_argument("--pages-writes", type=int, help="timed writes per page count in scenario 2")
+    parser.add_argument("--pages-wait", type=float, help="seconds each update may take before it counts as lost (15)")
+    parser.add_argument("--pages-settle", type=float,
+                        help="seconds to keep counting late updates after a page count's writes (30)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per scenario")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args))

@@ -51,6 +51,8 @@ class PageClient:
         self.sio: socketio.AsyncClient | None = None
         self.client_id = ""
         self.messages = 0
+        self.disconnect_reason = ""
+        self.disconnected_at: float | None = None  # the socket dropped (no reconnection here, unlike a browser)
 
     async def open(self, http: aiohttp.ClientSession, timeout: float = 30) -> None:
         cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -70,6 +72,7 @@ class PageClient:
         self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
         for name in ("update", "notify", "run_javascript"):
             self.sio.on(name, self._handler(name))
+        self.sio.on("disconnect", self._on_disconnect)
         await asyncio.wait_for(self.sio.connect(
             f"{self.url}?{urlencode(query)}", socketio_path="/_nicegui_ws/socket.io",
             transports=["websocket"], headers={"Cookie": cookie}, wait_timeout=timeout), timeout)
@@ -81,6 +84,11 @@ class PageClient:
             self.log.seen(self, json.dumps(data, default=str) if data is not None else "", at)
         return handle
 
+    async def _on_disconnect(self, reason=None) -> None:  # noqa: ANN001
+        if self.disconnected_at is None:
+            self.disconnected_at = time.perf_counter()
+            self.disconnect_reason = str(reason)
+
     async def close(self) -> None:
         if self.sio is not None:
             try:
@@ -90,20 +98,45 @@ class PageClient:
 
 
 class MarkerLog:
-    """First time each client received a message containing the current marker."""
+    """First time each client received a message containing each marker armed so far.
+
+    Earlier markers stay watched after their wait window, so an update that arrives late is told
+    apart from one that never arrives."""
 
     def __init__(self) -> None:
         self.marker: str | None = None
-        self.first: dict[int, float] = {}
+        self.arrivals: dict[str, dict[int, float]] = {}  # marker -> client -> first arrival
         self.expected = 0
         self.done = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    @property
+    def first(self) -> dict[int, float]:
+        """The current marker's arrivals."""
+        return self.arrivals.get(self.marker or "", {})
 
     def arm(self, marker: str, expected: int) -> None:
-        self.marker, self.first, self.expected = marker, {}, expected
+        self.marker, self.expected = marker, expected
+        self.arrivals[marker] = {}
         self.done.clear()
 
     def seen(self, client: PageClient, text: str, at: float) -> None:
-        if self.marker and self.marker in text and id(client) not in self.first:
-            self.first[id(client)] = at
-            if len(self.first) >= self.expected:
-                self.done.set()
+        for marker, got in self.arrivals.items():
+            if marker in text and id(client) not in got:
+                got[id(client)] = at
+                self.changed.set()
+                if marker == self.marker and len(got) >= self.expected:
+                    self.done.set()
+
+    async def settle(self, markers: list[str], expected: int, timeout: float) -> None:
+        """Waits until every marker reached `expected` clients, or `timeout` passes."""
+        deadline = time.perf_counter() + timeout
+        while any(len(self.arrivals[m]) < expected for m in markers):
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                return

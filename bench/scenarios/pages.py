@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 
 import aiohttp
 
@@ -15,7 +16,8 @@ from bench.seed import build_world, open_store
 from bench.server import Workspace
 from bench.stats import slope, summary_ms
 
-UPDATE_TIMEOUT = 15.0
+UPDATE_TIMEOUT = 15.0  # each update's wait window; slower counts as lost
+SETTLE_TIMEOUT = 30.0  # after a size's writes, how long stragglers are still counted as late
 
 
 def marked_score(patient_id: str, marker: str) -> dict:
@@ -34,6 +36,9 @@ async def open_pages(url: str, path: str, cookies: list[dict], count: int, log: 
 
 
 async def run(ctx, sizes: list[int], writes: int, memory_counts: list[int] | None = None) -> dict:
+    window = getattr(ctx, "pages_wait", None) or UPDATE_TIMEOUT
+    settle = getattr(ctx, "pages_settle", None)
+    settle = SETTLE_TIMEOUT if settle is None else settle
     out: dict = {"completed": False}
     async with Workspace("pages", ctx.database_url) as ws:
         async with open_store(ws.db.url, ws.data_dir) as store:
@@ -63,20 +68,36 @@ async def run(ctx, sizes: list[int], writes: int, memory_counts: list[int] | Non
                 memory.append((size, server.rss_kib()))
                 latencies: list[float] = []
                 lost = 0
+                written: list[tuple[str, float, int]] = []  # marker, start, arrivals within the window
+                first_write = time.perf_counter()
                 for i in range(writes + 1):  # the first is a warm-up
                     marker = f"bench-{uuid.uuid4().hex[:12]}"
                     log.arm(marker, len(clients))
                     start, _, _ = await rest.create("MobilityScore", marked_score(world.x, marker),
                                                     world.therapists[0].token)
                     try:
-                        await asyncio.wait_for(log.done.wait(), UPDATE_TIMEOUT)
+                        await asyncio.wait_for(log.done.wait(), window)
                     except TimeoutError:
                         pass
                     if i:
                         latencies.extend(t - start for t in log.first.values())
                         lost += len(clients) - len(log.first)
-                out[f"p{size}"] = {"pages": len(clients), "writes": writes, "lost": lost,
-                                   "latency": summary_ms(latencies)}
+                        written.append((marker, start, len(log.first)))
+                # What missed its window: late, or never there (the old wait window hid the difference).
+                await log.settle([m for m, _, _ in written], len(clients), settle)
+                late = sum(len(log.arrivals[m]) - n for m, _, n in written)
+                everything = [t - start for m, start, _ in written for t in log.arrivals[m].values()]
+                dropped = [c for c in clients if c.disconnected_at is not None]
+                out[f"p{size}"] = {
+                    "pages": len(clients), "writes": writes, "lost": lost, "late": late, "never": lost - late,
+                    "wait_s": window, "settle_s": settle,
+                    "missed_by": len({id(c) for c in clients for m, _, _ in written if id(c) not in log.arrivals[m]}),
+                    # The server closes a socket whose pong it has not read 2 s after its ping; these clients,
+                    # unlike a browser, do not reconnect, so every later update to them is lost.
+                    "disconnected": len(dropped),
+                    "disconnected_before_writes": sum(c.disconnected_at < first_write for c in dropped),
+                    "disconnect_reasons": dict(Counter(c.disconnect_reason for c in dropped)),
+                    "latency": summary_ms(latencies), "latency_with_late": summary_ms(everything)}
             if ctx.chromium:
                 out["chromium"] = await chromium_check(server.url, path, cookies[0], world, rest)
             per_page = slope(memory)
