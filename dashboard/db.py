@@ -166,6 +166,16 @@ def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Queued]) -> list[tuple
     return outcomes
 
 
+def _settle(batch: Sequence[_Queued], outcomes: Sequence[tuple[bool, Any]]) -> None:
+    for item, (ok, value) in zip(batch, outcomes):
+        if item.future.done():  # the caller was cancelled; its write stands
+            continue
+        if ok:
+            item.future.set_result(value)
+        else:
+            item.future.set_exception(value)
+
+
 class Database:
     """Owns the engines; hands out read and write sessions, and runs `transact` jobs."""
 
@@ -228,20 +238,14 @@ class Database:
                     # aiosqlite runs a function on the connection's own thread: the whole batch is
                     # one hop there and back instead of one per statement.
                     outcomes = await driver._execute(_run_batch, driver._conn, batch)  # type: ignore[union-attr]
+                    # Answer before the pool's check-in (its reset is one more hop to that thread).
+                    _settle(batch, outcomes)
             except BaseException as exc:  # noqa: BLE001 - nothing committed: every job gets the error
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                continue
-            for item, (ok, value) in zip(batch, outcomes):
-                if item.future.done():
-                    continue
-                if ok:
-                    item.future.set_result(value)
-                else:
-                    item.future.set_exception(value)
 
     async def create_all(self) -> None:
         """For tests and benchmarks; production uses the Alembic migrations."""

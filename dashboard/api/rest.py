@@ -24,6 +24,7 @@ from dashboard.api import wire
 from dashboard.api.rate_limit import LoginLimiter
 from dashboard.config import Settings
 from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, StoreError
+from dashboard.serialize import iso
 from dashboard.store import Store
 
 log = logging.getLogger("ot_tracker.api")
@@ -379,7 +380,7 @@ class ParseApi:
         fields = wire.decode_fields(class_name, call.body)
         row = await self.store.create(principal=principal, class_name=class_name, fields=fields)
         path = f"users/{row.id}" if class_name == "_User" else f"classes/{class_name}/{row.id}"  # type: ignore[attr-defined]
-        return _json({"objectId": row.id, "createdAt": wire.encode_row(row)["createdAt"]}, 201,  # type: ignore[attr-defined]
+        return _json({"objectId": row.id, "createdAt": iso(row.created_at)}, 201,  # type: ignore[attr-defined]
                      {**self._location(call, path), **self._etag(row)})
 
     async def update(self, call: ParseRequest, class_name: str, object_id: str) -> Response:
