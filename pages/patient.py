@@ -13,14 +13,15 @@ from nicegui import APIRouter, ui
 
 from dashboard.access import LEAD, VIEWER
 from dashboard.errors import Conflict, InvalidInput, NotFound, StoreError
-from dashboard.hub import patient_topic
+from dashboard.hub import Delivery, patient_topic
 from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory
-from pages import auth, live, presence
+from pages import auth, delivered, live, presence
 from pages.display import ago, date_text, datetime_text, short_name, value_text
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section, status_badge
 
 router = APIRouter()
 SCORE_ROWS = 8
+SCORE_LOAD_LIMIT = 1000  # the store's most per find
 NOTE_PAGE = 10
 
 CSS = """
@@ -102,7 +103,7 @@ class PatientView:
                                             object_id=self.pid, live_refresh=self.opened)  # type: ignore[assignment]
 
     async def load_scores(self) -> None:
-        self.scores = await self._find("MobilityScore", "-scoreDate,-createdAt", 1000)
+        self.scores = await self._find("MobilityScore", "-scoreDate,-createdAt", SCORE_LOAD_LIMIT)
 
     async def load_notes(self) -> None:
         self.notes = await self._find("SessionNote", "-sessionDate,-createdAt", 1000) if self.role != VIEWER else []
@@ -258,21 +259,98 @@ class PatientView:
     # -- scores -----------------------------------------------------------------------------------
     def render_scores(self) -> None:
         card = self._body(self.scores_card)
+        self.charts: dict[str, ui.echart] = {}
+        self.scores_empty: ui.label | None = None
+        self.more_button: ui.button | None = None
         with card:
             if self.can_record:
                 self.score_form()
             valid = [s for s in self.scores if not s.entered_in_error]
             with ui.element("div").classes("pt-charts").mark("charts"):
                 for score_type in [m for m in self.catalogue.measures if any(s.score_type == m for s in valid)]:
-                    self.chart(score_type, [s for s in valid if s.score_type == score_type])
+                    self.charts[score_type] = self.chart(score_type, [s for s in valid if s.score_type == score_type])
             if not self.scores:
-                ui.label("No scores recorded yet.").classes("ot-empty w-full")
-            with ui.column().classes("w-full gap-0").mark("score-list").props("data-testid=score-list"):
+                self.scores_empty = ui.label("No scores recorded yet.").classes("ot-empty w-full")
+            with ui.column().classes("w-full gap-0").mark("score-list").props("data-testid=score-list") \
+                    as self.score_list:
                 for score in self.scores[: self.score_limit]:
                     self.score_row(score)
-            if len(self.scores) > self.score_limit:
-                ui.button(f"Show more ({len(self.scores) - self.score_limit} older)",
-                          on_click=self.more_scores).props("flat color=primary")
+            self.render_more_scores()
+
+    def render_more_scores(self) -> None:
+        """The "Show more" button under the list, kept in step with the number of scores."""
+        hidden = len(self.scores) - self.score_limit
+        text = f"Show more ({hidden} older)"
+        if hidden <= 0:
+            if self.more_button is not None:
+                self.more_button.delete()
+                self.more_button = None
+        elif self.more_button is not None:
+            self.more_button.text = text
+        else:
+            with self.scores_card:  # always the card's last element
+                self.more_button = ui.button(text, on_click=self.more_scores).props("flat color=primary")
+
+    # -- scores: applying a pushed score without re-reading the store ----------------------------
+    def apply_score(self, delivery: Delivery) -> bool:
+        """Applies one pushed score in place. False when it cannot be done exactly as a fresh load
+        would show it (the caller then reloads the section from the store)."""
+        score = delivered.row_of("MobilityScore", delivery.data)
+        if not isinstance(score, MobilityScore) or delivery.kind not in ("create", "update"):
+            return False
+        if score.score_type not in self.catalogue.measures or score.recorded_by_id not in self.users:
+            return False  # a new measure or a new colleague: the page's lookups are stale
+        known = next((i for i, s in enumerate(self.scores) if s.id == score.id), None)
+        if delivery.kind == "create":
+            if known is not None:
+                return True  # already loaded: the page read the store after this commit
+            if len(self.scores) >= SCORE_LOAD_LIMIT:
+                return False
+            day = delivered.instant_ms(score.score_date)
+            if any(delivered.instant_ms(s.score_date) == day for s in self.scores):
+                return False  # the store breaks this tie on createdAt at microsecond precision
+            index = sum(delivered.instant_ms(s.score_date) > day for s in self.scores)
+            self.scores.insert(index, score)
+            if self.scores_empty is not None or (not score.entered_in_error and score.score_type not in self.charts):
+                self.render_scores()  # the first score, or a measure's first chart: rare, and no store read
+                return True
+            self.insert_score_row(index)
+            self.refresh_chart(score.score_type)
+            self.render_more_scores()
+            return True
+        if known is None:
+            return False
+        old = self.scores[known]
+        if (delivered.instant_ms(old.score_date) != delivered.instant_ms(score.score_date)
+                or old.score_type != score.score_type):
+            return False  # it moves in the list or between charts
+        self.scores[known] = score
+        if known < self.score_limit:
+            self.score_list.default_slot.children[known].delete()
+            self.insert_score_row(known)
+        charted = any(not s.entered_in_error and s.score_type == score.score_type for s in self.scores)
+        if charted != (score.score_type in self.charts):
+            self.render_scores()  # a chart appears or goes
+        elif charted:
+            self.refresh_chart(score.score_type)
+        return True
+
+    def insert_score_row(self, index: int) -> None:
+        """Shows self.scores[index] at its place in the list, which keeps at most score_limit rows."""
+        if index >= self.score_limit:
+            return
+        with self.score_list:
+            row = self.score_row(self.scores[index])
+        row.move(target_index=index)
+        rows = self.score_list.default_slot.children
+        if len(rows) > self.score_limit:
+            rows[-1].delete()
+
+    def refresh_chart(self, score_type: str) -> None:
+        chart = self.charts[score_type]
+        chart.options["series"][0]["data"] = self.chart_points(
+            [s for s in self.scores if not s.entered_in_error and s.score_type == score_type])
+        chart.update()
 
     def more_scores(self) -> None:
         self.score_limit += SCORE_ROWS * 2
@@ -319,15 +397,19 @@ class PatientView:
                                   f"{measures[k].better} is better" if k in measures else "") \
             .classes("ot-muted text-sm -mt-2")
 
-    def chart(self, score_type: str, scores: list[MobilityScore]) -> None:
-        measure = self.catalogue.measures[score_type]
+    @staticmethod
+    def chart_points(scores: list[MobilityScore]) -> list[list]:
         points = sorted(((_aware(s.score_date), s.score_value) for s in scores), key=lambda x: x[0])
+        return [[delivered.chart_time(at), value] for at, value in points]
+
+    def chart(self, score_type: str, scores: list[MobilityScore]) -> ui.echart:
+        measure = self.catalogue.measures[score_type]
         lower = measure.better == "lower"
         with ui.column().classes("pt-chart gap-0"):
             with ui.row().classes("w-full justify-between items-center"):
                 ui.label(measure.name).classes("font-semibold text-sm")
                 ui.label(("↓ lower is better" if lower else "↑ higher is better")).classes("ot-muted text-xs")
-            ui.echart({
+            return ui.echart({
                 "animation": False,
                 "grid": {"left": 40, "right": 12, "top": 12, "bottom": 28},
                 "tooltip": {"trigger": "axis"},
@@ -335,15 +417,15 @@ class PatientView:
                 # Inverted for lower-is-better measures, so "up" always means improving.
                 "yAxis": {"type": "value", "inverse": lower, "scale": True, "axisLabel": {"fontSize": 10}},
                 "series": [{"type": "line", "smooth": False, "symbolSize": 7, "name": measure.name,
-                            "data": [[p[0].isoformat(), p[1]] for p in points],
+                            "data": self.chart_points(scores),
                             "lineStyle": {"width": 2.5, "color": "#127b8c"},
                             "itemStyle": {"color": "#0b5563"}, "areaStyle": {"opacity": 0.06}}],
             }).classes(f"w-full chart-{score_type}").style("height: 170px").mark(f"chart-{score_type}")
 
-    def score_row(self, score: MobilityScore) -> None:
+    def score_row(self, score: MobilityScore) -> ui.element:
         measure = self.catalogue.measures.get(score.score_type)
         with ui.element("div").classes("pt-list-row" + (" pt-error" if score.entered_in_error else "")) \
-                .mark(f"score-{score.id}"):
+                .mark(f"score-{score.id}") as row:
             ui.label(date_text(score.score_date)).classes("text-sm")
             with ui.column().classes("gap-0"):
                 ui.label(measure.name if measure else score.score_type).classes("text-sm font-medium")
@@ -362,6 +444,7 @@ class PatientView:
                     .tooltip("Mark entered in error")
             else:
                 ui.element("span")
+        return row
 
     def mark_error(self, score: MobilityScore) -> None:
         with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(460px, 92vw)"):
@@ -660,8 +743,13 @@ class PatientView:
             self.render_header()
             await self.refresh_team()
         if "MobilityScore" in classes:
-            await self.load_scores()
-            self.render_scores()
+            # Applied from the deliveries themselves: one push then costs each open page a row and a
+            # chart update, not a query and a re-render. Anything not exactly applicable reloads.
+            scores = [d for d in batch if d.class_name == "MobilityScore"]
+            if not all(self.apply_score(d) for d in scores):
+                await self.load_users()
+                await self.load_scores()
+                self.render_scores()
         if "SessionNote" in classes and self.role != VIEWER:
             await self.load_notes()
             self.render_notes()
