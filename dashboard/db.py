@@ -69,7 +69,8 @@ class WriteConn(Protocol):
         """Inserts rows that all have the same keys (a Core INSERT, no ORM unit of work)."""
 
     def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Runs a Core statement; its rows. Parameters and results are plain str/int/float/None."""
+        """Runs a Core statement; its rows as tuples of raw column values (read plain columns only:
+        on SQLite no result processing is applied, so a datetime column comes back as text)."""
 
 
 class CoreWriteConn:
@@ -104,9 +105,12 @@ def _sqlite_insert(table: Table, keys: tuple[str, ...]) -> tuple[str, tuple[Call
 
 
 @functools.cache
-def _sqlite_statement(statement: Executable) -> tuple[Any, str, tuple[str, ...]]:
+def _sqlite_statement(statement: Executable) -> tuple[Any, str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
+    """Compiled once: the SQL text and, per positional parameter, its name and bind processor."""
     compiled = statement.compile(dialect=_SQLITE)
-    return compiled, compiled.string, tuple(compiled.positiontup or ())
+    names = tuple(compiled.positiontup or ())
+    processors = tuple(compiled.binds[n].type.dialect_impl(_SQLITE).bind_processor(_SQLITE) for n in names)
+    return compiled, compiled.string, tuple(zip(names, processors))
 
 
 class SqliteWriteConn:
@@ -130,9 +134,9 @@ class SqliteWriteConn:
             self.conn.executemany(sql, params)
 
     def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        compiled, sql, names = _sqlite_statement(statement)
+        compiled, sql, binds = _sqlite_statement(statement)
         values = compiled.construct_params(dict(params))
-        return self.conn.execute(sql, tuple(values[n] for n in names)).fetchall()
+        return self.conn.execute(sql, tuple(values[n] if p is None else p(values[n]) for n, p in binds)).fetchall()
 
 
 @dataclass

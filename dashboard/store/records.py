@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from dashboard.access import CONTRIBUTOR, LEAD, THERAPIST, VIEWER, Principal
+from dashboard.db import WriteConn
 from dashboard.errors import InvalidInput, MissingField, NotFound, PermissionDenied, StoreError
 from dashboard.hub import Event
-from dashboard.db import WriteConn
 from dashboard.models import (
     AuditEvent,
     Base,
