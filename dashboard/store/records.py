@@ -295,8 +295,6 @@ class RecordsMixin(AccountsMixin):
         model = MODELS[class_name]
         now = utcnow()
         values = {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}
-        if class_name == "SessionNote":
-            values.setdefault("follow_up_needed", False)
         row: Base = model(**values)
         patient_id, object_id = values["patient_id"], values["id"]
         audit = self._audit_row(principal, "create", class_name, object_id=object_id, patient_ref=patient_id)

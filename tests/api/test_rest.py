@@ -229,3 +229,30 @@ async def test_application_id_from_configuration(api):
     assert r.status_code == 403 and r.json() == {"error": "unauthorized"}
     r = await api.client.get("/parse/health", headers={"X-Parse-Application-Id": APP_ID})
     assert r.status_code == 200
+
+
+async def test_concurrent_creates_each_get_their_own_answer(api):
+    """Creates arriving together are committed together on SQLite; each still gets its own answer."""
+    import asyncio
+
+    pid, qid = api.world.patient.id, api.world.other_patient.id
+    r = await api.call("POST", "classes/SessionNote", "lead", json={
+        "patient": pointer("Patient", qid), "sessionType": "review", "noteText": "Stable.", "followUpNeeded": False,
+        "sessionDate": date("2026-01-02T03:04:05.006Z")})
+    assert r.status_code == 201, r.text
+    note_on_q = r.json()["objectId"]
+    amends_elsewhere = {"patient": pointer("Patient", pid), "sessionType": "review", "noteText": "Amended.",
+                        "followUpNeeded": False,
+                        "sessionDate": date("2026-01-02T03:04:05.006Z"), "amends": pointer("SessionNote", note_on_q)}
+    answers = await asyncio.gather(
+        *(api.call("POST", "classes/MobilityScore", "owner", json=score_body(pid, 10 + i)) for i in range(6)),
+        api.call("POST", "classes/SessionNote", "owner", json=amends_elsewhere),
+        api.call("POST", "classes/MobilityScore", "owner", json=score_body(pid, "ten")),
+        *(api.call("POST", "classes/MobilityScore", "owner", json=score_body(pid, 20 + i)) for i in range(6)))
+    statuses = [a.status_code for a in answers]
+    assert statuses == [201] * 6 + [404, 400] + [201] * 6, [a.text for a in answers]
+    for answer in answers[:6] + answers[8:]:
+        created = answer.json()
+        got = await api.call("GET", f"classes/MobilityScore/{created['objectId']}", "owner")
+        assert got.status_code == 200 and got.json()["createdAt"] == created["createdAt"]
+        assert answer.headers["etag"] == got.headers["etag"] == '"1"'
