@@ -225,10 +225,12 @@ class Database:
         if not self.is_sqlite:
             async with self.write_engine.begin() as conn:
                 return await conn.run_sync(lambda sync_conn: job(CoreWriteConn(sync_conn)))
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         self._queue.append(_Queued(job, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        # A drain task of a loop that has since closed never finishes: start one on this loop.
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -266,8 +268,9 @@ class Database:
                 await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
     async def dispose(self) -> None:
-        if self._writer is not None and not self._writer.done():
-            await self._writer
+        writer = self._writer
+        if writer is not None and not writer.done() and writer.get_loop() is asyncio.get_running_loop():
+            await writer
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
