@@ -49,6 +49,7 @@ class PageClient:
         self.cookies = cookies
         self.log = marker_log
         self.sio: socketio.AsyncClient | None = None
+        self.ws_http: aiohttp.ClientSession | None = None
         self.client_id = ""
         self.messages = 0
         self.disconnect_reason = ""
@@ -69,7 +70,10 @@ class PageClient:
         query.update(document_id=str(uuid.uuid4()), tab_id=str(uuid.uuid4()), old_tab_id="",
                      implicit_handshake="true")
         query = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items()}
-        self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
+        # Its own session: engine.io moves the Cookie header into the session's jar, so clients
+        # sharing one would connect their sockets with whichever member's cookie came last.
+        self.ws_http = aiohttp.ClientSession()
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=self.ws_http)
         for name in ("update", "notify", "run_javascript"):
             self.sio.on(name, self._handler(name))
         self.sio.on("disconnect", self._on_disconnect)
@@ -87,7 +91,10 @@ class PageClient:
     async def _on_disconnect(self, reason=None) -> None:  # noqa: ANN001
         if self.disconnected_at is None:
             self.disconnected_at = time.perf_counter()
-            self.disconnect_reason = str(reason)
+            ws = getattr(getattr(self.sio, "eio", None), "ws", None)
+            code = getattr(ws, "close_code", None)
+            error = ws.exception() if ws is not None else None
+            self.disconnect_reason = f"{reason} (websocket close code {code}{f', {error!r}' if error else ''})"
 
     async def close(self) -> None:
         if self.sio is not None:
@@ -95,6 +102,8 @@ class PageClient:
                 await asyncio.wait_for(self.sio.disconnect(), 5)
             except Exception:  # noqa: BLE001 - closing a benchmark client
                 pass
+        if self.ws_http is not None:
+            await self.ws_http.close()
 
 
 class MarkerLog:
