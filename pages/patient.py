@@ -18,6 +18,7 @@ from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, 
 from pages import auth, delivered, live, presence
 from pages.display import ago, date_text, datetime_text, short_name, value_text
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section, status_badge
+from pages.score_row import ScoreRow
 
 router = APIRouter()
 SCORE_ROWS = 8
@@ -422,29 +423,19 @@ class PatientView:
                             "itemStyle": {"color": "#0b5563"}, "areaStyle": {"opacity": 0.06}}],
             }).classes(f"w-full chart-{score_type}").style("height: 170px").mark(f"chart-{score_type}")
 
-    def score_row(self, score: MobilityScore) -> ui.element:
+    def score_row(self, score: MobilityScore) -> ScoreRow:
         measure = self.catalogue.measures.get(score.score_type)
-        with ui.element("div").classes("pt-list-row" + (" pt-error" if score.entered_in_error else "")) \
-                .mark(f"score-{score.id}") as row:
-            ui.label(date_text(score.score_date)).classes("text-sm")
-            with ui.column().classes("gap-0"):
-                ui.label(measure.name if measure else score.score_type).classes("text-sm font-medium")
-                sub = f"by {self.name_of(score.recorded_by_id)}"
-                if score.entered_in_error:
-                    sub = f"Entered in error: {score.error_reason or ''}"
-                elif score.notes:
-                    sub += f" · {score.notes}"
-                ui.label(sub).classes("text-xs ot-muted")
-            ui.label(value_text(measure, score.score_value)).classes("pt-val font-semibold text-right")
-            may_mark = not score.entered_in_error and self.can_record and (
-                self.role == LEAD or score.recorded_by_id == self.session.principal.user_id)
-            if may_mark:
-                ui.button(icon="block", on_click=lambda s=score: self.mark_error(s)).props(
-                    'flat round color=grey-7 aria-label="Mark entered in error"').classes("ot-small") \
-                    .tooltip("Mark entered in error")
-            else:
-                ui.element("span")
-        return row
+        sub = f"by {self.name_of(score.recorded_by_id)}"
+        if score.entered_in_error:
+            sub = f"Entered in error: {score.error_reason or ''}"
+        elif score.notes:
+            sub += f" · {score.notes}"
+        may_mark = not score.entered_in_error and self.can_record and (
+            self.role == LEAD or score.recorded_by_id == self.session.principal.user_id)
+        return ScoreRow(date=date_text(score.score_date), measure=measure.name if measure else score.score_type,
+                        sub=sub, value=value_text(measure, score.score_value), in_error=bool(score.entered_in_error),
+                        on_mark=(lambda s=score: self.mark_error(s)) if may_mark else None) \
+            .mark(f"score-{score.id}")
 
     def mark_error(self, score: MobilityScore) -> None:
         with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(460px, 92vw)"):

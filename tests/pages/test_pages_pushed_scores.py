@@ -152,3 +152,19 @@ async def test_a_viewer_page_shows_a_pushed_score_but_never_its_note_text(pages_
     assert _one(viewer, "chart-barthel") is chart
     await _same_as_a_fresh_page(pages_app, "viewer", viewer)
 
+
+
+async def test_only_the_recorder_or_a_lead_gets_the_mark_in_error_control_and_it_works(pages_app):
+    w = pages_app.world
+    mine = await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="barthel", value=60)
+    theirs = await w.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel", value=61)
+    owner = await pages_app.signed_in("owner")
+    await owner.open(f"/patient/{w.patient.id}")
+    assert _one(owner, f"score-{mine.id}").props["markable"] is True
+    assert _one(owner, f"score-{theirs.id}").props["markable"] is False
+    owner.find(marker=f"score-{mine.id}").trigger("mark")
+    await owner.should_see("Mark score entered in error")
+    _one(owner, "error-reason").value = "typo"
+    owner.find(marker="error-save").click()
+    await owner.should_see("Entered in error: typo", retries=30)
+    assert _one(owner, f"score-{mine.id}").props["markable"] is False
