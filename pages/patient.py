@@ -5,6 +5,7 @@ principal when the hub says that part changed; when access ends the data is repl
 """
 from __future__ import annotations
 
+import bisect
 from datetime import datetime, timezone
 
 from fastapi import HTTPException, Request
@@ -316,7 +317,8 @@ class PatientView:
                 self.render_scores()  # the first score, or a measure's first chart: rare, and no store read
                 return True
             self.insert_score_row(index)
-            self.refresh_chart(score.score_type)
+            if not score.entered_in_error:
+                self.insert_chart_point(score)
             self.render_more_scores()
             return True
         if known is None:
@@ -346,6 +348,13 @@ class PatientView:
         rows = self.score_list.default_slot.children
         if len(rows) > self.score_limit:
             rows[-1].delete()
+
+    def insert_chart_point(self, score: MobilityScore) -> None:
+        """One point into its measure's chart, in time order (no other score shares its millisecond)."""
+        # Only the new point is wrapped as observable; re-assigning the series would rewrap every point.
+        data = self.charts[score.score_type].options["series"][0]["data"]
+        at = delivered.chart_time(score.score_date)
+        data.insert(bisect.bisect_left([point[0] for point in data], at), [at, score.score_value])
 
     def refresh_chart(self, score_type: str) -> None:
         chart = self.charts[score_type]
