@@ -71,6 +71,11 @@ class PatientView:
         self.note_limit = NOTE_PAGE
         self.score_limit = SCORE_ROWS
         self.ended = False
+        # The scores section's parts a pushed score updates in place (set by render_scores).
+        self.charts: dict[str, ui.echart] = {}
+        self.scores_empty: ui.label | None = None
+        self.more_button: ui.button | None = None
+        self.score_list: ui.column
         # Opening the page is audited; the pushed refreshes that follow continue the same view.
         self.opened = False
         self.sub = None
@@ -261,9 +266,9 @@ class PatientView:
     # -- scores -----------------------------------------------------------------------------------
     def render_scores(self) -> None:
         card = self._body(self.scores_card)
-        self.charts: dict[str, ui.echart] = {}
-        self.scores_empty: ui.label | None = None
-        self.more_button: ui.button | None = None
+        self.charts = {}
+        self.scores_empty = None
+        self.more_button = None
         with card:
             if self.can_record:
                 self.score_form()
