@@ -4,15 +4,20 @@ The store publishes after commit. A write costs work in proportion to the subscr
 topics (its patient, its class), not to all subscribers. Each subscription has a bounded buffer;
 one that overflows is emptied and told to resync, so a stuck reader never holds back the others.
 
+A subscription either buffers (pages: a task per page takes batches) or has a sink, a function the
+hub calls at once with each delivery, already access-checked and shaped (live-query sockets: no task
+per subscription, so a thousand subscribers cost a thousand function calls per event).
+
 `publish` hands events to a bridge. The local bridge delivers in this process; a cross-process one
 (PostgreSQL LISTEN/NOTIFY) would carry the same events between servers without changing callers.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +25,7 @@ from dashboard.access import VIEWER, AccessIndex, Principal
 from dashboard.serialize import for_viewer
 
 Topic = tuple[str, str]
+log = logging.getLogger("ot_tracker.hub")
 
 
 def patient_topic(patient_id: str) -> Topic:
@@ -88,11 +94,14 @@ class Delivery:
 
 
 RESYNC = Delivery("resync")
+Sink = Callable[[Delivery], None]
 
 
 class Subscription:
-    def __init__(self, hub: "Hub", principal: Principal, topics: frozenset[Topic], maxsize: int):
+    def __init__(self, hub: "Hub", principal: Principal, topics: frozenset[Topic], maxsize: int,
+                 sink: Sink | None = None):
         self.hub = hub
+        self.sink = sink
         self.principal = principal
         self.topics = topics
         self.maxsize = maxsize
@@ -110,6 +119,11 @@ class Subscription:
 
     def _offer(self, item: Delivery | Event) -> None:
         if self.closed:
+            return
+        if self.sink is not None:
+            delivery = self._deliverable(item)
+            if delivery is not None:
+                self._sink(delivery)
             return
         if len(self._buffer) >= self.maxsize:
             self._buffer.clear()
@@ -130,6 +144,24 @@ class Subscription:
         data, before = item.view(role, access.full_names(self.principal))
         return Delivery(item.kind, item.class_name, item.object_id, item.patient_id, data, before,
                         item.published_at)
+
+    def _sink(self, delivery: Delivery) -> None:
+        try:
+            self.sink(delivery)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - one subscriber's fault never stops delivery to the others
+            log.exception("hub: a subscriber's sink failed")
+
+    def _end(self, final: list[Delivery]) -> None:
+        """Access is gone: nothing still queued is deliverable; `final` says what ended, then it closes."""
+        self._buffer.clear()
+        self.closed = True
+        self.hub._remove(self)
+        if self.sink is not None:
+            for delivery in final:
+                self._sink(delivery)
+        else:
+            self._buffer.extend(final)
+        self._wakeup.set()
 
     def get_nowait(self) -> Delivery | None:
         while self._buffer:
@@ -193,8 +225,9 @@ class Hub:
         self.bridge: Bridge = LocalBridge(self)
 
     def subscribe(self, principal: Principal, topics: Iterable[Topic], *,
-                  maxsize: int | None = None) -> Subscription:
-        sub = Subscription(self, principal, frozenset(topics), maxsize or self.queue_size)
+                  maxsize: int | None = None, sink: Sink | None = None) -> Subscription:
+        """A buffered subscription, or with `sink`, one whose deliveries are handed over at once."""
+        sub = Subscription(self, principal, frozenset(topics), maxsize or self.queue_size, sink)
         for topic in sub.topics:
             self._by_topic.setdefault(topic, set()).add(sub)
         self._by_user.setdefault(principal.user_id, set()).add(sub)
@@ -225,15 +258,17 @@ class Hub:
         if isinstance(item, AccessChange):
             self._dispatch_access(item)
             return
-        seen: set[Subscription] = set()
-        for topic in item.topics:
-            for sub in self._by_topic.get(topic, ()):
-                if sub in seen:
-                    continue
-                seen.add(sub)
-                # Cheap filter now; the authoritative check runs again at delivery.
-                if self.access.can_read(sub.principal, item.class_name, item.patient_id, item.object_id):
-                    sub._offer(item)
+        groups = [subs for topic in item.topics if (subs := self._by_topic.get(topic))]
+        if not groups:
+            return
+        # A subscription on both topics gets the event once. list(): a sink may unsubscribe.
+        subscribers = list(groups[0]) if len(groups) == 1 else list(set().union(*groups))
+        can_read = self.access.can_read
+        for sub in subscribers:
+            # Buffered subscriptions: a cheap filter now; the authoritative check runs at delivery.
+            # A sink's delivery is now, and `_offer` checks then.
+            if sub.sink is not None or can_read(sub.principal, item.class_name, item.patient_id, item.object_id):
+                sub._offer(item)
 
     def _dispatch_access(self, change: AccessChange) -> None:
         for sub in list(self._by_user.get(change.user_id, ())):
@@ -245,13 +280,8 @@ class Hub:
                 patients = set(change.lost) | {pid for kind, pid in sub.topics if kind == "patient"}
                 if sub.watches_classes:
                     patients |= self.access.visible_for_user(change.user_id)
-                sub._buffer.clear()
-                for patient_id in sorted(patients):
-                    sub._buffer.append(Delivery("access_ended", "Patient", patient_id, patient_id))
-                sub._buffer.append(Delivery("access_ended"))
-                sub.closed = True
-                sub._wakeup.set()
-                self._remove(sub)
+                sub._end([Delivery("access_ended", "Patient", pid, pid) for pid in sorted(patients)]
+                         + [Delivery("access_ended")])
                 continue
             for patient_id in sorted(change.lost):
                 if sub.watches_patient(patient_id):

@@ -12,7 +12,11 @@ its view (seeded by one store query when it starts, then kept by the events; bou
 to a patient ends, the tracked objects of that patient leave. If the hub's buffer for a subscriber
 overflowed, the subscription is re-read from the store and the difference is sent.
 
-Each socket has its own send queue and sender task: a slow socket only ever holds back itself.
+The hub hands each delivery straight to its subscription's handler here (a sink: no task per
+subscription), which works out the event and queues the message on its socket. Each socket has one
+send queue and one sender task: a slow socket only ever holds back itself. A socket that falls
+SEND_QUEUE messages behind has its queued events dropped and its subscriptions re-read (resync).
+When access to a patient ends, that patient's queued messages are dropped before they are sent.
 Malformed messages get protocol errors (1 bad message, 2 not connected or unknown subscription,
 3 unknown op, 209 bad session); nothing a client sends ends the server or the handler.
 """
@@ -23,7 +27,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +39,7 @@ from dashboard.api import wire
 from dashboard.api.matcher import Matcher
 from dashboard.config import Settings
 from dashboard.errors import NotAuthenticated, StoreError
-from dashboard.hub import Delivery, class_topic, patient_topic
+from dashboard.hub import RESYNC, Delivery, class_topic, patient_topic
 from dashboard.schema import PATIENT_RECORDS
 from dashboard.store import Store
 
@@ -75,6 +79,17 @@ class Tracked:
     updated_at: str
 
 
+@dataclass(slots=True)
+class Queued:
+    """A message waiting for its socket; an event's fields let it be dropped unsent and undone."""
+
+    text: str
+    request_id: int | None = None
+    patient_id: str | None = None
+    object_id: str | None = None
+    prior: Tracked | None = None
+
+
 @dataclass
 class LiveSubscription:
     request_id: int
@@ -85,7 +100,8 @@ class LiveSubscription:
     principal: Principal
     matcher: Matcher | None = None
     hub_sub: Any = None
-    task: asyncio.Task[None] | None = None
+    # Deliveries held while the view is being (re-)read from the store; None when live.
+    pending: list[Delivery] | None = field(default_factory=list)
     tracked: dict[str, Tracked] = field(default_factory=dict)
     exact: bool = True  # tracked holds every object in view (false once it outgrew its bound)
     granted: set[str] = field(default_factory=set)  # patients gained since (used when not exact)
@@ -121,7 +137,10 @@ class Connection:
         self.principal: Principal | None = None
         self.connected = False
         self.subscriptions: dict[int, LiveSubscription] = {}
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
+        self.outbox: deque[Queued] = deque()
+        self._queued = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._resyncing: asyncio.Task[None] | None = None
         self.closing = False
 
     @property
@@ -151,15 +170,13 @@ class Connection:
             for sub in list(self.subscriptions.values()):
                 self._drop(sub)
             self.subscriptions.clear()
-            if not sender.done():
-                try:
-                    self.outbox.put_nowait(None)
-                except asyncio.QueueFull:
-                    sender.cancel()
-                try:
-                    await asyncio.wait_for(sender, SEND_TIMEOUT_SECONDS)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
-                    sender.cancel()
+            if self._resyncing is not None:
+                self._resyncing.cancel()
+            self._queued.set()  # the sender sends what is queued, then ends
+            try:
+                await asyncio.wait_for(sender, SEND_TIMEOUT_SECONDS)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                sender.cancel()
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 try:
                     await self.ws.close()
@@ -167,12 +184,19 @@ class Connection:
                     pass
 
     async def _send_loop(self) -> None:
+        outbox = self.outbox
         try:
             while True:
-                text = await self.outbox.get()
-                if text is None:
-                    return
-                await asyncio.wait_for(self.ws.send_text(text), SEND_TIMEOUT_SECONDS)
+                if not outbox:
+                    self._drained.set()
+                    if self.closing:
+                        return
+                    self._queued.clear()
+                    await self._queued.wait()
+                    continue
+                text = outbox.popleft().text
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    await self.ws.send_text(text)
         except Exception:  # noqa: BLE001 - a dead or stuck socket: end this connection only
             self.closing = True
             try:
@@ -180,14 +204,57 @@ class Connection:
             except Exception:  # noqa: BLE001
                 pass
 
+    def _enqueue(self, text: str, sub: LiveSubscription | None = None, patient_id: str | None = None,
+                 object_id: str | None = None, prior: Tracked | None = None) -> None:
+        """Queues a message. An event names its subscription, patient, object and what the
+        subscription tracked of that object before it, so that dropping it unsent can be undone."""
+        if self.closing:
+            return
+        request_id = sub.request_id if sub is not None else None
+        self.outbox.append(Queued(text, request_id, patient_id, object_id, prior))
+        self._drained.clear()
+        self._queued.set()
+        if request_id is not None and len(self.outbox) > SEND_QUEUE:
+            self._overflowed()
+
     async def send(self, text: str) -> None:
-        """Queues a message; waits when this socket's queue is full (never anyone else's)."""
-        if not self.closing:
-            await self.outbox.put(text)
+        """A reply to the client's own message; waits while this socket is behind (never anyone else's)."""
+        while len(self.outbox) >= SEND_QUEUE and not self.closing:
+            await self._drained.wait()
+        self._enqueue(text)
+
+    def _forget_queued(self, request_id: int, patient_id: str | None = None) -> None:
+        """Drops a subscription's queued events (of one patient, or all): they may no longer be sent."""
+        self._keep_queued(lambda q: q.request_id != request_id or (patient_id is not None and q.patient_id != patient_id))
+
+    def _keep_queued(self, keep: Callable[["Queued"], bool]) -> None:
+        """Drops unsent events; each subscription's tracking goes back to what its client was sent."""
+        kept: list[Queued] = []
+        dropped: list[Queued] = []
+        for item in self.outbox:
+            (kept if keep(item) else dropped).append(item)
+        self.outbox.clear()  # in place: the sender holds this deque
+        self.outbox.extend(kept)
+        for item in reversed(dropped):
+            sub = self.subscriptions.get(item.request_id) if item.request_id is not None else None
+            if sub is None or item.object_id is None:
+                continue
+            if item.prior is None:
+                sub.tracked.pop(item.object_id, None)
+            else:
+                sub.tracked[item.object_id] = item.prior
+
+    def _overflowed(self) -> None:
+        """The socket fell too far behind: drop its queued events and re-read every subscription."""
+        self._keep_queued(lambda q: q.request_id is None)
+        for sub in self.subscriptions.values():
+            if sub.pending is None:
+                sub.pending = [RESYNC]
+            elif not sub.pending or sub.pending[0] is not RESYNC:
+                sub.pending.insert(0, RESYNC)  # also when a re-read was under way: read again
+        self._schedule_resync()
 
     def _drop(self, sub: LiveSubscription) -> None:
-        if sub.task is not None and sub.task is not asyncio.current_task():
-            sub.task.cancel()
         if sub.hub_sub is not None:
             sub.hub_sub.close()
 
@@ -297,7 +364,9 @@ class Connection:
         sub = LiveSubscription(request_id, class_name, where, keys, watch, principal)
         pinned = _pinned_patient(class_name, where)
         topic = patient_topic(pinned) if pinned else class_topic(class_name)
-        sub.hub_sub = self.store.hub.subscribe(principal, [topic])
+        # Subscribed before the view is read, so nothing committed in between is missed: deliveries
+        # wait in `pending` until the view is seeded.
+        sub.hub_sub = self.store.hub.subscribe(principal, [topic], sink=lambda d: self._on_delivery(sub, d))
         try:
             # The store validates the query (fields, operators, depth) and seeds the view.
             await self._seed(sub)
@@ -314,7 +383,7 @@ class Connection:
                 self._drop(old)
         self.subscriptions[request_id] = sub
         await self.send(json.dumps({"op": "subscribed", "clientId": self.client_id, "requestId": request_id}))
-        sub.task = asyncio.create_task(self._consume(sub))
+        self._go_live(sub)
 
     async def _update(self, message: dict[str, Any]) -> None:
         request_id = message.get("requestId")
@@ -347,45 +416,53 @@ class Connection:
         sub.granted.clear()
         return current
 
-    async def _consume(self, sub: LiveSubscription) -> None:
-        try:
-            while not self.closing:
-                delivery = await sub.hub_sub.get()
-                if delivery is None:
-                    if sub.hub_sub.closed:
-                        return
-                    continue
-                try:
-                    await self._deliver(sub, delivery)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - one bad event never ends the subscription
-                    log.exception("live query: could not deliver an event")
-        except asyncio.CancelledError:
-            pass
+    def _go_live(self, sub: LiveSubscription) -> None:
+        """Applies what arrived while the view was being read, then takes deliveries as they come."""
+        while sub.pending:
+            if sub.pending[0] is RESYNC:  # fell behind again meanwhile: read again first
+                self._schedule_resync()
+                return
+            held, sub.pending = sub.pending, []
+            for delivery in held:
+                self._apply(sub, delivery)
+        sub.pending = None
 
-    async def _deliver(self, sub: LiveSubscription, delivery: Delivery) -> None:
+    def _schedule_resync(self) -> None:
+        if self._resyncing is None or self._resyncing.done():
+            self._resyncing = asyncio.get_running_loop().create_task(self._resync_all())
+
+    def _on_delivery(self, sub: LiveSubscription, delivery: Delivery) -> None:
+        """The hub's sink: called at once, with a delivery already checked against current access."""
+        if sub.pending is not None:
+            sub.pending.append(delivery)
+            return
+        try:
+            self._apply(sub, delivery)
+        except Exception:  # noqa: BLE001 - one bad event never ends the subscription
+            log.exception("live query: could not deliver an event")
+
+    def _apply(self, sub: LiveSubscription, delivery: Delivery) -> None:
         kind = delivery.kind
         if kind == "access_ended":
-            await self._access_ended(sub, delivery.patient_id)
+            self._access_ended(sub, delivery.patient_id)
             return
         if kind == "access_granted":
             if delivery.patient_id:
                 sub.granted.add(delivery.patient_id)
             return
-        if kind == "resync":
-            await self._resync(sub)
-            return
-        if delivery.class_name != sub.class_name or kind not in ("create", "update", "delete"):
+        if kind == "resync" or delivery.class_name != sub.class_name or kind not in ("create", "update", "delete"):
             return
         object_id = delivery.object_id
         before, after = delivery.before, delivery.data
+        known = sub.tracked.get(object_id)
         if kind == "create":
+            if known is not None:
+                return  # already in the view read from the store (it committed before that read)
             was_in = False
         elif sub.exact:
-            was_in = object_id in sub.tracked
+            was_in = known is not None
         else:
-            was_in = object_id in sub.tracked or (
+            was_in = known is not None or (
                 sub.matcher.matches(before) and delivery.patient_id not in sub.granted)  # type: ignore[union-attr]
         is_in = kind != "delete" and sub.matcher.matches(after)  # type: ignore[union-attr]
         if was_in and is_in:
@@ -406,7 +483,8 @@ class Connection:
         if op:
             obj = after if op != "delete" else (before or after)
             original = before if op in ("update", "enter", "leave") else None
-            await self.send(self.server.event_message(op, self.client_id, sub, obj, original))
+            self._enqueue(self.server.event_message(op, self.client_id, sub, obj, original), sub,
+                          delivery.patient_id, object_id, known)
 
     def _track(self, sub: LiveSubscription, object_id: str, data: Mapping[str, Any]) -> None:
         if object_id not in sub.tracked and len(sub.tracked) >= MAX_TRACKED:
@@ -414,13 +492,15 @@ class Connection:
             return
         sub.tracked[object_id] = Tracked(_patient_of(sub.class_name, data), data["createdAt"], data["updatedAt"])
 
-    async def _access_ended(self, sub: LiveSubscription, patient_id: str | None) -> None:
+    def _access_ended(self, sub: LiveSubscription, patient_id: str | None) -> None:
+        # Queued but unsent events of that patient are no longer this subscriber's to receive.
+        self._forget_queued(sub.request_id, patient_id)
         leaving = [oid for oid, t in sub.tracked.items() if patient_id is None or t.patient_id == patient_id]
         for oid in leaving:
             t = sub.tracked.pop(oid)
             obj = {"className": sub.class_name, "objectId": oid, "createdAt": t.created_at,
                    "updatedAt": t.updated_at}
-            await self.send(self.server.event_message("leave", self.client_id, sub, obj, None))
+            self._enqueue(self.server.event_message("leave", self.client_id, sub, obj, None))
         if patient_id is not None:
             sub.granted.discard(patient_id)
         if patient_id is None and sub.request_id in self.subscriptions and self.subscriptions[sub.request_id] is sub:
@@ -428,26 +508,44 @@ class Connection:
             self.subscriptions.pop(sub.request_id, None)
             if sub.hub_sub is not None:
                 sub.hub_sub.close()
-            await self.send(_error(209, "The session has ended", sub.request_id))
+            self._enqueue(_error(209, "The session has ended", sub.request_id))
 
-    async def _resync(self, sub: LiveSubscription) -> None:
-        """The hub dropped this subscriber's backlog: re-read the view and send the difference."""
+    async def _resync_all(self) -> None:
+        """Re-reads every subscription that is waiting on it (this socket fell behind), one by one."""
+        while not self.closing:
+            waiting = [sub for sub in self.subscriptions.values() if sub.pending and sub.pending[0] is RESYNC]
+            if not waiting:
+                return
+            for sub in waiting:
+                if self.subscriptions.get(sub.request_id) is not sub:
+                    continue
+                sub.pending = []  # what arrives during the read is applied after it
+                if await self._resync(sub) and not (sub.pending and sub.pending[0] is RESYNC):
+                    self._go_live(sub)
+
+    async def _resync(self, sub: LiveSubscription) -> bool:
+        """Re-reads the view and sends the difference; False when the subscription has ended."""
         old = dict(sub.tracked)
         try:
             current = await self._seed(sub)
         except StoreError:
-            await self._access_ended(sub, None)
-            return
+            sub.pending = None
+            self._access_ended(sub, None)
+            return False
         for oid, t in old.items():
             if oid not in current:
                 obj = {"className": sub.class_name, "objectId": oid, "createdAt": t.created_at,
                        "updatedAt": t.updated_at}
-                await self.send(self.server.event_message("leave", self.client_id, sub, obj, None))
+                self._enqueue(self.server.event_message("leave", self.client_id, sub, obj, None))
         for oid, data in current.items():
-            if oid not in old:
-                await self.send(self.server.event_message("enter", self.client_id, sub, data, None))
-            elif old[oid].updated_at != data["updatedAt"]:
-                await self.send(self.server.event_message("update", self.client_id, sub, data, None))
+            pid = _patient_of(sub.class_name, data)
+            op = "enter" if oid not in old else "update" if old[oid].updated_at != data["updatedAt"] else ""
+            if op:
+                while len(self.outbox) >= SEND_QUEUE and not self.closing:
+                    await self._drained.wait()  # a big difference goes out as fast as the socket takes it
+                self._enqueue(self.server.event_message(op, self.client_id, sub, data, None), sub, pid, oid,
+                              old.get(oid))
+        return True
 
 
 def _no_constant(name: str) -> Any:
@@ -485,8 +583,9 @@ class LiveQueryServer:
 
     def event_message(self, op: str, client_id: str, sub: LiveSubscription, obj: Mapping[str, Any],
                       original: Mapping[str, Any] | None) -> str:
-        head = json.dumps({"op": op, "clientId": client_id, "requestId": sub.request_id})
-        parts = [head[:-1], ',"object":', self.encoded(obj, sub.keys)]
+        # op is ours, client_id is hex and request_id a checked int: nothing here needs escaping.
+        parts = [f'{{"op":"{op}","clientId":"{client_id}","requestId":{sub.request_id:d}',
+                 ',"object":', self.encoded(obj, sub.keys)]
         if original is not None:
             parts += [',"original":', self.encoded(original, sub.keys)]
         parts.append("}")

@@ -224,3 +224,45 @@ async def test_a_slow_socket_does_not_hold_back_the_others(api, lq_url):
         event = await reader.recv(timeout=2)
         assert event["op"] == "create"
     await stuck.close()
+
+
+async def test_a_socket_that_falls_behind_catches_up_with_every_object_once(api, lq_url, monkeypatch):
+    """Past its send queue, a socket's unsent events are dropped and its view re-read: once its client
+    reads again it has every new score, each exactly once, and the other sockets were never held back."""
+    from starlette.websockets import WebSocket
+
+    from dashboard.api import live_query
+
+    monkeypatch.setattr(live_query, "SEND_QUEUE", 4)
+    w = api.world
+    behind = await open_client(lq_url, api.tokens["owner"])
+    await subscribe(behind, 1, "MobilityScore", {})
+    # From here the server cannot write to this socket (as when its client stops reading and the
+    # buffers are full) until `reading` is set.
+    port = behind.ws.local_address[1]
+    reading = asyncio.Event()
+    send_text = WebSocket.send_text
+
+    async def stalled(self: WebSocket, data: str) -> None:
+        if self.client is not None and self.client.port == port:
+            await reading.wait()
+        await send_text(self, data)
+
+    monkeypatch.setattr(WebSocket, "send_text", stalled)
+    watcher = await open_client(lq_url, api.tokens["lead"])
+    await subscribe(watcher, 1, "MobilityScore", {})
+    created = []
+    for i in range(12):
+        score = await api.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel",
+                                             value=i)
+        created.append(score.id)
+        assert (await watcher.recv())["object"]["objectId"] == score.id  # the others are not held back
+    reading.set()
+    received: dict[str, list[str]] = {}
+    while sum(len(ops) for ops in received.values()) < len(created):
+        message = await behind.recv()
+        received.setdefault(message["object"]["objectId"], []).append(message["op"])
+    ops = [received.get(oid) for oid in created]
+    assert all(o is not None and len(o) == 1 and o[0] in ("create", "enter") for o in ops), ops
+    assert any(o == ["enter"] for o in ops)  # some came through the re-read, not as their own event
+    await behind.nothing()
