@@ -82,6 +82,8 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.pages_sizes or args.pages_writes:
         sizes, writes = p["pages"]
         p["pages"] = (args.pages_sizes or sizes, args.pages_writes or writes)
+    if args.fanout_sizes:
+        p["fanout"] = (args.fanout_sizes, p["fanout"][1])
     ctx = Context(quick=args.quick, database_url=args.database_url, chromium=not args.quick and not args.no_chromium,
                   fanout_sizes=p["fanout"][0], pages_wait=args.pages_wait, pages_settle=args.pages_settle)
     names = [args.only] if args.only else list(SCENARIOS)
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write the JSON (default bench/results/<timestamp>.json)")
     parser.add_argument("--no-chromium", action="store_true", help="skip the real-browser check of scenario 2")
     parser.add_argument("--readme", action="store_true", help="rewrite bench/README.md's table even for --quick")
+    parser.add_argument("--fanout-sizes", type=_counts, help="subscriber counts for scenario 1, e.g. 200")
     parser.add_argument("--pages-sizes", type=_counts, help="open-page counts for scenario 2, e.g. 500 or 50,500")
     parser.add_argument("--pages-writes", type=int, help="timed writes per page count in scenario 2")
     parser.add_argument("--pages-wait", type=float, help="seconds each update may take before it counts as lost (15)")

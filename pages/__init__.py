@@ -1,4 +1,4 @@
-"""The NiceGUI pages. `register(settings)` is called by dashboard.server.configure."""
+"""The NiceGUI pages. `register(settings)` is called by dashboard.server.build."""
 from __future__ import annotations
 
 from dashboard.config import Settings

@@ -1,6 +1,6 @@
 """The Parse-compatible API: REST at /parse and live queries on the websocket at /parse.
 
-`register(settings)` is called by dashboard.server.configure; both channels reach the data only
+`mount` is called by dashboard.server.build on the root app; both channels reach the data only
 through the running store (dashboard.runtime), which enforces ACCESS.md.
 """
 from __future__ import annotations
@@ -24,10 +24,3 @@ def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> N
     app.add_api_websocket_route(MOUNT, live.serve)
     app.add_api_websocket_route(MOUNT + "/", live.serve)
 
-
-def register(settings: Settings) -> None:
-    from nicegui import app
-
-    from dashboard import runtime
-
-    mount(app, settings, runtime.store)
