@@ -13,9 +13,11 @@ to a patient ends, the tracked objects of that patient leave. If the hub's buffe
 overflowed, the subscription is re-read from the store and the difference is sent.
 
 The hub hands each delivery straight to its subscription's handler here (a sink: no task per
-subscription), which works out the event and queues the message on its socket. Each socket has one
-send queue and one sender task: a slow socket only ever holds back itself. A socket that falls
-SEND_QUEUE messages behind has its queued events dropped and its subscriptions re-read (resync).
+subscription), which works out the event and writes it to the socket in the same step when nothing
+is queued ahead of it: a push to a thousand sockets is a thousand writes, not a thousand task
+wake-ups. Only a socket whose client stops reading queues; its sender task waits on it (with a time
+limit), so a slow socket only ever holds back itself. A socket that falls SEND_QUEUE messages behind
+has its queued events dropped and its subscriptions re-read (resync).
 When access to a patient ends, that patient's queued messages are dropped before they are sent.
 Malformed messages get protocol errors (1 bad message, 2 not connected or unknown subscription,
 3 unknown op, 209 bad session); nothing a client sends ends the server or the handler.
@@ -27,8 +29,9 @@ import hmac
 import json
 import logging
 import secrets
+import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +130,35 @@ def _pinned_patient(class_name: str, where: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _start_now(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None] | None:
+    """Runs `coro` up to its first suspension in this step, as Python 3.12's eager tasks do.
+    None when it finished (a socket write that did not have to wait); else a task finishing it."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_finish(coro, waiting_on))
+
+
+async def _finish(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+    """Drives `coro` on as a Task would: wait for the future it yielded, then resume it."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)  # a bare yield
+            else:
+                # The coroutine marked the future as awaited when it yielded it; a Task clears the
+                # mark before waiting on it, and so do we.
+                waiting_on._asyncio_future_blocking = False
+                await waiting_on
+        except BaseException:  # noqa: BLE001 - coro reads the same outcome from the future on resuming
+            pass
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+
+
 class Connection:
     """One websocket client."""
 
@@ -140,6 +172,8 @@ class Connection:
         self.outbox: deque[Queued] = deque()
         self._queued = asyncio.Event()
         self._drained = asyncio.Event()
+        self._stalled: asyncio.Task[None] | None = None  # a write waiting for the client to read
+        self._failed = False
         self._resyncing: asyncio.Task[None] | None = None
         self.closing = False
 
@@ -184,9 +218,17 @@ class Connection:
                     pass
 
     async def _send_loop(self) -> None:
+        """Sends what queued behind a stalled write, once the client reads again."""
         outbox = self.outbox
         try:
             while True:
+                if self._stalled is not None:
+                    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                        await self._stalled
+                    self._stalled = None
+                    continue
+                if self._failed:
+                    raise ConnectionError("live query: a write to the socket failed")
                 if not outbox:
                     self._drained.set()
                     if self.closing:
@@ -194,21 +236,35 @@ class Connection:
                     self._queued.clear()
                     await self._queued.wait()
                     continue
-                text = outbox.popleft().text
-                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                    await self.ws.send_text(text)
+                self._write(outbox.popleft().text)
         except Exception:  # noqa: BLE001 - a dead or stuck socket: end this connection only
             self.closing = True
+            if self._stalled is not None:
+                self._stalled.cancel()
             try:
                 await self.ws.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _write(self, text: str) -> None:
+        """Writes now; a write that has to wait (the client is not reading) is left to the sender."""
+        try:
+            self._stalled = _start_now(self.ws.send_text(text))
+        except Exception:  # noqa: BLE001 - the socket is gone; the sender closes it
+            self._failed = self.closing = True
+            self._queued.set()
+            return
+        if self._stalled is not None:
+            self._queued.set()
 
     def _enqueue(self, text: str, sub: LiveSubscription | None = None, patient_id: str | None = None,
                  object_id: str | None = None, prior: Tracked | None = None) -> None:
         """Queues a message. An event names its subscription, patient, object and what the
         subscription tracked of that object before it, so that dropping it unsent can be undone."""
         if self.closing:
+            return
+        if not self.outbox and self._stalled is None:
+            self._write(text)  # nothing ahead of it
             return
         request_id = sub.request_id if sub is not None else None
         self.outbox.append(Queued(text, request_id, patient_id, object_id, prior))
@@ -370,7 +426,7 @@ class Connection:
         try:
             # The store validates the query (fields, operators, depth) and seeds the view.
             await self._seed(sub)
-            sub.matcher = Matcher(class_name, where)
+            sub.matcher = self.server.matcher(class_name, where)
         except StoreError as exc:
             sub.hub_sub.close()
             raise ProtocolError(exc.parse_code, exc.message, request_id=request_id) from None
@@ -559,6 +615,15 @@ class LiveQueryServer:
         # An event's object is serialized once per shape (keys), however many subscribers get it.
         self._encoded: OrderedDict[tuple[int, Any], tuple[Mapping[str, Any], str]] = OrderedDict()
         self.connections: set[Connection] = set()
+        # Subscriptions with the same query share a matcher, so an event is matched once per query.
+        self._matchers: weakref.WeakValueDictionary[str, Matcher] = weakref.WeakValueDictionary()
+
+    def matcher(self, class_name: str, where: Mapping[str, Any]) -> Matcher:
+        key = json.dumps([class_name, where], sort_keys=True, default=str)
+        shared = self._matchers.get(key)
+        if shared is None:
+            shared = self._matchers[key] = Matcher(class_name, where)
+        return shared
 
     @staticmethod
     def to_parse(row: Any) -> dict[str, Any]:

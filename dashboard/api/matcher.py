@@ -27,14 +27,24 @@ class Matcher:
         self.builder = QueryBuilder(class_name)
         self.where = where or {}
         self._regex: dict[tuple[str, str], re.Pattern[str]] = {}
+        # The last few objects tested, by identity: a shared matcher answers each event's object
+        # once, however many subscribers ask (events are immutable once published).
+        self._recent: dict[int, tuple[Mapping[str, Any], bool]] = {}
 
     def matches(self, obj: Mapping[str, Any] | None) -> bool:
         if obj is None:
             return False
+        hit = self._recent.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
         try:
-            return self._match(self.where, obj)
+            result = self._match(self.where, obj)
         except (TypeError, ValueError):
-            return False
+            result = False
+        if len(self._recent) >= 4:
+            self._recent.clear()
+        self._recent[id(obj)] = (obj, result)
+        return result
 
     def _match(self, where: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
         for key, condition in where.items():
