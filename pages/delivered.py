@@ -68,3 +68,22 @@ def row_of(class_name: str, data: dict[str, Any] | None) -> Base | None:
             return None
         values[attr] = moment
     return model(**values)
+
+
+# The pages of one role receive the same delivered dict: rebuild its row once, not once per page.
+_shared: dict[int, tuple[dict[str, Any], Base | None]] = {}
+SHARED_ROWS = 64
+
+
+def shared_row(class_name: str, data: dict[str, Any] | None) -> Base | None:
+    """row_of, once per delivered dict; pages must treat the row as read-only."""
+    if data is None:
+        return None
+    hit = _shared.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    row = row_of(class_name, data)
+    if len(_shared) >= SHARED_ROWS:
+        _shared.clear()
+    _shared[id(data)] = (data, row)  # holding `data` keeps its id from being reused meanwhile
+    return row

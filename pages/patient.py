@@ -19,12 +19,15 @@ from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, 
 from pages import auth, delivered, live, presence
 from pages.display import ago, date_text, datetime_text, short_name, value_text
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section, status_badge
-from pages.score_row import ScoreRow
+from pages.score_list import Row, ScoreList, row_json
 
 router = APIRouter()
 SCORE_ROWS = 8
 SCORE_LOAD_LIMIT = 1000  # the store's most per find
 NOTE_PAGE = 10
+# Rows (and their JSON) by (score object, recorder's name, markable): the pages of one push share them.
+ROW_CACHE = 256
+_rows: dict[tuple[int, str, bool], tuple[MobilityScore, Row, str]] = {}
 
 CSS = """
 .pt-grid { display: grid; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 18px; width: 100%; align-items: start; }
@@ -65,6 +68,8 @@ class PatientView:
         self.pid = patient.id
         self.users: dict[str, str] = {}
         self.scores: list[MobilityScore] = []
+        self.score_keys: list[int] = []  # -instant_ms(score_date) of each score: ascending, for bisect
+        self.score_ids: set[str] = set()
         self.notes: list[SessionNote] = []
         self.equipment: list[EquipmentLog] = []
         self.history: list[StatusHistory] = []
@@ -74,8 +79,7 @@ class PatientView:
         # The scores section's parts a pushed score updates in place (set by render_scores).
         self.charts: dict[str, ui.echart] = {}
         self.scores_empty: ui.label | None = None
-        self.more_button: ui.button | None = None
-        self.score_list: ui.column
+        self.score_list: ScoreList
         # Opening the page is audited; the pushed refreshes that follow continue the same view.
         self.opened = False
         self.sub = None
@@ -110,7 +114,12 @@ class PatientView:
                                             object_id=self.pid, live_refresh=self.opened)  # type: ignore[assignment]
 
     async def load_scores(self) -> None:
-        self.scores = await self._find("MobilityScore", "-scoreDate,-createdAt", SCORE_LOAD_LIMIT)
+        self.set_scores(await self._find("MobilityScore", "-scoreDate,-createdAt", SCORE_LOAD_LIMIT))
+
+    def set_scores(self, scores: list[MobilityScore]) -> None:
+        self.scores = scores
+        self.score_keys = [-delivered.instant_ms(s.score_date) for s in scores]
+        self.score_ids = {s.id for s in scores}
 
     async def load_notes(self) -> None:
         self.notes = await self._find("SessionNote", "-sessionDate,-createdAt", 1000) if self.role != VIEWER else []
@@ -268,7 +277,6 @@ class PatientView:
         card = self._body(self.scores_card)
         self.charts = {}
         self.scores_empty = None
-        self.more_button = None
         with card:
             if self.can_record:
                 self.score_form()
@@ -278,88 +286,69 @@ class PatientView:
                     self.charts[score_type] = self.chart(score_type, [s for s in valid if s.score_type == score_type])
             if not self.scores:
                 self.scores_empty = ui.label("No scores recorded yet.").classes("ot-empty w-full")
-            with ui.column().classes("w-full gap-0").mark("score-list").props("data-testid=score-list") \
-                    as self.score_list:
-                for score in self.scores[: self.score_limit]:
-                    self.score_row(score)
-            self.render_more_scores()
+            # The list and its "Show more" button sit in one column with the card's gap between them.
+            self.score_list = ScoreList([self.score_row(s)[0] for s in self.scores[: self.score_limit]],
+                                        self.more_text(), on_mark=self.mark_error_of, on_more=self.more_scores) \
+                .classes("nicegui-column w-full gap-3").mark("score-list")
 
-    def render_more_scores(self) -> None:
-        """The "Show more" button under the list, kept in step with the number of scores."""
+    def more_text(self) -> str:
+        """The "Show more" button's text; empty when every score is shown (no button)."""
         hidden = len(self.scores) - self.score_limit
-        text = f"Show more ({hidden} older)"
-        if hidden <= 0:
-            if self.more_button is not None:
-                self.more_button.delete()
-                self.more_button = None
-        elif self.more_button is not None:
-            self.more_button.text = text
-        else:
-            with self.scores_card:  # always the card's last element
-                self.more_button = ui.button(text, on_click=self.more_scores).props("flat color=primary")
+        return f"Show more ({hidden} older)" if hidden > 0 else ""
 
     # -- scores: applying a pushed score without re-reading the store ----------------------------
     def apply_score(self, delivery: Delivery) -> bool:
         """Applies one pushed score in place. False when it cannot be done exactly as a fresh load
         would show it (the caller then reloads the section from the store)."""
-        score = delivered.row_of("MobilityScore", delivery.data)
+        score = delivered.shared_row("MobilityScore", delivery.data)
         if not isinstance(score, MobilityScore) or delivery.kind not in ("create", "update"):
             return False
         if score.score_type not in self.catalogue.measures or score.recorded_by_id not in self.users:
             return False  # a new measure or a new colleague: the page's lookups are stale
-        known = next((i for i, s in enumerate(self.scores) if s.id == score.id), None)
+        key = -delivered.instant_ms(score.score_date)
         if delivery.kind == "create":
-            if known is not None:
-                return True  # already loaded: the page read the store after this commit
+            index = bisect.bisect_left(self.score_keys, key)
+            if index < len(self.scores) and self.score_keys[index] == key:
+                # The page read the store after this commit, or another score shares its millisecond
+                # (the store breaks that tie on createdAt at microsecond precision).
+                return score.id in self.score_ids
+            if score.id in self.score_ids:
+                return True  # already loaded (and changed since): the page read the store after this commit
             if len(self.scores) >= SCORE_LOAD_LIMIT:
                 return False
-            day = delivered.instant_ms(score.score_date)
-            if any(delivered.instant_ms(s.score_date) == day for s in self.scores):
-                return False  # the store breaks this tie on createdAt at microsecond precision
-            index = sum(delivered.instant_ms(s.score_date) > day for s in self.scores)
             self.scores.insert(index, score)
+            self.score_keys.insert(index, key)
+            self.score_ids.add(score.id)
             if self.scores_empty is not None or (not score.entered_in_error and score.score_type not in self.charts):
                 self.render_scores()  # the first score, or a measure's first chart: rare, and no store read
                 return True
-            self.insert_score_row(index)
-            if not score.entered_in_error:
-                self.insert_chart_point(score)
-            self.render_more_scores()
+            shown = index < self.score_limit
+            row, encoded = self.score_row(score) if shown else (None, "null")
+            chart = None if score.entered_in_error else self.charts[score.score_type]
+            point_index, point = 0, None
+            if chart is not None:
+                at = delivered.chart_time(score.score_date)
+                point_index = bisect.bisect_left(chart.options["series"][0]["data"], at, key=lambda p: p[0])
+                point = [at, score.score_value]
+            self.score_list.insert(index if shown else None, row, encoded,
+                                   drop_last=shown and len(self.score_list.rows) >= self.score_limit,
+                                   more=self.more_text(), chart=chart, point_index=point_index, point=point)
             return True
+        known = next((i for i, s in enumerate(self.scores) if s.id == score.id), None)
         if known is None:
             return False
         old = self.scores[known]
-        if (delivered.instant_ms(old.score_date) != delivered.instant_ms(score.score_date)
-                or old.score_type != score.score_type):
+        if self.score_keys[known] != key or old.score_type != score.score_type:
             return False  # it moves in the list or between charts
         self.scores[known] = score
-        if known < self.score_limit:
-            self.score_list.default_slot.children[known].delete()
-            self.insert_score_row(known)
+        if known < len(self.score_list.rows):
+            self.score_list.put(known, *self.score_row(score))
         charted = any(not s.entered_in_error and s.score_type == score.score_type for s in self.scores)
         if charted != (score.score_type in self.charts):
             self.render_scores()  # a chart appears or goes
         elif charted:
             self.refresh_chart(score.score_type)
         return True
-
-    def insert_score_row(self, index: int) -> None:
-        """Shows self.scores[index] at its place in the list, which keeps at most score_limit rows."""
-        if index >= self.score_limit:
-            return
-        with self.score_list:
-            row = self.score_row(self.scores[index])
-        row.move(target_index=index)
-        rows = self.score_list.default_slot.children
-        if len(rows) > self.score_limit:
-            rows[-1].delete()
-
-    def insert_chart_point(self, score: MobilityScore) -> None:
-        """One point into its measure's chart, in time order (no other score shares its millisecond)."""
-        # Only the new point is wrapped as observable; re-assigning the series would rewrap every point.
-        data = self.charts[score.score_type].options["series"][0]["data"]
-        at = delivered.chart_time(score.score_date)
-        data.insert(bisect.bisect_left([point[0] for point in data], at), [at, score.score_value])
 
     def refresh_chart(self, score_type: str) -> None:
         chart = self.charts[score_type]
@@ -437,19 +426,35 @@ class PatientView:
                             "itemStyle": {"color": "#0b5563"}, "areaStyle": {"opacity": 0.06}}],
             }).classes(f"w-full chart-{score_type}").style("height: 170px").mark(f"chart-{score_type}")
 
-    def score_row(self, score: MobilityScore) -> ScoreRow:
+    def score_row(self, score: MobilityScore) -> tuple[Row, str]:
+        """The row a score shows on this page, and its JSON (shared by the pages that show the same)."""
+        may_mark = not score.entered_in_error and self.can_record and (
+            self.role == LEAD or score.recorded_by_id == self.session.principal.user_id)
+        recorder = self.name_of(score.recorded_by_id)
+        key = (id(score), recorder, may_mark)
+        hit = _rows.get(key)
+        if hit is not None and hit[0] is score:
+            return hit[1], hit[2]
         measure = self.catalogue.measures.get(score.score_type)
-        sub = f"by {self.name_of(score.recorded_by_id)}"
+        sub = f"by {recorder}"
         if score.entered_in_error:
             sub = f"Entered in error: {score.error_reason or ''}"
         elif score.notes:
             sub += f" · {score.notes}"
-        may_mark = not score.entered_in_error and self.can_record and (
-            self.role == LEAD or score.recorded_by_id == self.session.principal.user_id)
-        return ScoreRow(date=date_text(score.score_date), measure=measure.name if measure else score.score_type,
-                        sub=sub, value=value_text(measure, score.score_value), in_error=bool(score.entered_in_error),
-                        on_mark=(lambda s=score: self.mark_error(s)) if may_mark else None) \
-            .mark(f"score-{score.id}")
+        row = {"id": score.id, "date": date_text(score.score_date),
+               "measure": measure.name if measure else score.score_type, "sub": sub,
+               "value": value_text(measure, score.score_value), "error": bool(score.entered_in_error),
+               "markable": may_mark}
+        if len(_rows) >= ROW_CACHE:
+            _rows.clear()
+        _rows[key] = (score, row, row_json(row))
+        return row, _rows[key][2]
+
+    def mark_error_of(self, score_id: str) -> None:
+        """The list's mark button: only for a row this page shows as markable."""
+        score = next((s for s in self.scores if s.id == score_id), None)
+        if score is not None and any(r["id"] == score_id and r["markable"] for r in self.score_list.rows):
+            self.mark_error(score)
 
     def mark_error(self, score: MobilityScore) -> None:
         with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(460px, 92vw)"):

@@ -8,6 +8,8 @@ from typing import Any
 from nicegui import ui
 from nicegui.element import Element
 
+from tests.pages.conftest import eventually
+
 DAY = timedelta(days=1)
 START = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 
@@ -34,9 +36,22 @@ def shown(element: Element) -> Any:
             tuple(shown(child) for child in element.default_slot.children))
 
 
+def _rows(user) -> list[dict]:
+    """The rows the list shows, top to bottom."""
+    return _one(user, "score-list").props["state"]["rows"]
+
+
 def _row_ids(user) -> list[str]:
-    rows = _one(user, "score-list").default_slot.children
-    return [next(m for m in row._markers if m.startswith("score-"))[len("score-"):] for row in rows]  # noqa: SLF001
+    return [row["id"] for row in _rows(user)]
+
+
+def _row(user, score_id: str) -> dict:
+    return next(row for row in _rows(user) if row["id"] == score_id)
+
+
+async def _shows_row(user, score_id: str) -> None:
+    """Waits until the pushed score's row is in the list."""
+    await eventually(lambda: score_id in _row_ids(user))
 
 
 def _chart_points(user, score_type: str) -> list[list]:
@@ -89,7 +104,7 @@ async def test_a_value_half_typed_in_the_form_survives_someone_elses_save(pages_
     _one(owner, "score-measure").value = "berg"
     _one(owner, "score-value").value = 44
     score = await w.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel", value=51)
-    await owner.should_see(marker=f"score-{score.id}", retries=30)
+    await _shows_row(owner, score.id)
     assert _one(owner, "score-measure").value == "berg"
     assert _one(owner, "score-value").value == 44
 
@@ -117,7 +132,7 @@ async def test_marking_a_score_in_error_elsewhere_strikes_it_and_takes_its_point
     chart = _one(owner, "chart-barthel")
     await w.store.mark_score_in_error(principal=w.lead, score_id=seeded[1].id, reason="wrong patient")
     await owner.should_see("Entered in error: wrong patient", retries=30)
-    assert "pt-error" in _one(owner, f"score-{seeded[1].id}").classes
+    assert _row(owner, seeded[1].id)["error"] is True
     assert [p[1] for p in _chart_points(owner, "barthel")] == [40.0, 42.0]
     assert _one(owner, "chart-barthel") is chart
     await _same_as_a_fresh_page(pages_app, "owner", owner)
@@ -145,7 +160,7 @@ async def test_a_viewer_page_shows_a_pushed_score_but_never_its_note_text(pages_
     chart = _one(viewer, "chart-barthel")
     score = await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="barthel",
                                        value=77, notes="Private score note")
-    await viewer.should_see(marker=f"score-{score.id}", retries=30)
+    await _shows_row(viewer, score.id)
     await viewer.should_see("77")
     await viewer.should_not_see("Private score note")
     assert not any("Private score note" in repr(shown(e)) for e in viewer.find(marker="scores").elements)
@@ -160,11 +175,28 @@ async def test_only_the_recorder_or_a_lead_gets_the_mark_in_error_control_and_it
     theirs = await w.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel", value=61)
     owner = await pages_app.signed_in("owner")
     await owner.open(f"/patient/{w.patient.id}")
-    assert _one(owner, f"score-{mine.id}").props["markable"] is True
-    assert _one(owner, f"score-{theirs.id}").props["markable"] is False
-    owner.find(marker=f"score-{mine.id}").trigger("mark")
+    assert _row(owner, mine.id)["markable"] is True
+    assert _row(owner, theirs.id)["markable"] is False
+    owner.find(marker="score-list").trigger("mark", theirs.id)  # a forged click on a row without the button
+    await owner.should_not_see("Mark score entered in error")
+    owner.find(marker="score-list").trigger("mark", mine.id)
     await owner.should_see("Mark score entered in error")
     _one(owner, "error-reason").value = "typo"
     owner.find(marker="error-save").click()
     await owner.should_see("Entered in error: typo", retries=30)
-    assert _one(owner, f"score-{mine.id}").props["markable"] is False
+    assert _row(owner, mine.id)["markable"] is False
+
+
+async def test_show_more_lists_older_scores_and_a_push_keeps_the_count(pages_app):
+    w = pages_app.world
+    seeded = await _seed_scores(w, 30)
+    owner = await pages_app.signed_in("owner")
+    await owner.open(f"/patient/{w.patient.id}")
+    await owner.should_see("Show more (22 older)")
+    owner.find(marker="score-list").trigger("more")
+    await owner.should_see("Show more (6 older)")
+    assert _row_ids(owner) == [s.id for s in reversed(seeded)][:24]
+    score = await w.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel",
+                                       value=80, score_date=START + 40 * DAY)
+    await owner.should_see("Show more (7 older)", retries=30)
+    assert _row_ids(owner) == [score.id] + [s.id for s in reversed(seeded)][:23]
