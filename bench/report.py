@@ -9,6 +9,10 @@ BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
 HEADER = ("figure", "result", "target", "floor (same run)", "× floor", "verdict")
 
 
+
+def _signed_pct(value: float | None) -> str:
+    return "?" if value is None else f"{value:+.1f}%"
+
 def _get(d: dict, *path: str):
     for key in path:
         if not isinstance(d, dict) or key not in d:
@@ -77,7 +81,7 @@ def table_rows(results: dict) -> list[tuple]:
         rows.append((f"topic isolation: X p50 / p99 ms alone → with {iso['other_subscribers']} others",
                      f"{_get(iso, 'alone', 'p50_ms')} / {_get(iso, 'alone', 'p99_ms')} → "
                      f"{_get(iso, 'with_others', 'p50_ms')} / {_get(iso, 'with_others', 'p99_ms')} "
-                     f"(+{iso.get('slower_p50_pct')}% / +{iso.get('slower_p99_pct')}%)",
+                     f"({_signed_pct(iso.get('slower_p50_pct'))} / {_signed_pct(iso.get('slower_p99_pct'))})",
                      "≤ 10% slower", "", "", _verdict(worst, 10)))
 
     sqlite_rate = _get(floor, "sqlite_insert_commit", "per_second")
