@@ -15,8 +15,8 @@ overflowed, the subscription is re-read from the store and the difference is sen
 The hub hands each delivery straight to its subscription's handler here (a sink: no task per
 subscription), which works out the event and writes it to the socket in the same step when nothing
 is queued ahead of it: a push to a thousand sockets is a thousand writes, not a thousand task
-wake-ups. Only a socket whose client stops reading queues; its sender task waits on it (with a time
-limit), so a slow socket only ever holds back itself. A socket that falls SEND_QUEUE messages behind
+wake-ups. Only a socket whose client stops reading queues; a sender task, started then, waits on it
+(with a time limit), so a slow socket only ever holds back itself. A socket that falls SEND_QUEUE messages behind
 has its queued events dropped and its subscriptions re-read (resync).
 When access to a patient ends, that patient's queued messages are dropped before they are sent.
 Malformed messages get protocol errors (1 bad message, 2 not connected or unknown subscription,
@@ -170,7 +170,7 @@ class Connection:
         self.connected = False
         self.subscriptions: dict[int, LiveSubscription] = {}
         self.outbox: deque[Queued] = deque()
-        self._queued = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None  # runs only while writes are backed up
         self._drained = asyncio.Event()
         self._stalled: asyncio.Task[None] | None = None  # a write waiting for the client to read
         self._failed = False
@@ -184,7 +184,6 @@ class Connection:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         await self.ws.accept()
-        sender = asyncio.create_task(self._send_loop())
         try:
             while not self.closing:
                 message = await self.ws.receive()
@@ -206,19 +205,23 @@ class Connection:
             self.subscriptions.clear()
             if self._resyncing is not None:
                 self._resyncing.cancel()
-            self._queued.set()  # the sender sends what is queued, then ends
-            try:
-                await asyncio.wait_for(sender, SEND_TIMEOUT_SECONDS)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                sender.cancel()
+            if self._sender is not None:  # it sends what is queued, then ends
+                try:
+                    await asyncio.wait_for(self._sender, SEND_TIMEOUT_SECONDS)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 try:
                     await self.ws.close()
                 except Exception:  # noqa: BLE001 - the client has gone already
                     pass
 
+    def _start_sender(self) -> None:
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
     async def _send_loop(self) -> None:
-        """Sends what queued behind a stalled write, once the client reads again."""
+        """Waits out a stalled write, sends what queued behind it, and ends when nothing is left."""
         outbox = self.outbox
         try:
             while True:
@@ -226,25 +229,23 @@ class Connection:
                     async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
                         await self._stalled
                     self._stalled = None
-                    continue
                 if self._failed:
                     raise ConnectionError("live query: a write to the socket failed")
                 if not outbox:
-                    self._drained.set()
-                    if self.closing:
-                        return
-                    self._queued.clear()
-                    await self._queued.wait()
-                    continue
+                    return
                 self._write(outbox.popleft().text)
         except Exception:  # noqa: BLE001 - a dead or stuck socket: end this connection only
             self.closing = True
+            outbox.clear()
             if self._stalled is not None:
                 self._stalled.cancel()
             try:
                 await self.ws.close()
             except Exception:  # noqa: BLE001
                 pass
+        finally:
+            self._sender = None
+            self._drained.set()
 
     def _write(self, text: str) -> None:
         """Writes now; a write that has to wait (the client is not reading) is left to the sender."""
@@ -252,10 +253,10 @@ class Connection:
             self._stalled = _start_now(self.ws.send_text(text))
         except Exception:  # noqa: BLE001 - the socket is gone; the sender closes it
             self._failed = self.closing = True
-            self._queued.set()
+            self._start_sender()
             return
         if self._stalled is not None:
-            self._queued.set()
+            self._start_sender()
 
     def _enqueue(self, text: str, sub: LiveSubscription | None = None, patient_id: str | None = None,
                  object_id: str | None = None, prior: Tracked | None = None) -> None:
@@ -269,7 +270,6 @@ class Connection:
         request_id = sub.request_id if sub is not None else None
         self.outbox.append(Queued(text, request_id, patient_id, object_id, prior))
         self._drained.clear()
-        self._queued.set()
         if request_id is not None and len(self.outbox) > SEND_QUEUE:
             self._overflowed()
 
