@@ -135,6 +135,31 @@ async def test_unauthorized_subscriber_receives_nothing_and_viewer_gets_no_priva
     await viewer.nothing()
 
 
+async def test_the_same_query_on_many_sockets_and_a_narrower_one_each_get_their_own_events(api, lq_url):
+    """Subscribers with the same query share the matching of each event: each still gets every match,
+    shaped for its own role, and a narrower filter on the same patient gets only its matches."""
+    w = api.world
+    where = patient_where(w)
+    owner = await open_client(lq_url, api.tokens["owner"])
+    viewer = await open_client(lq_url, api.tokens["viewer"])
+    high = await open_client(lq_url, api.tokens["lead"])
+    await subscribe(owner, 1, "MobilityScore", where)
+    await subscribe(viewer, 1, "MobilityScore", dict(where))
+    await subscribe(high, 1, "MobilityScore", {**where, "scoreValue": {"$gt": 50}})
+    low_score = await api.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="barthel",
+                                             value=30, notes="private note")
+    high_score = await api.store.record_score(principal=w.owner, patient_id=w.patient.id,
+                                              score_type="barthel", value=70, notes="private note")
+    for client in (owner, viewer):
+        events = [await client.recv(), await client.recv()]
+        assert [(e["op"], e["object"]["objectId"]) for e in events] == [
+            ("create", low_score.id), ("create", high_score.id)]
+        assert all(("notes" in e["object"]) == (client is owner) for e in events)
+    event = await high.recv()
+    assert (event["op"], event["object"]["objectId"], event["object"]["scoreValue"]) == ("create", high_score.id, 70)
+    await high.nothing()
+
+
 async def test_logout_ends_subscriptions_with_209(api, lq_url):
     w = api.world
     contributor = await open_client(lq_url, api.tokens["team_contributor"])
