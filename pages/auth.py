@@ -17,11 +17,13 @@ from dashboard.access import Principal
 from dashboard.config import Settings
 from dashboard.errors import AccountLocked, InvalidCredentials, InvalidInput, NotAuthenticated, StoreError, Taken
 from dashboard.passwords import CookieSigner
+from dashboard.rate_limit import LoginLimiter
 from dashboard.store import Store
 
 COOKIE = "ot_session"
 router = APIRouter()
 _settings: Settings | None = None
+_limiter: LoginLimiter | None = None
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ class PageSession:
 
 
 def configure(settings: Settings) -> None:
-    global _settings
+    global _settings, _limiter
     _settings = settings
+    # The same limits as the API's sign-in: per account and per client address.
+    _limiter = LoginLimiter(settings.login_rate_per_minute, settings.login_address_rate_per_minute)
 
 
 def settings() -> Settings:
@@ -110,8 +114,14 @@ def _back(page: str, next_path: str, **params: str) -> RedirectResponse:
 
 
 @router.post("/login", include_in_schema=False)
-async def login(username: str = Form(""), password: str = Form(""), next: str = Form("/")) -> Response:
+async def login(request: Request, username: str = Form(""), password: str = Form(""),
+                next: str = Form("/")) -> Response:
     target = safe_next(next)
+    if _limiter is None:
+        raise RuntimeError("pages.register(settings) was not called")
+    wait = _limiter.check(username=username.strip(), address=request.client.host if request.client else None)
+    if wait:
+        return _back("/login", target, error="busy", seconds=str(wait))
     try:
         signed_in = await runtime.store().log_in(username=username.strip(), password=password)
     except AccountLocked as exc:

@@ -57,7 +57,7 @@ def _field(label: str, name: str, *, kind: str = "text", autocomplete: str = "")
 
 @router.page("/login", title="Sign in · OT Tracker")
 async def login_page(request: Request, next: str = "/", error: str = "", minutes: int = 0,
-                     signed_out: int = 0) -> RedirectResponse | None:
+                     seconds: int = 0, signed_out: int = 0) -> RedirectResponse | None:
     target = auth.safe_next(next)
     if await auth.session_of(request) is not None:
         return RedirectResponse(target, status_code=303)
@@ -67,6 +67,9 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
             unit = "minute" if minutes == 1 else "minutes"
             _error_banner(f"This account is locked after repeated failed sign-ins. "
                           f"Try again in {max(minutes, 1)} {unit}, or ask a lead to unlock it.")
+        elif error == "busy":
+            unit = "second" if seconds == 1 else "seconds"
+            _error_banner(f"Too many sign-in attempts from here. Try again in {max(seconds, 1)} {unit}.")
         elif error:
             _error_banner(SIGN_IN_ERRORS.get(error, SIGN_IN_ERRORS["invalid"]))
         elif signed_out:

@@ -21,7 +21,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from dashboard.access import Principal
 from dashboard.api import wire
-from dashboard.api.rate_limit import LoginLimiter
+from dashboard.rate_limit import LoginLimiter
 from dashboard.config import Settings
 from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, StoreError
 from dashboard.serialize import iso

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
+from dashboard.rate_limit import address_limit
+from pages import auth
 from tests.support import PASSWORD
 
 
@@ -58,6 +60,24 @@ async def test_a_locked_account_says_how_long(pages_app):
     # Even the right password is refused while locked; a lead can unlock it.
     response = await user.http_client.post("/login", data={"username": "outsider", "password": PASSWORD})
     assert "error=locked" in response.headers["location"]
+
+
+async def test_sign_in_attempts_are_rate_limited_per_address_as_on_the_api(pages_app):
+    """Guesses spread over many accounts from one address are slowed, before any account locks."""
+    settings = auth.settings()
+    limit = address_limit(settings.login_rate_per_minute, settings.login_address_rate_per_minute)
+    user = pages_app.new_user()
+    locations = []
+    for i in range(limit + 1):
+        response = await user.http_client.post("/login", data={"username": f"nobody-{i}", "password": "guess-guess"})
+        locations.append(response.headers["location"])
+    assert all("error=invalid" in location for location in locations[:limit])
+    assert "error=busy" in locations[-1]
+    await user.open(locations[-1])
+    await user.should_see("Too many sign-in attempts from here. Try again in")
+    # Even the right password waits: the limit is checked before the password.
+    response = await user.http_client.post("/login", data={"username": "owner", "password": PASSWORD})
+    assert "error=busy" in response.headers["location"]
 
 
 async def test_sign_up_refuses_a_short_password_and_then_signs_in(pages_app):

@@ -45,10 +45,15 @@ class SlidingWindow:
         return 0.0
 
 
+def address_limit(per_account: int, per_address: int) -> int:
+    """Attempts per minute from one address: as configured, or five accounts' worth."""
+    return max(per_address or 5 * per_account, 1)
+
+
 class LoginLimiter:
     def __init__(self, per_account: int, per_address: int, *, clock: Callable[[], float] = time.monotonic):
         self.accounts = SlidingWindow(max(per_account, 1), clock=clock)
-        self.addresses = SlidingWindow(max(per_address or 5 * per_account, 1), clock=clock)
+        self.addresses = SlidingWindow(address_limit(per_account, per_address), clock=clock)
 
     def check(self, *, username: object, address: str | None) -> int:
         """Seconds to wait (rounded up) when either limit is exceeded; 0 when the attempt may go ahead."""
