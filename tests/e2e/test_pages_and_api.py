@@ -81,3 +81,39 @@ def test_a_score_saved_on_a_page_reaches_an_api_live_query_subscriber(browser, e
     assert event["object"]["className"] == "MobilityScore" and event["object"]["scoreValue"] == 71
     assert event["object"]["patient"]["objectId"] == pid
     therapist.context.close()
+
+
+def _scores_shown(page) -> tuple[list[str], list[float]]:
+    """The score rows' text and the Berg chart's values, as the page shows them."""
+    rows = page.locator("[data-testid=score-list] .pt-list-row").all_inner_texts()
+    values = page.evaluate("""() => {
+        const el = document.querySelector('.chart-berg');
+        return el ? getElement(el.id.slice(1)).chart.getOption().series[0].data.map(p => p[1]) : [];
+    }""")
+    return rows, values
+
+
+def test_a_score_saved_while_the_pages_socket_is_down_shows_once_it_reconnects(browser, e2e_server):
+    pid = patient_object_id(e2e_server, "DEMO-0004")
+    lead = sign_in(browser, e2e_server, "lead", f"/patient/{pid}")
+    expect(lead.locator("body[data-live=live]")).to_have_count(1, timeout=PUSH)
+    # A network blip: the socket drops and socket.io reconnects by itself 1.5 s later.
+    lead.evaluate("""() => { const m = window.socket.io;
+        m.reconnectionDelay(1500); m.reconnectionDelayMax(1500); m.engine.close(); }""")
+    expect(lead.locator("body[data-live=reconnecting]")).to_have_count(1, timeout=PUSH)
+    marker = f"blip-{uuid.uuid4().hex[:8]}"
+    token = api_login(e2e_server, "therapist")
+    r = httpx.post(f"{e2e_server.url}/parse/classes/MobilityScore",
+                   headers={"X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": token},
+                   json={"patient": {"__type": "Pointer", "className": "Patient", "objectId": pid},
+                         "scoreType": "berg", "scoreValue": 47, "notes": marker,
+                         "scoreDate": {"__type": "Date", "iso": "2026-11-23T10:00:00.000Z"}})
+    assert r.status_code == 201, r.text
+    expect(lead.locator("body[data-live=live]")).to_have_count(1, timeout=PUSH * 2)
+    expect(lead.locator("[data-testid=score-list]")).to_contain_text(marker, timeout=PUSH)
+    live = _scores_shown(lead)
+    assert 47 in live[1]
+    lead.reload()
+    expect(lead.locator("[data-testid=score-list]")).to_contain_text(marker, timeout=PUSH)
+    assert _scores_shown(lead) == live
+    lead.context.close()
