@@ -147,7 +147,7 @@ class PatientView:
         self.dialog_host = ui.element("div")
         self.root = ui.column().classes("w-full gap-4")
         self.render_all()
-        self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch)
+        self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch, at_once=self.at_once)
         live.on_team_change(self.pid, self.refresh_team)
         me = presence.Viewer(ui.context.client.id, self.session.principal.user_id, self.session.username,
                              self.session.role)
@@ -727,6 +727,11 @@ class PatientView:
         live.team_changed(self.pid)
 
     # -- live -------------------------------------------------------------------------------------
+    def at_once(self, delivery: Delivery) -> bool:
+        """A pushed score is applied in the publishing step; anything else goes to on_batch."""
+        return (not self.ended and delivery.class_name == "MobilityScore" and delivery.kind in ("create", "update")
+                and self.apply_score(delivery))
+
     async def on_batch(self, batch: live.Batch) -> None:
         if self.ended:
             return
