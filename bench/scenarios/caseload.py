@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import aiohttp
 from sqlalchemy import event
 
-from bench.clients import RestClient, pointer
+from bench.clients import BenchError, RestClient, pointer
 from bench.seed import build_world, note_rows, open_store, score_rows
 from bench.server import Workspace
 from bench.stats import percentile
@@ -135,15 +135,19 @@ async def page_loads(url: str, world) -> dict:
         cookies = await login_cookies(session, url, world.lead.username)
         if cookies is None:
             return {"status": "blocked: no page sign-in route yet"}
+        # Sent by hand: aiohttp's default cookie jar keeps no cookies from an IP address like 127.0.0.1.
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
         out = {}
         for name, path in (("caseload_page", "/"), ("patient_page", f"/patient/{world.x}")):
             times = []
             status = None
             for _ in range(1 + REPEATS // 2):
                 t0 = time.perf_counter()
-                async with session.get(url + path, allow_redirects=False) as response:
+                async with session.get(url + path, headers=headers, allow_redirects=False) as response:
                     await response.read()
                     status = response.status
                 times.append(time.perf_counter() - t0)
+            if status != 200:
+                raise BenchError(f"{path} answered {status} to a signed-in lead")
             out[name] = {"status": status, "p50_ms": round(percentile(times[1:], 50) * 1000, 2)}
         return out
