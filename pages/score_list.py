@@ -39,7 +39,7 @@ class ScoreList(ui.element, component="score_list.js"):
     def more(self) -> str:
         return self._props["state"]["more"]
 
-    def insert(self, index: int | None, row: Row, encoded: str, *, drop_last: bool, more: str,
+    def insert(self, index: int | None, row: Row | None, encoded: str, *, drop_last: bool, more: str,
                chart: ui.echart | None = None, point_index: int = 0, point: list | None = None) -> None:
         """A new score: its row at `index` (None: under "Show more"), optionally dropping the last row,
         the "Show more" text, and its point at `point_index` of `chart`'s series."""
