@@ -8,10 +8,14 @@ on the client's engine.io socket directly, which never suspends: an iteration ru
 messages still leave in order, with the same ids and history (replayed after a reconnect).
 
 `install()` makes NiceGUI create this outbox for every client; everything else is NiceGUI's own.
+It leans on NiceGUI's and python-socketio's internals, so it only installs on the NiceGUI minor
+versions it was checked against; on any other, the pages keep NiceGUI's outbox (slower, same result).
 """
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import logging
 import time
 
 from nicegui import client as nicegui_client
@@ -21,6 +25,8 @@ from nicegui.dependencies import JsComponent
 from socketio import packet
 
 NAMESPACE = "/"
+CHECKED_NICEGUI = ("3.18.",)  # minor versions whose outbox and socket.io use this was checked against
+log = logging.getLogger("ot_tracker.pages")
 
 
 class Outbox(nicegui_outbox.Outbox):
@@ -98,6 +104,17 @@ class Outbox(nicegui_outbox.Outbox):
         self.next_message_id += 1
 
 
-def install() -> None:
-    """Every client created from now on gets this outbox."""
+def installable() -> bool:
+    version = importlib.metadata.version("nicegui")
+    return version.startswith(CHECKED_NICEGUI) and callable(getattr(core.sio, "_send_packet", None))
+
+
+def install() -> bool:
+    """Every client created from now on gets this outbox; False (NiceGUI's own stays) on a NiceGUI
+    this was not checked against."""
+    if not installable():
+        log.warning("pages: NiceGUI %s is not one the fast outbox was checked against; using NiceGUI's own",
+                    importlib.metadata.version("nicegui"))
+        return False
     nicegui_client.Outbox = Outbox  # type: ignore[misc]
+    return True
