@@ -10,11 +10,17 @@ function of a `WriteConn`. On SQLite, jobs queued meanwhile are committed togeth
 the whole batch runs as one call on the writer connection's own thread, each job inside its own
 SAVEPOINT, so a job that raises is undone alone and the others still commit. On PostgreSQL each
 job is its own transaction.
+
+SQLite's WAL is moved into the database file by a background checkpoint once a second, from a read
+connection. By default the committing writer does it every 1,000 pages, which stalled that one
+write (and every push waiting on it) by several milliseconds; the default stays only as a backstop
+at a larger size.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -30,12 +36,16 @@ from sqlalchemy.sql import Executable
 from dashboard.models import Base
 
 T = TypeVar("T")
+log = logging.getLogger("ot_tracker.db")
 
+CHECKPOINT_SECONDS = 1.0
+WAL_BACKSTOP_PAGES = 10_000  # about 40 MB: the writer checkpoints itself only if the background stops
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
     "PRAGMA synchronous=NORMAL",
+    f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}",
 )
 
 
@@ -196,6 +206,7 @@ class Database:
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._queue: list[_Queued] = []
         self._writer: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -209,6 +220,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction the caller commits; rolled back on any exception."""
+        self._checkpoint_in_background()
         async with self._write() as session:
             try:
                 yield session
@@ -225,6 +237,7 @@ class Database:
         if not self.is_sqlite:
             async with self.write_engine.begin() as conn:
                 return await conn.run_sync(lambda sync_conn: job(CoreWriteConn(sync_conn)))
+        self._checkpoint_in_background()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append(_Queued(job, future))
@@ -253,6 +266,26 @@ class Database:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
 
+    def _checkpoint_in_background(self) -> None:
+        """Starts the checkpointer with the first write on this loop (SQLite only)."""
+        task = self._checkpointer
+        if self.is_sqlite and (task is None or task.done() or task.get_loop() is not asyncio.get_running_loop()):
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                async with self.read_engine.connect() as conn:
+                    # On the driver connection, outside any transaction; PASSIVE never waits for
+                    # readers or the writer, it copies what it can now and the rest next time.
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the writer's own checkpoint is the backstop
+                log.warning("background WAL checkpoint failed", exc_info=True)
+
     async def create_all(self) -> None:
         """For tests and benchmarks; production uses the Alembic migrations."""
         async with self.write_engine.begin() as conn:
@@ -268,6 +301,13 @@ class Database:
                 await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
     async def dispose(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None and not checkpointer.done() and checkpointer.get_loop() is asyncio.get_running_loop():
+            checkpointer.cancel()
+            try:
+                await checkpointer
+            except asyncio.CancelledError:
+                pass
         writer = self._writer
         if writer is not None and not writer.done() and writer.get_loop() is asyncio.get_running_loop():
             await writer

@@ -7,6 +7,7 @@ publishes nothing and the next write works.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -175,3 +176,19 @@ async def test_a_failed_commit_stores_and_publishes_nothing_and_the_next_write_w
     monkeypatch.setattr(db_module, "_run_batch", real)
     score = await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=5)
     assert [d.object_id for d in _drain(sub)] == [score.id]
+
+
+async def test_sqlite_moves_its_write_ahead_log_into_the_database_file_in_the_background(world, database_url):
+    """Writes never stop to checkpoint: the log reaches the database file from a background checkpoint."""
+    if not world.store.db.is_sqlite:
+        pytest.skip("SQLite's write-ahead log")
+    main_file = make_url(database_url).database
+    before = os.path.getsize(main_file)
+    for value in range(60):
+        await world.store.record_score(principal=world.lead, patient_id=world.patient.id, score_type="barthel",
+                                       value=value)
+    # Far below the writer's own threshold (db_module.WAL_BACKSTOP_PAGES): only the background can grow it.
+    deadline = asyncio.get_running_loop().time() + 10 * db_module.CHECKPOINT_SECONDS
+    while os.path.getsize(main_file) <= before:
+        assert asyncio.get_running_loop().time() < deadline, "no checkpoint moved the log into the file"
+        await asyncio.sleep(0.05)  # polling the file: the checkpoint has no event to wait on
