@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
+from pathlib import Path
 
-from bench.clients import Arrivals, RestClient, Subscribers, new_score, patient_query
+from bench.clients import Arrivals, BenchError, RestClient, Subscribers, new_score, patient_query
 from bench.seed import build_world, open_store
 from bench.server import Workspace
 from bench.stats import summary_ms
 
+REPO = Path(__file__).resolve().parents[2]
 DELIVERY_TIMEOUT = 15.0  # seconds to wait for every subscriber's event of one write
 
 
@@ -58,6 +62,36 @@ async def fanout(ctx, subscribers: int, writes: int) -> dict:
             "post_roundtrip": summary_ms(result["post"]), "errors": errors[:5]}
 
 
+class Crowd:
+    """Subscribers in their own process (bench/crowd.py): the measuring client stays the same."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    @classmethod
+    async def open(cls, ws_url: str, plan: list[tuple[str, dict]], timeout: float = 120) -> "Crowd":
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.crowd", ws_url, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, cwd=REPO)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write((json.dumps(plan) + "\n").encode())
+        await process.stdin.drain()
+        line = await asyncio.wait_for(process.stdout.readline(), timeout)
+        if line.strip() != b"ready":
+            process.kill()
+            raise BenchError(f"the crowd did not subscribe: {line[:200]!r}")
+        return cls(process)
+
+    async def close(self, timeout: float = 60) -> tuple[int, list]:
+        """(events the crowd received, its errors), once it has closed its sockets."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(b"stop\n")
+        await self.process.stdin.drain()
+        report = json.loads(await asyncio.wait_for(self.process.stdout.readline(), timeout))
+        await asyncio.wait_for(self.process.wait(), timeout)
+        return report["events"], report["errors"]
+
+
 async def isolation(ctx, on_x: int, others: int, writes: int) -> dict:
     """X's latency with only its own subscribers, then beside `others` on other patients, then alone again."""
     other_patients = max(1, min(others // 10, 100))
@@ -68,27 +102,29 @@ async def isolation(ctx, on_x: int, others: int, writes: int) -> dict:
         server = await asyncio.to_thread(ws.start_server)
         arrivals = Arrivals(expected=on_x)
         mine = Subscribers(server.ws_url, arrivals)
-        other_arrivals = Arrivals(expected=10 ** 9)
         rest = RestClient(server.url, connections=1)
         token = world.lead.token
+        crowd: Crowd | None = None
         try:
             await mine.open([(world.members[i % len(world.members)].token, patient_query(world.x))
                              for i in range(on_x)])
             await _writes(rest, arrivals, token, world.x, 3, on_x)  # warm-up
             alone = await _writes(rest, arrivals, token, world.x, writes, on_x, value_base=1)
-            crowd = Subscribers(server.ws_url, other_arrivals)
             outsiders = world.outsiders
-            await crowd.open([(outsiders[i % len(outsiders)].token,
-                               patient_query(world.patients[1 + i % other_patients])) for i in range(others)])
+            crowd = await Crowd.open(server.ws_url, [(outsiders[i % len(outsiders)].token,
+                                                      patient_query(world.patients[1 + i % other_patients]))
+                                                     for i in range(others)])
             await _writes(rest, arrivals, token, world.x, 3, on_x)  # warm-up
             # As many writes as both alone phases together: a p99 compares like with like (with 100
             # writes of 10 deliveries each, one slow write is the whole 1%).
             crowded = await _writes(rest, arrivals, token, world.x, 2 * writes, on_x, value_base=2)
-            leaked = sum(len(v) for v in other_arrivals.times.values())
-            await crowd.close()
+            leaked, crowd_errors = await crowd.close()
             alone_again = await _writes(rest, arrivals, token, world.x, writes, on_x, value_base=3)
-            errors = mine.errors
+            errors = mine.errors + crowd_errors
         finally:
+            if crowd is not None and crowd.process.returncode is None:
+                crowd.process.kill()  # only after a failure: close() waits for it to exit
+                await crowd.process.wait()
             await rest.close()
             await mine.close()
     base = alone["latency"] + alone_again["latency"]
