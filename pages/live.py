@@ -1,13 +1,12 @@
 """The one way pages reach the hub: subscribe as the page's principal, apply batches, clean up.
 
-`watch` captures the session's principal when the page is built, runs one task per page that waits
-on the subscription, hands each batch of deliveries to the page inside its client context, and
-closes the subscription when the client is deleted (tab closed and not reconnected).
-
-With `at_once`, the hub hands each delivery (access-checked at that moment) to the page in the
-publishing step, and the page may apply it there and then: a push to P pages then wakes no page
-task at all. What it does not take, and whatever arrives while a batch is being applied, waits
-in order for the page's task.
+`watch` captures the session's principal when the page is built. The hub hands each delivery to the
+page in the publishing step, already checked against the principal's access at that moment and
+shaped for its role. With `at_once`, the page may apply a delivery there and then (a push to P
+pages then wakes no page task at all); otherwise, and for whatever arrives while a batch is being
+applied, deliveries wait in order for the page's one task, which hands each batch to the page inside
+its client context. An access end drops what still waits for that patient; a page that falls too far
+behind gets a resync. The subscription closes when the client is deleted (tab closed, not reconnected).
 """
 from __future__ import annotations
 
@@ -29,44 +28,9 @@ AtOnce = Callable[[Delivery], bool]
 
 def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
           at_once: AtOnce | None = None) -> Subscription:
-    """Subscribes the current page; `on_batch` gets every delivery that arrived together.
+    """Subscribes the current page; `on_batch` gets every delivery that waited together.
     `at_once(delivery)` may apply a delivery in the publishing step; it returns False to leave it
     to `on_batch`."""
-    if at_once is not None:
-        return _watch_at_once(session, topics, on_batch, at_once)
-    client = ui.context.client
-    sub = session.store.hub.subscribe(session.principal, topics)
-
-    async def pump() -> None:
-        try:
-            while True:
-                first = await sub.get()
-                if first is None or client.is_deleted:
-                    return
-                batch = [first]
-                # A status change arrives as Patient + StatusHistory; apply them as one refresh.
-                while (more := sub.get_nowait()) is not None:
-                    batch.append(more)
-                with client:
-                    try:
-                        await on_batch(batch)
-                    except Exception:  # noqa: BLE001 - one failed refresh must not end the page's feed
-                        log.exception("live refresh failed on %s", client.page.path)
-        finally:
-            sub.close()
-
-    task = background_tasks.create(pump(), name="live-page")
-
-    def stop() -> None:
-        sub.close()
-        task.cancel()
-        _listeners.pop(client.id, None)
-
-    client.on_delete(stop)
-    return sub
-
-
-def _watch_at_once(session: PageSession, topics: Iterable[Topic], on_batch: Handler, at_once: AtOnce) -> Subscription:
     client = ui.context.client
     pending: deque[Delivery] = deque()
     wake = asyncio.Event()
@@ -81,7 +45,7 @@ def _watch_at_once(session: PageSession, topics: Iterable[Topic], on_batch: Hand
             kept = [d for d in pending if delivery.patient_id is not None and d.patient_id != delivery.patient_id]
             pending.clear()
             pending.extend(kept)
-        elif not pending and not busy:
+        elif at_once is not None and not pending and not busy:
             with client:
                 try:
                     if at_once(delivery):
@@ -110,6 +74,7 @@ def _watch_at_once(session: PageSession, topics: Iterable[Topic], on_batch: Hand
                     continue
                 if client.is_deleted:
                     return
+                # A status change arrives as Patient + StatusHistory; they are applied as one batch.
                 batch = list(pending)
                 pending.clear()
                 busy = True
