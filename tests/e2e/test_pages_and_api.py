@@ -28,17 +28,22 @@ def api_login(server, username: str) -> str:
     return r.json()["sessionToken"]
 
 
+def create_score(server, pid: str, value: int, notes: str, iso: str) -> None:
+    """A Berg score saved by the demo therapist through the Parse REST API."""
+    token = api_login(server, "therapist")
+    r = httpx.post(f"{server.url}/parse/classes/MobilityScore",
+                   headers={"X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": token},
+                   json={"patient": {"__type": "Pointer", "className": "Patient", "objectId": pid},
+                         "scoreType": "berg", "scoreValue": value, "notes": notes,
+                         "scoreDate": {"__type": "Date", "iso": iso}})
+    assert r.status_code == 201, r.text
+
+
 def test_a_score_created_through_the_api_appears_on_an_open_patient_page(browser, e2e_server):
     pid = patient_object_id(e2e_server, "DEMO-0004")
     lead = sign_in(browser, e2e_server, "lead", f"/patient/{pid}")
     marker = f"api-{uuid.uuid4().hex[:8]}"
-    token = api_login(e2e_server, "therapist")
-    r = httpx.post(f"{e2e_server.url}/parse/classes/MobilityScore",
-                   headers={"X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": token},
-                   json={"patient": {"__type": "Pointer", "className": "Patient", "objectId": pid},
-                         "scoreType": "berg", "scoreValue": 44, "notes": marker,
-                         "scoreDate": {"__type": "Date", "iso": "2026-11-20T10:00:00.000Z"}})
-    assert r.status_code == 201, r.text
+    create_score(e2e_server, pid, 44, marker, "2026-11-20T10:00:00.000Z")
     expect(lead.locator("[data-testid=score-list]")).to_contain_text(marker, timeout=PUSH)
     lead.context.close()
 
@@ -102,13 +107,7 @@ def test_a_score_saved_while_the_pages_socket_is_down_shows_once_it_reconnects(b
         m.reconnectionDelay(1500); m.reconnectionDelayMax(1500); m.engine.close(); }""")
     expect(lead.locator("body[data-live=reconnecting]")).to_have_count(1, timeout=PUSH)
     marker = f"blip-{uuid.uuid4().hex[:8]}"
-    token = api_login(e2e_server, "therapist")
-    r = httpx.post(f"{e2e_server.url}/parse/classes/MobilityScore",
-                   headers={"X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": token},
-                   json={"patient": {"__type": "Pointer", "className": "Patient", "objectId": pid},
-                         "scoreType": "berg", "scoreValue": 47, "notes": marker,
-                         "scoreDate": {"__type": "Date", "iso": "2026-11-23T10:00:00.000Z"}})
-    assert r.status_code == 201, r.text
+    create_score(e2e_server, pid, 47, marker, "2026-11-23T10:00:00.000Z")
     expect(lead.locator("body[data-live=live]")).to_have_count(1, timeout=PUSH * 2)
     expect(lead.locator("[data-testid=score-list]")).to_contain_text(marker, timeout=PUSH)
     live = _scores_shown(lead)
