@@ -307,7 +307,7 @@ class RecordsMixin(AccountsMixin):
         table = model.__table__  # type: ignore[attr-defined]
 
         def job(w: WriteConn) -> tuple[int, int] | None:
-            if w.dialect != "sqlite":
+            if w.dialect != "sqlite":  # as lock_patient does for ORM sessions
                 w.fetch(LOCK_PATIENT, {"patient_id": patient_id})
             if class_name == "SessionNote" and values.get("amends_id"):
                 amended = w.fetch(NOTE_PATIENT, {"note_id": values["amends_id"]})
@@ -345,18 +345,16 @@ class RecordsMixin(AccountsMixin):
         elif isinstance(row, (SessionNote, EquipmentLog)):
             await tx.session.flush()
             activity = await refresh_patient_activity(tx.session, row.patient_id)
-            tx.events.append(_activity_event(row.patient_id, activity.open_follow_ups, activity.equipment_out))
+            tx.events.append(_activity_event(row.patient_id, *activity))
 
     async def _add_history(self, tx: Tx, principal: Principal, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,
                            equipment_log_id: str | None = None) -> StatusHistory:
         await lock_patient(tx.session, patient_id)  # the sequence is per patient
-        sequence = await tx.session.scalar(
-            select(func.coalesce(func.max(StatusHistory.sequence), 0)).where(
-                StatusHistory.patient_id == patient_id))
+        sequence = await tx.session.scalar(NEXT_HISTORY_SEQUENCE, {"patient_id": patient_id})
         row = StatusHistory(patient_id=patient_id, status_type=status_type, from_value=from_value,
                             to_value=to_value, changed_by_id=principal.user_id, change_reason=reason,
-                            equipment_log_id=equipment_log_id, sequence=(sequence or 0) + 1)
+                            equipment_log_id=equipment_log_id, sequence=sequence)
         tx.session.add(row)
         await tx.session.flush()
         tx.events.append(Event("create", "StatusHistory", row.id, patient_id, to_parse(row)))

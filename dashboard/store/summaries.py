@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, delete, func, select, true
+from sqlalchemy import String, bindparam, delete, func, select, true
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,45 +33,32 @@ LOCK_PATIENT = select(Patient.id).where(Patient.id == bindparam("patient_id", ty
 
 
 async def lock_patient(session: AsyncSession, patient_id: str) -> None:
-    if session.get_bind().dialect.name != "sqlite":
+    if _dialect(session) != "sqlite":
         await session.execute(LOCK_PATIENT, {"patient_id": patient_id})
 
 
 async def refresh_score_summary(session: AsyncSession, patient_id: str, score_type: str) -> None:
+    """The same statement as a create's (`score_summary_upsert`), after clearing the row: a measure
+    whose every score is now entered in error has no summary."""
     await lock_patient(session, patient_id)
-    newest = (await session.execute(
-        select(MobilityScore.score_value, MobilityScore.score_date)
-        .where(MobilityScore.patient_id == patient_id, MobilityScore.score_type == score_type,
-               MobilityScore.entered_in_error.is_(False))
-        .order_by(MobilityScore.score_date.desc(), MobilityScore.created_at.desc())
-        .limit(2))).all()
-    row = await session.get(ScoreSummary, (patient_id, score_type))
-    if not newest:
-        if row is not None:
-            await session.execute(delete(ScoreSummary).where(
-                ScoreSummary.patient_id == patient_id, ScoreSummary.score_type == score_type))
-        return
-    if row is None:
-        row = ScoreSummary(patient_id=patient_id, score_type=score_type)
-        session.add(row)
-    row.latest_value, row.latest_date = newest[0]
-    row.previous_value = newest[1][0] if len(newest) > 1 else None
+    await session.execute(delete(ScoreSummary).where(
+        ScoreSummary.patient_id == patient_id, ScoreSummary.score_type == score_type))
+    connection = await session.connection()  # Core execution, as on the create path
+    await connection.execute(score_summary_upsert(_dialect(session)),
+                             {"patient_id": patient_id, "score_type": score_type})
 
 
-async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> PatientActivity:
+async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> tuple[int, int]:
+    """(open follow-ups, equipment out), by the same statement as a create's."""
     await lock_patient(session, patient_id)
-    last_session, follow_ups = (await session.execute(
-        select(func.max(SessionNote.session_date),
-               func.coalesce(func.sum(case((SessionNote.follow_up_needed.is_(True), 1), else_=0)), 0))
-        .where(SessionNote.patient_id == patient_id))).one()
-    out = await session.scalar(select(func.count()).where(
-        EquipmentLog.patient_id == patient_id, EquipmentLog.status == "checked_out"))
-    row = await session.get(PatientActivity, patient_id)
-    if row is None:
-        row = PatientActivity(patient_id=patient_id)
-        session.add(row)
-    row.last_session_at, row.open_follow_ups, row.equipment_out = last_session, int(follow_ups), int(out or 0)
-    return row
+    connection = await session.connection()  # Core execution, as on the create path
+    follow_ups, out = (await connection.execute(patient_activity_upsert(_dialect(session)),
+                                                {"patient_id": patient_id})).one()
+    return int(follow_ups), int(out)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
 
 
 # ---------------------------------------------------------------------------- as single statements
@@ -129,6 +116,7 @@ def patient_activity_upsert(dialect: str) -> Any:
     ).returning(PatientActivity.open_follow_ups, PatientActivity.equipment_out)
 
 
+# Params patient_id.
 NEXT_HISTORY_SEQUENCE = select(func.coalesce(func.max(StatusHistory.sequence), 0) + 1).where(
     StatusHistory.patient_id == bindparam("patient_id", type_=String))
 NOTE_PATIENT = select(SessionNote.patient_id).where(SessionNote.id == bindparam("note_id", type_=String))
