@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql import Executable
 
+from dashboard import patterns
 from dashboard.models import Base
 
 T = TypeVar("T")
@@ -50,12 +51,15 @@ SQLITE_PRAGMAS = (
 
 
 def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60,
+                                 hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # pragma: no cover - driver hook
         # Take transaction control away from the driver so BEGIN is ours to issue.
         dbapi_connection.isolation_level = None
+        # REGEXP through RE2 (linear time) instead of the dialect's Python `re` (backtracking).
+        dbapi_connection.create_function("regexp", 2, patterns.sqlite_regexp, deterministic=True)
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
@@ -200,7 +204,9 @@ class Database:
             self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
             self.read_engine = _sqlite_engine(url, begin="BEGIN", pool_size=8)
         else:
-            self.write_engine = create_async_engine(url, pool_size=10, max_overflow=10, echo=echo)
+            # hide_parameters: a failing statement's error never carries its values (patient data).
+            self.write_engine = create_async_engine(url, pool_size=10, max_overflow=10, echo=echo,
+                                                    hide_parameters=True)
             self.read_engine = self.write_engine
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
@@ -213,8 +219,12 @@ class Database:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def read(self, *, timeout_seconds: float | None = None) -> AsyncIterator[AsyncSession]:
+        """A read session. With `timeout_seconds`, PostgreSQL cancels any statement that runs
+        longer (a caller's query is bounded); SQLite's reads run off the event loop already."""
         async with self._read() as session:
+            if timeout_seconds is not None and not self.is_sqlite:
+                await session.execute(text(f"SET LOCAL statement_timeout = {int(timeout_seconds * 1000)}"))
             yield session
 
     @asynccontextmanager

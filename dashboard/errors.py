@@ -98,3 +98,14 @@ class AccountLocked(InvalidCredentials):
             f"This account is locked after repeated failed sign-ins. Try again in {minutes} {unit}."
         )
         self.minutes = minutes
+
+
+class RateLimited(StoreError):
+    """Too many sign-in attempts from one address or for one account (Parse answers 429, code 100)."""
+
+    http_status = 429
+    parse_code = 100
+
+    def __init__(self, seconds: int):
+        super().__init__(f"Too many sign-in attempts. Try again in {seconds} seconds.")
+        self.seconds = seconds

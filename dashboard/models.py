@@ -80,6 +80,8 @@ class User(Timestamps, Versioned, Base):
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True, default=new_object_id)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    # The username as compared (NFKC, case-folded): one account per key, however it is spelled.
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="contributor")
@@ -215,6 +217,7 @@ class AuditEvent(Base):
     patient_ref: Mapped[str | None] = mapped_column(String(16), nullable=True)  # Patient.id, opaque
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(500), nullable=True)  # field names, never values
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the client's, for sign-ins
 
 
 PATIENT_RECORD_CLASSES: dict[str, type[Base]] = {

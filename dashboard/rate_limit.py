@@ -3,7 +3,8 @@
 This runs in front of the store's own lockout (which locks an account after repeated failures): the
 rate limit also slows an attacker who spreads guesses over many accounts from one address, and one
 who guesses correctly-spelled usernames fast enough to matter before the lockout counts them.
-Kept in memory, per process; the number of tracked keys is bounded.
+Kept in memory, per process; the number of tracked keys is bounded. Accounts are counted by their
+normalized key (dashboard/names.py): no spelling of a username gets a counter of its own.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+
+from dashboard.names import account_key
 
 MAX_KEYS = 50_000
 WINDOW_SECONDS = 60.0
@@ -59,5 +62,5 @@ class LoginLimiter:
         """Seconds to wait (rounded up) when either limit is exceeded; 0 when the attempt may go ahead."""
         wait = self.addresses.hit(address or "unknown")
         if isinstance(username, str) and username:
-            wait = max(wait, self.accounts.hit(username.lower()[:64]))
+            wait = max(wait, self.accounts.hit(account_key(username)))
         return math.ceil(wait) if wait else 0

@@ -7,23 +7,32 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from dashboard import runtime
+from dashboard import password_rules, runtime
 from dashboard.access import Principal
 from dashboard.config import Settings
-from dashboard.errors import AccountLocked, InvalidCredentials, InvalidInput, NotAuthenticated, StoreError, Taken
+from dashboard.errors import (
+    AccountLocked,
+    InvalidCredentials,
+    InvalidInput,
+    NotAuthenticated,
+    RateLimited,
+    StoreError,
+    Taken,
+)
 from dashboard.passwords import CookieSigner
-from dashboard.rate_limit import LoginLimiter
 from dashboard.store import Store
 
 COOKIE = "ot_session"
+# With secure cookies, the __Host- prefix: the browser keeps it only if Secure, Path=/ and no Domain,
+# so no sibling subdomain or plain-HTTP page can plant or overwrite it.
+SECURE_COOKIE = "__Host-ot_session"
 router = APIRouter()
 _settings: Settings | None = None
-_limiter: LoginLimiter | None = None
 
 
 @dataclass(frozen=True)
@@ -45,10 +54,12 @@ class PageSession:
 
 
 def configure(settings: Settings) -> None:
-    global _settings, _limiter
+    global _settings
     _settings = settings
-    # The same limits as the API's sign-in: per account and per client address.
-    _limiter = LoginLimiter(settings.login_rate_per_minute, settings.login_address_rate_per_minute)
+
+
+def cookie_name() -> str:
+    return SECURE_COOKIE if settings().secure_cookies else COOKIE
 
 
 def settings() -> Settings:
@@ -72,7 +83,7 @@ def _signer() -> CookieSigner:
 
 
 def _token_from(request: Request) -> str | None:
-    raw = request.cookies.get(COOKIE)
+    raw = request.cookies.get(cookie_name())
     if not raw:
         return None
     return _signer().unsign(raw, max_age_seconds=int(settings().session_lifetime.total_seconds()))
@@ -102,10 +113,31 @@ def to_login(request: Request) -> RedirectResponse:
 
 
 def _set_cookie(response: Response, token: str) -> None:
-    s = settings()
-    response.set_cookie(COOKIE, _signer().sign(token), httponly=True, samesite="lax",
-                        secure=s.secure_cookies, path="/",
-                        max_age=int(s.session_lifetime.total_seconds()))
+    # No Max-Age: the cookie ends with the browser session; the server ends the session itself
+    # (idle timeout, lifetime, sign-out) whatever the cookie says.
+    response.set_cookie(cookie_name(), _signer().sign(token), httponly=True, samesite="lax",
+                        secure=settings().secure_cookies, path="/")
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def cross_site(request: Request) -> bool:
+    """A form post another site made the browser send (CSRF): its Origin is not this server's.
+
+    Browsers send Origin (and Sec-Fetch-Site) with every POST; a client that sends neither is not a
+    browser a third-party page could drive.
+    """
+    origin = request.headers.get("origin")
+    if origin is not None:
+        host = request.headers.get("host", "")
+        return origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
+    return request.headers.get("sec-fetch-site") not in (None, "same-origin", "none")
+
+
+def _refuse_cross_site() -> Response:
+    return Response("Cross-site form posts are refused.", status_code=403, media_type="text/plain")
 
 
 def _back(page: str, next_path: str, **params: str) -> RedirectResponse:
@@ -117,13 +149,13 @@ def _back(page: str, next_path: str, **params: str) -> RedirectResponse:
 async def login(request: Request, username: str = Form(""), password: str = Form(""),
                 next: str = Form("/")) -> Response:
     target = safe_next(next)
-    if _limiter is None:
-        raise RuntimeError("pages.register(settings) was not called")
-    wait = _limiter.check(username=username.strip(), address=request.client.host if request.client else None)
-    if wait:
-        return _back("/login", target, error="busy", seconds=str(wait))
+    if cross_site(request):
+        return _refuse_cross_site()
     try:
-        signed_in = await runtime.store().log_in(username=username.strip(), password=password)
+        signed_in = await runtime.store().log_in(username=username.strip(), password=password,
+                                                 address=_address(request))
+    except RateLimited as exc:
+        return _back("/login", target, error="busy", seconds=str(exc.seconds))
     except AccountLocked as exc:
         return _back("/login", target, error="locked", minutes=str(exc.minutes))
     except InvalidCredentials:
@@ -136,15 +168,21 @@ async def login(request: Request, username: str = Form(""), password: str = Form
 
 
 @router.post("/signup", include_in_schema=False)
-async def signup(username: str = Form(""), email: str = Form(""), password: str = Form(""),
-                 next: str = Form("/")) -> Response:
+async def signup(request: Request, username: str = Form(""), email: str = Form(""),
+                 password: str = Form(""), next: str = Form("/")) -> Response:
     target = safe_next(next)
+    if cross_site(request):
+        return _refuse_cross_site()
     try:
         signed_in = await runtime.store().sign_up(username=username.strip(), email=email.strip(),
-                                                  password=password)
+                                                  password=password, address=_address(request))
+    except RateLimited as exc:
+        return _back("/signup", target, error="busy", seconds=str(exc.seconds))
     except Taken as exc:
         return _back("/signup", target, error=f"taken_{exc.field}")
     except InvalidInput as exc:
+        if exc.field == "password" and password_rules.rule_code(exc.rule):
+            return _back("/signup", target, error="weak_password", rule=password_rules.rule_code(exc.rule) or "")
         return _back("/signup", target, error=f"bad_{exc.field}")
     response = RedirectResponse(target, status_code=303)
     _set_cookie(response, signed_in.token)
@@ -153,10 +191,12 @@ async def signup(username: str = Form(""), email: str = Form(""), password: str 
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
+    if cross_site(request):
+        return _refuse_cross_site()
     session = await session_of(request)
     if session is not None:
         await runtime.store().log_out(principal=session.principal)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax",
+    response.delete_cookie(cookie_name(), path="/", httponly=True, samesite="lax",
                            secure=settings().secure_cookies)
     return response

@@ -7,6 +7,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
+from dashboard import password_rules
 from pages import auth
 
 router = APIRouter()
@@ -17,8 +18,12 @@ SIGN_IN_ERRORS = {
 }
 
 
-def _signup_error(code: str) -> str | None:
+def _signup_error(code: str, rule: str = "", seconds: int = 0) -> str | None:
     minimum = auth.settings().min_password_length
+    if code == "weak_password" and rule in password_rules.RULES:
+        return f"That password {password_rules.RULES[rule]}."
+    if code == "busy":
+        return f"Too many attempts from here. Try again in {max(seconds, 1)} seconds."
     return {
         "taken_username": "That username is already taken. Choose another.",
         "taken_email": "An account with that email already exists.",
@@ -87,7 +92,8 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
 
 
 @router.page("/signup", title="Sign up · OT Tracker")
-async def signup_page(request: Request, next: str = "/", error: str = "") -> RedirectResponse | None:
+async def signup_page(request: Request, next: str = "/", error: str = "", rule: str = "",
+                      seconds: int = 0) -> RedirectResponse | None:
     target = auth.safe_next(next)
     if await auth.session_of(request) is not None:
         return RedirectResponse(target, status_code=303)
@@ -95,7 +101,7 @@ async def signup_page(request: Request, next: str = "/", error: str = "") -> Red
     card = _shell("Create an account",
                   "New accounts see no patients until a lead or a therapist adds them to a care team.")
     with card:
-        message = _signup_error(error)
+        message = _signup_error(error, rule, seconds)
         if message:
             _error_banner(message)
         with ui.element("form").props('method="post" action="/signup"').classes("w-full flex flex-col gap-3"):

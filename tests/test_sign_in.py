@@ -104,9 +104,10 @@ async def test_duplicate_username_or_email_is_taken(timed_store: Store):
 
 
 # -- sign-in and lockout ---------------------------------------------------------------------------
-async def _fail(store: Store, username: str) -> Exception:
+async def _fail(store: Store, username: str, *, password: str = "not the password",
+                address: str | None = None) -> Exception:
     with pytest.raises(InvalidCredentials) as caught:
-        await store.log_in(username=username, password="not the password")
+        await store.log_in(username=username, password=password, address=address)
     return caught.value
 
 
@@ -243,3 +244,70 @@ async def test_passwords_are_stored_as_argon2id_hashes(timed_store: Store):
         assert (await session.get(User, user.user.id)).password_hash.startswith("$argon2id$")
     await _fail_with(timed_store, "newcomer", "my secret phrase")
     await timed_store.log_in(username="newcomer", password="another secret phrase")
+
+
+# -- security review: H2, L2, L5 ---------------------------------------------------------------------
+async def test_h2_like_wildcards_are_not_usernames(timed_store: Store):
+    for pattern in ("lea_", "lead%", "%lead", "l%d", "LEA_"):
+        assert type(await _fail(timed_store, pattern, password=PASSWORD)) is InvalidCredentials, pattern
+
+
+async def test_h2_lockout_counts_per_account_whatever_the_spelling(timed_store: Store):
+    for spelling in ("lead", "LEAD", "Lead", "ｌｅａｄ", "lEaD"):
+        assert type(await _fail(timed_store, spelling)) in (InvalidCredentials, AccountLocked)
+    # Five failures, five spellings, one account: it is locked for every spelling, right password too.
+    for spelling in ("lead", "LEAD", "ｌｅａｄ"):
+        assert isinstance(await _fail(timed_store, spelling, password=PASSWORD), AccountLocked), spelling
+
+
+async def test_h2_sign_up_compares_normalized_names_not_patterns(timed_store: Store):
+    # A LIKE pattern that would have matched "lead" is a different, free name...
+    signed = await timed_store.sign_up(username="lea_", email="x1@example.org", password="a fine passphrase")
+    assert signed.user.username == "lea_"
+    # ... while another spelling of a taken name is taken, and so is another spelling of an email.
+    with pytest.raises(Taken) as caught:
+        await timed_store.sign_up(username="LEAD", email="x2@example.org", password="a fine passphrase")
+    assert caught.value.field == "username"
+    with pytest.raises(Taken) as caught:
+        await timed_store.sign_up(username="someone", email="LEAD@Example.org", password="a fine passphrase")
+    assert caught.value.field == "email"
+    # A full-width spelling is the same name once normalized (NFKC), so it is taken too.
+    with pytest.raises(Taken):
+        await timed_store.sign_up(username="ｌｅａｄ", email="x3@example.org", password="a fine passphrase")
+
+
+async def test_h2_other_spellings_sign_in_to_the_one_account(timed_store: Store):
+    lead = (await timed_store.log_in(username="lead", password=PASSWORD)).user
+    for spelling in ("LEAD", "ｌｅａｄ"):
+        assert (await timed_store.log_in(username=spelling, password=PASSWORD)).user.id == lead.id
+
+
+@pytest.mark.parametrize("password, rule", [
+    (" " * 12, "blank"), ("\x00" * 12, "control"), ("aaaaaaaaaaaa", "repeated"),
+    ("abcabcabcabc", "repeated"), ("password1234", "common"), ("Password2026!", "common"),
+    ("qwertyqwerty", "common"), ("123456789012", "digits"),
+])
+async def test_l2_weak_passwords_are_refused_with_the_rule(timed_store: Store, password: str, rule: str):
+    from dashboard.password_rules import RULES
+    with pytest.raises(InvalidInput) as caught:
+        await timed_store.sign_up(username="weak-one", email="weak@example.org", password=password)
+    assert caught.value.field == "password" and caught.value.parse_code == 142
+    assert caught.value.rule == RULES[rule]
+    # Nothing was written: there is no such account to sign in to.
+    assert type(await _fail(timed_store, "weak-one", password=password)) is InvalidCredentials
+
+
+async def test_l5_failed_sign_ins_are_audited_with_account_address_and_lockout(timed_store: Store):
+    from dashboard.models import AuditEvent
+    lead_id = (await timed_store.log_in(username="lead", password=PASSWORD)).user.id
+    for _ in range(5):
+        await _fail(timed_store, "LEAD", address="192.0.2.7")
+    await _fail(timed_store, "lead", password=PASSWORD, address="192.0.2.8")
+    await _fail(timed_store, "nobody-at-all", address="192.0.2.9")
+    async with timed_store.db.read() as session:
+        rows = list(await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "login", AuditEvent.outcome != "ok")
+            .order_by(AuditEvent.id)))
+    seen = [(r.object_id, r.address, r.outcome) for r in rows]
+    assert seen == [(lead_id, "192.0.2.7", "invalid")] * 4 + [
+        (lead_id, "192.0.2.7", "locked"), (lead_id, "192.0.2.8", "locked"), (None, "192.0.2.9", "invalid")]

@@ -7,10 +7,10 @@ $lt/$gt/$in or equality, and satisfies $ne and $nin. The store validates a subsc
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from dashboard import patterns
 from dashboard.schema import FieldSpec
 from dashboard.store.query import QueryBuilder, parse_datetime
 
@@ -26,7 +26,6 @@ class Matcher:
     def __init__(self, class_name: str, where: Mapping[str, Any] | None):
         self.builder = QueryBuilder(class_name)
         self.where = where or {}
-        self._regex: dict[tuple[str, str], re.Pattern[str]] = {}
         # The last few objects tested, by identity: a shared matcher answers each event's object
         # once, however many subscribers ask (events are immutable once published).
         self._recent: dict[int, tuple[Mapping[str, Any], bool]] = {}
@@ -95,19 +94,11 @@ class Matcher:
                 if (value is not None) != operand:
                     return False
             elif op == "$regex":
-                if not isinstance(value, str) or not self._pattern(operand, condition.get("$options", "")).search(value):
+                # RE2, linear in the stored value: a subscriber's pattern meets every write's text.
+                if not patterns.search(patterns.inline(operand, condition.get("$options", "")), value):
                     return False
             elif op == "$options":
                 continue
             else:
                 return False
         return True
-
-    def _pattern(self, pattern: str, options: str) -> re.Pattern[str]:
-        key = (pattern, options or "")
-        compiled = self._regex.get(key)
-        if compiled is None:
-            flags = (re.IGNORECASE if "i" in key[1] else 0) | (re.MULTILINE if "m" in key[1] else 0)
-            compiled = self._regex[key] = re.compile(pattern, flags)
-        return compiled
-

@@ -21,9 +21,16 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from dashboard.access import Principal
 from dashboard.api import wire
-from dashboard.rate_limit import LoginLimiter
 from dashboard.config import Settings
-from dashboard.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, StoreError
+from dashboard.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StoreError,
+)
 from dashboard.serialize import iso
 from dashboard.store import Store
 
@@ -78,6 +85,7 @@ class ParseRequest:
     if_match: str | None = None
     address: str | None = None
     base_url: str = ""
+    url_has_password: bool = False  # a `password` in the query string (refused where it matters)
 
     @property
     def segments(self) -> list[str]:
@@ -162,7 +170,8 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
                         installation_id=installation if isinstance(installation, str) else None,
                         if_match=str(if_match) if if_match is not None else None,
                         address=request.client.host if request.client else None,
-                        base_url=str(request.base_url).rstrip("/"))
+                        base_url=str(request.base_url).rstrip("/"),
+                        url_has_password="password" in request.query_params)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -172,6 +181,9 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 def _error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, ApiError):
         return _json(exc.body, exc.status, exc.headers)
+    if isinstance(exc, RateLimited):
+        return _json({"code": exc.parse_code, "error": exc.message}, exc.http_status,
+                     {"Retry-After": str(exc.seconds)})
     if isinstance(exc, StoreError):
         return _json({"code": exc.parse_code, "error": exc.message}, exc.http_status)
     if isinstance(exc, StaleDataError):
@@ -187,7 +199,6 @@ class ParseApi:
     def __init__(self, settings: Settings, get_store: Callable[[], Store]):
         self.settings = settings
         self.get_store = get_store
-        self.limiter = LoginLimiter(settings.login_rate_per_minute, settings.login_address_rate_per_minute)
 
     @property
     def store(self) -> Store:
@@ -299,29 +310,26 @@ class ParseApi:
         for name in body:
             if name not in ("username", "email", "password"):
                 raise InvalidInput(str(name)[:60], "is not a sign-up field (username, email, password)", code=105)
-        self._rate_limit(call, None)
         signed = await self.store.sign_up(username=body.get("username"), email=body.get("email"),  # type: ignore[arg-type]
-                                          password=body.get("password"))  # type: ignore[arg-type]
+                                          password=body.get("password"),  # type: ignore[arg-type]
+                                          address=call.address or "unknown")
         created = wire.encode_row(signed.user)["createdAt"]
         return _json({"objectId": signed.user.id, "createdAt": created, "sessionToken": signed.token}, 201,
                      self._location(call, f"users/{signed.user.id}"))
 
-    def _rate_limit(self, call: ParseRequest, username: object) -> None:
-        wait = self.limiter.check(username=username, address=call.address)
-        if wait:
-            raise ApiError(429, {"code": 100, "error": f"Too many sign-in attempts. Try again in {wait} seconds."},
-                           {"Retry-After": str(wait)})
-
     async def log_in(self, call: ParseRequest) -> Response:
-        source = call.params if call.method == "GET" else {**call.params, **call.body}
+        if call.url_has_password:
+            # Parse accepts GET /login?username=&password=; a password in a URL lands in proxy logs.
+            raise _param_error("password: send it in the request body (POST /login), never in the URL")
+        source = {**call.params, **call.body}
         for name in source:
             if name not in ("username", "password", "authData"):
                 raise _param_error(f"{str(name)[:40]} is not a login parameter")
         if "authData" in source:
             raise InvalidInput("authData", "third-party sign-in is not supported", code=252)
         username, password = source.get("username"), source.get("password")
-        self._rate_limit(call, username)
-        signed = await self.store.log_in(username=username, password=password)  # type: ignore[arg-type]
+        signed = await self.store.log_in(username=username, password=password,  # type: ignore[arg-type]
+                                         address=call.address or "unknown")
         return _json({**wire.encode_row(signed.user), "sessionToken": signed.token})
 
     async def log_out(self, call: ParseRequest) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from dashboard import password_rules
 from dashboard.access import LEAD, Principal
 from dashboard.errors import (
     AccountLocked,
@@ -20,11 +22,13 @@ from dashboard.errors import (
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    RateLimited,
     Taken,
 )
 from dashboard.models import ROLES, AuthSession, LoginThrottle, User
+from dashboard.names import MAX_INPUT, account_key, email_key
 from dashboard.passwords import new_session_token, token_hash
-from dashboard.store.base import StoreBase, Tx, audited
+from dashboard.store.base import AUDIT, StoreBase, Tx, audited
 
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
@@ -58,6 +62,7 @@ class AccountsMixin(StoreBase):
             raise MissingField("username")
         if not isinstance(username, str):
             raise InvalidInput("username", "must be text")
+        username = unicodedata.normalize("NFKC", username[:MAX_INPUT])
         if not USERNAME_RULE.match(username):
             raise InvalidInput("username", "must be 3 to 64 letters, digits, dots, dashes or underscores")
         return username
@@ -69,7 +74,7 @@ class AccountsMixin(StoreBase):
             raise InvalidInput("email", "must be text")
         if len(email) > 254 or not EMAIL_RULE.match(email):
             raise InvalidInput("email", "must be an email address", code=125)
-        return email.lower()
+        return email_key(email)
 
     def _check_password(self, password: object) -> str:
         if password is None or password == "":
@@ -82,6 +87,9 @@ class AccountsMixin(StoreBase):
             )
         if len(password) > 1024:
             raise InvalidInput("password", "must be at most 1024 characters", code=142)
+        weakness = password_rules.weakness(password)
+        if weakness:
+            raise InvalidInput("password", weakness, code=142)
         return password
 
     def _check_role(self, role: object) -> str:
@@ -96,7 +104,8 @@ class AccountsMixin(StoreBase):
     async def _insert_user(self, *, username: str, email: str, password: str, role: str,
                            actor: Principal | None, audit_action: str) -> tuple[User, str | None]:
         password_hash = await self._hash(password)
-        user = User(username=username, email=email, password_hash=password_hash, role=role, active=True)
+        user = User(username=username, username_key=account_key(username), email=email,
+                    password_hash=password_hash, role=role, active=True)
         token = new_session_token() if actor is None else None
         async with self._write() as tx:
             await self._ensure_unique(tx, username=username, email=email)
@@ -111,7 +120,7 @@ class AccountsMixin(StoreBase):
 
     async def _ensure_unique(self, tx: Tx, *, username: str | None = None, email: str | None = None) -> None:
         if username is not None:
-            taken = await tx.session.scalar(select(User.id).where(User.username.ilike(username)))
+            taken = await tx.session.scalar(select(User.id).where(User.username_key == account_key(username)))
             if taken:
                 raise Taken("username")
         if email is not None:
@@ -120,8 +129,12 @@ class AccountsMixin(StoreBase):
                 raise Taken("email")
 
     @audited("signup")
-    async def sign_up(self, *, username: str, email: str, password: str) -> SignedIn:
-        """A new account: always a contributor, seeing no patient until added to a care team."""
+    async def sign_up(self, *, username: str, email: str, password: str,
+                      address: str | None = None) -> SignedIn:
+        """A new account: always a contributor, seeing no patient until added to a care team.
+        `address`: the client's, from a channel (pages, API): each one is rate limited."""
+        if address is not None:
+            self._limit_sign_in(address, None)
         username = self._check_username(username)
         email = self._check_email(email)
         password = self._check_password(password)
@@ -166,25 +179,40 @@ class AccountsMixin(StoreBase):
             return await session.scalar(
                 select(AuthSession.id).where(AuthSession.token_hash == token_hash(token)))  # type: ignore[return-value]
 
-    @audited("login")
-    async def log_in(self, *, username: str, password: str) -> SignedIn:
-        """Same answer, and about the same time, for a wrong password and an unknown user."""
+    def _limit_sign_in(self, address: str, username: object) -> None:
+        """Attempts per minute per client address and per account key; RateLimited beyond."""
+        wait = self.sign_in_limiter.check(username=username, address=address)
+        if wait:
+            raise RateLimited(wait)
+
+    async def log_in(self, *, username: str, password: str, address: str | None = None) -> SignedIn:
+        """Same answer, and about the same time, for a wrong password and an unknown user.
+
+        Every spelling of an account (case, full-width forms) is that account: the lockout and the
+        rate limit count per account. `address` is the client's, given by a channel (pages, API),
+        which rate limits the attempt; internal callers (tests, the command line) give none.
+        """
+        if address is not None:
+            self._limit_sign_in(address, username)
         if not isinstance(username, str) or not username:
             raise MissingField("username")
         if not isinstance(password, str) or not password:
             raise MissingField("password")
-        key = username.lower()[:64]
+        key = account_key(username)
         now = self.clock()
         async with self.db.read() as session:
             throttle = await session.get(LoginThrottle, key)
-            user = await session.scalar(select(User).where(User.username.ilike(username)))
+            user = await session.scalar(select(User).where(User.username_key == key))
+        account = user.id if user is not None else None
         if throttle and throttle.locked_until and throttle.locked_until > now:
             await asyncio.to_thread(self.hasher.verify, password, None)
+            await self._audit_sign_in(account, address, "locked")
             raise AccountLocked(math.ceil((throttle.locked_until - now).total_seconds() / 60))
         usable = user is not None and user.active
         ok = await asyncio.to_thread(self.hasher.verify, password, user.password_hash if usable else None)
         if not ok or user is None:
             minutes = await self._record_failure(key)
+            await self._audit_sign_in(account, address, "locked" if minutes else "invalid")
             if minutes:
                 raise AccountLocked(minutes)
             raise InvalidCredentials()
@@ -194,8 +222,14 @@ class AccountsMixin(StoreBase):
             existing = await tx.session.get(LoginThrottle, key)
             if existing is not None:
                 await tx.session.delete(existing)
-            tx.audit(Principal(user.id), "login", "_User", object_id=user.id)
+            tx.audit(Principal(user.id), "login", "_User", object_id=user.id, address=address)
         return SignedIn(user, token, Principal(user.id, row.id, user.username))
+
+    async def _audit_sign_in(self, account: str | None, address: str | None, outcome: str) -> None:
+        """A refused sign-in: the account tried (when it exists), where from, wrong or locked."""
+        row = self._audit_row(None, "login", "_User", object_id=account, outcome=outcome)
+        row["address"] = address[:64] if address else None
+        await self.db.transact(lambda w: w.insert(AUDIT, [row]))
 
     async def _record_failure(self, key: str) -> int:
         """Counts a failed sign-in; returns the minutes locked when this one tipped it over."""
@@ -356,7 +390,7 @@ class AccountsMixin(StoreBase):
             user = await tx.session.get(User, user_id)
             if user is None:
                 raise NotFound()
-            row = await tx.session.get(LoginThrottle, user.username.lower())
+            row = await tx.session.get(LoginThrottle, user.username_key)
             if row is not None:
                 await tx.session.delete(row)
             tx.audit(principal, "unlock", "_User", object_id=user_id)
@@ -367,7 +401,7 @@ class AccountsMixin(StoreBase):
             raise PermissionDenied()
         async with self.db.read() as session:
             user = await session.get(User, user_id)
-            row = await session.get(LoginThrottle, user.username.lower()) if user else None
+            row = await session.get(LoginThrottle, user.username_key) if user else None
         if row is None or row.locked_until is None or row.locked_until <= self.clock():
             return 0
         return math.ceil((row.locked_until - self.clock()).total_seconds() / 60)

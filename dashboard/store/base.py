@@ -24,11 +24,13 @@ from dashboard.errors import (
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    RateLimited,
     StoreError,
 )
 from dashboard.hub import AccessChange, Event, Hub
 from dashboard.models import AuditEvent, utcnow
 from dashboard.passwords import PasswordHasher
+from dashboard.rate_limit import LoginLimiter
 from dashboard.schema import CLASSES, FieldSpec
 
 log = logging.getLogger("ot_tracker.store")
@@ -41,6 +43,7 @@ OUTCOMES: dict[type[StoreError], str] = {
     NotFound: "not_found",
     PermissionDenied: "denied",
     Conflict: "conflict",
+    RateLimited: "rate_limited",
 }
 
 
@@ -54,10 +57,11 @@ class Tx:
 
     def audit(self, principal: Principal | None, action: str, class_name: str, *,
               object_id: str | None = None, patient_ref: str | None = None,
-              detail: str | None = None) -> None:
+              detail: str | None = None, address: str | None = None) -> None:
         self.session.add(AuditEvent(
             actor_id=principal.user_id if principal else None, action=action, class_name=class_name,
             object_id=object_id, patient_ref=patient_ref, outcome="ok", detail=detail,
+            address=address[:64] if address else None,
         ))
 
 
@@ -93,6 +97,9 @@ class StoreBase:
         self._sessions: dict[str, Any] = {}  # token hash -> cached session (accounts.py)
         self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
                                      time_cost=settings.argon2_time_cost)
+        # One sign-in limiter for every channel (pages and API): the store applies it.
+        self.sign_in_limiter = LoginLimiter(settings.login_rate_per_minute,
+                                            settings.login_address_rate_per_minute)
 
     async def start(self) -> None:
         async with self.db.read() as session:
@@ -153,7 +160,7 @@ class StoreBase:
         self._audit_pending.append(dict(
             at=self.clock(), actor_id=principal.user_id if principal else None, action="read",
             class_name=class_name, object_id=object_id, patient_ref=patient_ref, outcome="ok",
-            detail=detail))
+            detail=detail, address=None))
         if self._audit_task is None or self._audit_task.done():
             self._audit_task = asyncio.get_running_loop().create_task(self._write_pending_audit())
 
@@ -190,6 +197,7 @@ class StoreBase:
             clip(str(kwargs.get("class_name", "")) or _class_of(action), 32) or "",
             object_id=clip(object_id, 16), patient_ref=clip(patient_ref, 16), detail=clip(detail, 500),
             outcome=outcome)
+        row["address"] = clip(kwargs.get("address"), 64)
         await self.db.transact(lambda w: w.insert(AUDIT, [row]))
 
     def _audit_row(self, principal: Principal | None, action: str, class_name: str, *,
@@ -198,7 +206,7 @@ class StoreBase:
         """An audit row for a `transact` job (every column given, so all rows insert alike)."""
         return dict(at=utcnow(), actor_id=principal.user_id if principal else None, action=action,
                     class_name=class_name, object_id=object_id, patient_ref=patient_ref,
-                    outcome=outcome, detail=detail)
+                    outcome=outcome, detail=detail, address=None)
 
     # -- validation -----------------------------------------------------------------------------
     def _clean(self, class_name: str, fields: Mapping[str, object], *, creating: bool,

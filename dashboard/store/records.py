@@ -4,12 +4,13 @@ Per-class write rules follow shared/spec/ACCESS.md, table "Per class".
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dashboard.access import CONTRIBUTOR, LEAD, THERAPIST, VIEWER, Principal
 from dashboard.db import WriteConn
@@ -45,6 +46,9 @@ from dashboard.store.summaries import (
 )
 
 MAX_LIMIT = 1000
+# A caller's find or count runs at most this long on PostgreSQL (statement_timeout).
+QUERY_TIMEOUT_SECONDS = 10.0
+PG_INVALID_REGEX, PG_QUERY_CANCELED = "2201B", "57014"
 WRITERS = (LEAD, THERAPIST, CONTRIBUTOR)  # who may add records to patients they see
 PATIENT_OWNER_FIELDS = {"displayName", "dateOfBirth", "mobilityStatus"}
 PATIENT_LEAD_FIELDS = {"primaryTherapist", "patientId", "archived"}
@@ -115,7 +119,7 @@ class RecordsMixin(AccountsMixin):
         statement, builder = self._select(principal, class_name, where)
         model = MODELS[class_name]
         statement = statement.order_by(*builder.order(order), model.id).limit(limit).offset(skip)
-        async with self.db.read() as session:
+        async with self._query_guard(), self.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
             rows = list(await session.scalars(statement)) if limit else []
         if not live_refresh:
             await self._audit_read(principal, class_name, patient_ref=self._patient_of(where),
@@ -123,6 +127,21 @@ class RecordsMixin(AccountsMixin):
         if class_name == "_User":
             return [self._user_view(principal, r) for r in rows]  # type: ignore[arg-type,misc]
         return [self._shaped_for(principal, class_name, r) for r in rows]
+
+    @staticmethod
+    @asynccontextmanager
+    async def _query_guard() -> AsyncIterator[None]:
+        """A caller's query that the database refuses or cancels is bad input (102), not a 500."""
+        try:
+            yield
+        except DBAPIError as exc:
+            state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if state == PG_INVALID_REGEX:
+                raise InvalidInput("where", "$regex is not a pattern this database can run", code=102) from None
+            if state == PG_QUERY_CANCELED:
+                raise InvalidInput("where", f"the query ran longer than {QUERY_TIMEOUT_SECONDS:g} s; narrow it",
+                                   code=102) from None
+            raise
 
     def _shaped_for(self, principal: Principal | None, class_name: str, row: Base) -> Base:
         """A viewer (a ward screen) gets a detached copy without PHI: no patientId, date of birth
@@ -141,7 +160,7 @@ class RecordsMixin(AccountsMixin):
     @audited("count")
     async def count(self, *, principal: Principal | None, class_name: str, where: object = None) -> int:
         statement, _ = self._select(principal, class_name, where)
-        async with self.db.read() as session:
+        async with self._query_guard(), self.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
             total = await session.scalar(select(func.count()).select_from(statement.subquery()))
         return int(total or 0)
 

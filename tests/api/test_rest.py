@@ -29,7 +29,7 @@ async def test_sign_up_log_in_me_log_out(api):
     assert ISO_Z.match(body["createdAt"]) and body["sessionToken"].startswith("r:")
     assert r.headers["location"].endswith(f"/parse/users/{body['objectId']}")
 
-    r = await api.call("GET", "login", params={"username": "newbie", "password": "long enough pass"})
+    r = await api.call("POST", "login", json={"username": "newbie", "password": "long enough pass"})
     assert r.status_code == 200 and r.json()["username"] == "newbie" and r.json()["role"] == "contributor"
     assert "password" not in r.json() and "className" not in r.json()
     token = r.json()["sessionToken"]
