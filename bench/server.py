@@ -119,6 +119,7 @@ class BenchServer:
                 "OT_HOST": "127.0.0.1", "OT_DATABASE_URL": self.database_url,
                 "OT_SECRET_KEY": "bench-secret-not-for-production", "OT_LOCKOUT_ATTEMPTS": "100000",
                 "OT_LOGIN_RATE_PER_MINUTE": "1000000", "OT_LOGIN_ADDRESS_RATE_PER_MINUTE": "1000000",
+                "OT_SOCKETS_PER_ADDRESS": "100000",
                 "PYTHONUNBUFFERED": "1"}
 
     def start(self, timeout: float = 60) -> None:

@@ -8,13 +8,14 @@ bridge.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashboard.models import AuthSession, CareTeamMember, Patient, User
+from dashboard.models import AuthSession, CareTeamMember, Patient, User, utcnow
 
 LEAD, THERAPIST, CONTRIBUTOR, VIEWER = "lead", "therapist", "contributor", "viewer"
 
@@ -42,16 +43,36 @@ class _UserAccess:
     full_names: bool = False
 
 
+@dataclass
+class SessionClock:
+    """A session's two limits (ACCESS.md): its absolute lifetime and its idle timeout."""
+
+    user_id: str
+    expires_at: datetime
+    last_seen_at: datetime
+    stored_last_seen_at: datetime  # what the database holds (written at a coarser step)
+
+
 class AccessIndex:
-    def __init__(self) -> None:
+    """Also the sessions' clocks: a session past its lifetime or idle limit has no role, so every
+    store call refuses it and every push to it is dropped at delivery, on every channel."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = utcnow,
+                 idle_timeout: timedelta = timedelta(minutes=30), viewer_exempt: bool = False) -> None:
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        # A shared ward screen (the viewer role, and only it) may be exempt from both limits.
+        self.viewer_exempt = viewer_exempt
         self._patients: dict[str, _PatientAccess] = {}
         self._users: dict[str, _UserAccess] = {}
         self._member_of: dict[str, set[str]] = {}
         self._primary_of: dict[str, set[str]] = {}
         self._revoked_sessions: set[str] = set()
+        self._sessions: dict[str, SessionClock] = {}
 
     async def load(self, session: AsyncSession) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.__init__(clock=self.clock, idle_timeout=self.idle_timeout,  # type: ignore[misc]
+                      viewer_exempt=self.viewer_exempt)
         for uid, role, active, username, names in await session.execute(
             select(User.id, User.role, User.active, User.username, User.show_full_names)
         ):
@@ -73,7 +94,60 @@ class AccessIndex:
         user = self._users.get(principal.user_id)
         if user is None or not user.active:
             return None
+        if principal.session_id is not None and self.session_over(principal.session_id, user.role):
+            return None
         return user.role
+
+    # -- session clocks -------------------------------------------------------------------------
+    def track_session(self, session_id: str, user_id: str, *, expires_at: datetime,
+                      last_seen_at: datetime) -> SessionClock:
+        clock = self._sessions.get(session_id)
+        if clock is None:
+            clock = self._sessions[session_id] = SessionClock(user_id, expires_at, last_seen_at, last_seen_at)
+        return clock
+
+    def session_clock(self, session_id: str) -> SessionClock | None:
+        return self._sessions.get(session_id)
+
+    def session_over(self, session_id: str, role: str | None = None) -> str | None:
+        """Why the session is over ("revoked", "expired", "idle", "unknown"), or None while current.
+        A session this process never saw established is over: it fails closed."""
+        if session_id in self._revoked_sessions:
+            return "revoked"
+        clock = self._sessions.get(session_id)
+        if clock is None:
+            return "unknown"
+        if self.viewer_exempt and (role or self._role_of(clock.user_id)) == VIEWER:
+            return None
+        now = self.clock()
+        if now >= clock.expires_at:
+            return "expired"
+        if now - clock.last_seen_at >= self.idle_timeout:
+            return "idle"
+        return None
+
+    def _role_of(self, user_id: str) -> str | None:
+        user = self._users.get(user_id)
+        return user.role if user else None
+
+    def touch_session(self, session_id: str) -> SessionClock | None:
+        """Activity on a current session (a request, a page event): its idle time starts again."""
+        clock = self._sessions.get(session_id)
+        if clock is None or self.session_over(session_id):
+            return None
+        clock.last_seen_at = self.clock()
+        return clock
+
+    def forget_session(self, session_id: str) -> None:
+        """An ended session's clock is dropped; being unknown, it stays over."""
+        self._sessions.pop(session_id, None)
+
+    def prune_sessions(self) -> int:
+        """Drops the clocks of sessions that are over (memory stays in proportion to live ones)."""
+        over = [sid for sid, c in self._sessions.items() if self.session_over(sid, self._role_of(c.user_id))]
+        for sid in over:
+            del self._sessions[sid]
+        return len(over)
 
     def user(self, user_id: str) -> _UserAccess | None:
         return self._users.get(user_id)

@@ -46,6 +46,8 @@ class Settings:
     parse_app_id: str = "ot-tracker"
     session_lifetime: timedelta = timedelta(hours=12)
     session_idle_timeout: timedelta = timedelta(minutes=30)
+    # A shared ward screen (the viewer role, and no other) may stay signed in past both limits.
+    viewer_sessions_exempt: bool = True
     lockout_attempts: int = 5
     lockout_window: timedelta = timedelta(minutes=15)
     lockout_duration: timedelta = timedelta(minutes=15)
@@ -60,6 +62,8 @@ class Settings:
     login_rate_per_minute: int = 10
     login_address_rate_per_minute: int = 0
     api_max_body_bytes: int = 1_000_000
+    # Live-query sockets one client address may hold open at once.
+    sockets_per_address: int = 256
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -76,6 +80,7 @@ class Settings:
             parse_app_id=os.environ.get("OT_PARSE_APP_ID", "ot-tracker"),
             session_lifetime=timedelta(minutes=_int("OT_SESSION_LIFETIME_MINUTES", 12 * 60)),
             session_idle_timeout=timedelta(minutes=_int("OT_SESSION_IDLE_MINUTES", 30)),
+            viewer_sessions_exempt=os.environ.get("OT_VIEWER_SESSIONS_EXEMPT", "1") == "1",
             lockout_attempts=_int("OT_LOCKOUT_ATTEMPTS", 5),
             lockout_window=timedelta(minutes=_int("OT_LOCKOUT_WINDOW_MINUTES", 15)),
             lockout_duration=timedelta(minutes=_int("OT_LOCKOUT_MINUTES", 15)),
@@ -83,6 +88,7 @@ class Settings:
             login_rate_per_minute=_int("OT_LOGIN_RATE_PER_MINUTE", 10),
             login_address_rate_per_minute=_int("OT_LOGIN_ADDRESS_RATE_PER_MINUTE", 0),
             api_max_body_bytes=_int("OT_API_MAX_BODY_BYTES", 1_000_000),
+            sockets_per_address=_int("OT_SOCKETS_PER_ADDRESS", 256),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -95,6 +95,10 @@ class Delivery:
 
 RESYNC = Delivery("resync")
 Sink = Callable[[Delivery], None]
+# How often subscriptions are checked for sessions that ran out (idle timeout, lifetime): their
+# pushes stop at once (the check at delivery); the sweep tells them they ended.
+SWEEP_SECONDS = 1.0
+PRUNE_EVERY_SWEEPS = 60
 
 
 class Subscription:
@@ -223,6 +227,7 @@ class Hub:
         self._by_topic: dict[Topic, set[Subscription]] = {}
         self._by_user: dict[str, set[Subscription]] = {}
         self.bridge: Bridge = LocalBridge(self)
+        self._sweeper: asyncio.Task[None] | None = None
 
     def subscribe(self, principal: Principal, topics: Iterable[Topic], *,
                   maxsize: int | None = None, sink: Sink | None = None) -> Subscription:
@@ -231,7 +236,41 @@ class Hub:
         for topic in sub.topics:
             self._by_topic.setdefault(topic, set()).add(sub)
         self._by_user.setdefault(principal.user_id, set()).add(sub)
+        self._start_sweeper()
         return sub
+
+    # -- sessions that run out ------------------------------------------------------------------
+    def _start_sweeper(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = self._sweeper
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._sweeper = loop.create_task(self._sweep_loop(), name="hub-session-sweep")
+
+    async def _sweep_loop(self) -> None:
+        sweeps = 0
+        while self._by_user:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                self.sweep()
+                sweeps += 1
+                if sweeps % PRUNE_EVERY_SWEEPS == 0:
+                    self.access.prune_sessions()
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("hub: session sweep failed")
+
+    def sweep(self) -> int:
+        """Ends the subscriptions of sessions that are over (idle, past their lifetime): the same
+        end as a logout (access_ended, then closed). Returns how many sessions ended."""
+        role = self.access.role
+        over = {(sub.principal.user_id, sub.principal.session_id)
+                for subs in self._by_user.values() for sub in subs
+                if sub.principal.session_id is not None and role(sub.principal) is None}
+        for user_id, session_id in over:
+            self._dispatch_access(AccessChange(user_id, session_id=session_id, ended=True))
+        return len(over)
 
     def _remove(self, sub: Subscription) -> None:
         for topic in sub.topics:

@@ -49,6 +49,8 @@ from dashboard.store import Store
 log = logging.getLogger("ot_tracker.live_query")
 
 MAX_MESSAGE_CHARS = 64_000
+# A socket must say `connect` this soon after opening, or it is closed (idle sockets cost memory).
+CONNECT_TIMEOUT_SECONDS = 10.0
 MAX_SUBSCRIPTIONS = 100
 SNAPSHOT_LIMIT = 1000  # the store's largest page
 MAX_TRACKED = 5000
@@ -176,6 +178,9 @@ class Connection:
         self._failed = False
         self._resyncing: asyncio.Task[None] | None = None
         self.closing = False
+        # The connect's session, watched so that its end (idle, lifetime, logout) closes the socket.
+        self._session_watch: Any = None
+        self._ending = False
 
     @property
     def store(self) -> Store:
@@ -186,7 +191,15 @@ class Connection:
         await self.ws.accept()
         try:
             while not self.closing:
-                message = await self.ws.receive()
+                if self.connected:
+                    message = await self.ws.receive()
+                else:
+                    try:
+                        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                            message = await self.ws.receive()
+                    except TimeoutError:
+                        await self.send(_error(1, f"Send connect within {CONNECT_TIMEOUT_SECONDS:g} s of opening"))
+                        break
                 if message["type"] == "websocket.disconnect":
                     break
                 text = message.get("text")
@@ -200,6 +213,8 @@ class Connection:
             pass
         finally:
             self.closing = True
+            if self._session_watch is not None:
+                self._session_watch.close()
             for sub in list(self.subscriptions.values()):
                 self._drop(sub)
             self.subscriptions.clear()
@@ -334,6 +349,9 @@ class Connection:
                 raise ProtocolError(3, f"Unknown op {str(op)[:40]!r}", request_id=request_id)
             if op != "connect" and not self.connected:
                 raise ProtocolError(2, "Not connected: send connect first", request_id=request_id)
+            if op != "connect" and self.principal is not None and not await self.store.touch_session(self.principal):
+                self._end_session()  # a message is activity, but not on a session that is over
+                return
             await handler(message)
         except ProtocolError as exc:
             await self.send(_error(exc.code, exc.message, exc.request_id, exc.reconnect))
@@ -373,6 +391,7 @@ class Connection:
             except ProtocolError as exc:
                 exc.close = True
                 raise
+            self._session_watch = self.store.hub.subscribe(self.principal, (), sink=self._on_session_event)
         self.connected = True
         await self.send(json.dumps({"op": "connected", "clientId": self.client_id}))
 
@@ -443,7 +462,7 @@ class Connection:
 
     async def _update(self, message: dict[str, Any]) -> None:
         request_id = message.get("requestId")
-        if request_id not in self.subscriptions:
+        if not isinstance(request_id, int) or request_id not in self.subscriptions:
             raise ProtocolError(2, "No subscription with this requestId", request_id=request_id)
         await self._subscribe(message, replacing=True)
 
@@ -548,6 +567,32 @@ class Connection:
             return
         sub.tracked[object_id] = Tracked(_patient_of(sub.class_name, data), data["createdAt"], data["updatedAt"])
 
+    def _on_session_event(self, delivery: Delivery) -> None:
+        if delivery.kind == "access_ended" and delivery.patient_id is None:
+            self._end_session()
+
+    def _end_session(self) -> None:
+        """The session is over (idle, lifetime, logout, deactivation): 209, then the socket closes."""
+        if self.closing or self._ending:
+            return
+        self._ending = True
+        for sub in list(self.subscriptions.values()):
+            self._access_ended(sub, None)  # each subscription: its leaves, then its own 209
+        self._enqueue(_error(209, "The session has ended; sign in again"))
+        self.closing = True
+        asyncio.get_running_loop().create_task(self._close_when_sent())
+
+    async def _close_when_sent(self) -> None:
+        if self._sender is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sender), SEND_TIMEOUT_SECONDS)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        try:
+            await self.ws.close(code=1000)
+        except Exception:  # noqa: BLE001 - the client has gone already
+            pass
+
     def _access_ended(self, sub: LiveSubscription, patient_id: str | None) -> None:
         # Queued but unsent events of that patient are no longer this subscriber's to receive.
         self._forget_queued(sub.request_id, patient_id)
@@ -565,6 +610,9 @@ class Connection:
             if sub.hub_sub is not None:
                 sub.hub_sub.close()
             self._enqueue(_error(209, "The session has ended", sub.request_id))
+            if not self.subscriptions and not self._ending and (
+                    self.principal is None or self.store.access.role(self.principal) is None):
+                self._end_session()
 
     async def _resync_all(self) -> None:
         """Re-reads every subscription that is waiting on it (this socket fell behind), one by one."""
@@ -615,6 +663,7 @@ class LiveQueryServer:
         # An event's object is serialized once per shape (keys), however many subscribers get it.
         self._encoded: OrderedDict[tuple[int, Any], tuple[Mapping[str, Any], str]] = OrderedDict()
         self.connections: set[Connection] = set()
+        self._per_address: dict[str, int] = {}  # open sockets per client address (capped)
         # Subscriptions with the same query share a matcher, so an event is matched once per query.
         self._matchers: weakref.WeakValueDictionary[str, Matcher] = weakref.WeakValueDictionary()
 
@@ -657,6 +706,11 @@ class LiveQueryServer:
         return "".join(parts)
 
     async def serve(self, websocket: WebSocket) -> None:
+        address = websocket.client.host if websocket.client else "unknown"
+        if self._per_address.get(address, 0) >= self.settings.sockets_per_address:
+            await websocket.close(code=1008)  # before accepting: the handshake is refused (HTTP 403)
+            return
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         connection = Connection(self, websocket)
         self.connections.add(connection)
         try:
@@ -665,3 +719,6 @@ class LiveQueryServer:
             log.exception("live query: connection failed")
         finally:
             self.connections.discard(connection)
+            left = self._per_address.pop(address, 1) - 1
+            if left > 0:
+                self._per_address[address] = left

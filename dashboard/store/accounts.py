@@ -43,9 +43,6 @@ SESSION_CACHE_SIZE = 10_000
 class _CachedSession:
     session_id: str
     user_id: str
-    expires_at: datetime
-    last_seen_at: datetime
-    stored_last_seen_at: datetime
 
 
 @dataclass(frozen=True)
@@ -172,6 +169,8 @@ class AccountsMixin(StoreBase):
         row = AuthSession(token_hash=token_hash(token), user_id=user_id, created_at=now,
                           last_seen_at=now, expires_at=now + self.settings.session_lifetime)
         tx.session.add(row)
+        tx.after_commit.append(lambda: self.access.track_session(
+            row.id, user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at))
         return row
 
     async def _session_id_for(self, token: str) -> str:
@@ -250,13 +249,12 @@ class AccountsMixin(StoreBase):
     async def resolve_session(self, token: str | None) -> Principal:
         """The principal behind a session token, or NotAuthenticated (expired, idle, revoked).
 
-        Sessions are cached by token hash, so a request costs no database read; revocation and
-        deactivation reach the cache through the access index, and expiry and idleness are
-        checked on every call.
+        Sessions are cached by token hash, so a request costs no database read; their clocks live
+        in the access index, which every store call and every push consults, so an expired or idle
+        session ends on every channel alike. A resolve is activity: the idle time starts again.
         """
         if not token or not isinstance(token, str) or len(token) > 200:
             raise NotAuthenticated()
-        now = self.clock()
         key = token_hash(token)
         cached = self._sessions.get(key)
         if cached is None:
@@ -264,25 +262,37 @@ class AccountsMixin(StoreBase):
                 row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == key))
             if row is None or row.revoked_at is not None:
                 raise NotAuthenticated()
-            cached = _CachedSession(row.id, row.user_id, row.expires_at, row.last_seen_at, row.last_seen_at)
+            self.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
+            cached = _CachedSession(row.id, row.user_id)
             if len(self._sessions) >= SESSION_CACHE_SIZE:
                 self._sessions.pop(next(iter(self._sessions)))
             self._sessions[key] = cached
-        if self.access.session_revoked(cached.session_id) or now >= cached.expires_at:
-            raise NotAuthenticated()
-        if now - cached.last_seen_at >= self.settings.session_idle_timeout:
-            raise NotAuthenticated("Session expired after inactivity")
         user = self.access.user(cached.user_id)
-        if user is None or not user.active:
+        over = self.access.session_over(cached.session_id, user.role if user else None)
+        if over == "idle":
+            raise NotAuthenticated("Session expired after inactivity")
+        if over is not None or user is None or not user.active:
             raise NotAuthenticated()
-        cached.last_seen_at = now
-        if (now - cached.stored_last_seen_at).total_seconds() >= LAST_SEEN_GRANULARITY_SECONDS:
-            cached.stored_last_seen_at = now
+        await self.touch_session(Principal(cached.user_id, cached.session_id))
+        return Principal(cached.user_id, cached.session_id, user.username)
+
+    async def touch_session(self, principal: Principal) -> bool:
+        """Activity by this principal's session (a request, an event on an open page): its idle
+        time starts again. The database learns it at most every LAST_SEEN_GRANULARITY_SECONDS.
+        False when the session is already over (nothing is extended)."""
+        if principal.session_id is None:
+            return False
+        clock = self.access.touch_session(principal.session_id)
+        if clock is None:
+            return False
+        now = clock.last_seen_at
+        if (now - clock.stored_last_seen_at).total_seconds() >= LAST_SEEN_GRANULARITY_SECONDS:
+            clock.stored_last_seen_at = now
             async with self.db.write() as session:
                 await session.execute(
-                    update(AuthSession).where(AuthSession.id == cached.session_id).values(last_seen_at=now))
+                    update(AuthSession).where(AuthSession.id == principal.session_id).values(last_seen_at=now))
                 await session.commit()
-        return Principal(cached.user_id, cached.session_id, user.username)
+        return True
 
     async def log_out(self, *, principal: Principal | None) -> None:
         """Revokes every session of the user; their open pages and subscriptions end at once."""

@@ -90,7 +90,8 @@ class StoreBase:
         self.settings = settings
         self.catalogue = catalogue or default_catalogue()
         self.clock = clock
-        self.access = AccessIndex()
+        self.access = AccessIndex(clock=clock, idle_timeout=settings.session_idle_timeout,
+                                  viewer_exempt=settings.viewer_sessions_exempt)
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
         self._audit_pending: list[dict[str, Any]] = []
         self._audit_task: asyncio.Task[None] | None = None

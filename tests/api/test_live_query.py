@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.api.conftest import APP_ID
 
@@ -32,6 +33,14 @@ class Client:
         except TimeoutError:
             return
         raise AssertionError(f"unexpected message: {message}")
+
+    async def closed(self, timeout: float = TIMEOUT) -> None:
+        """The server closes the socket (nothing more arrives before the close)."""
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), timeout)
+        except ConnectionClosed:
+            return
+        raise AssertionError(f"expected the socket to close, got: {message}")
 
 
 async def open_client(url: str, token: str | None) -> Client:
@@ -172,8 +181,11 @@ async def test_logout_ends_subscriptions_with_209(api, lq_url):
     assert event["op"] == "leave" and event["object"]["objectId"] == score.id
     error = await contributor.recv()
     assert error["op"] == "error" and error["code"] == 209 and error["requestId"] == 3
+    # The session is over, so is the socket: one 209 for the connection, then it closes.
+    error = await contributor.recv()
+    assert error["op"] == "error" and error["code"] == 209 and "requestId" not in error
     await api.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="berg", value=21)
-    await contributor.nothing()
+    await contributor.closed()
 
 
 async def test_protocol_errors_never_drop_the_socket(api, lq_url):
