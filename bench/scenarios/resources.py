@@ -59,6 +59,9 @@ class Plan:
     find_limit: int = 1000
     attack_timeout: float = 300.0  # seconds for one level's batches
     sockets: int = 1000
+    chatty: int = 20  # sockets that send a small non-connect message every `chatty_every` seconds
+    chatty_every: float = 5.0
+    spoofed: int = 50  # sockets with a different X-Forwarded-For each, opened after the idle ones
     frames: int = 20
     frame_chars: int = 16_000_000
     hold: float = 15.0
@@ -70,7 +73,31 @@ class Plan:
     @classmethod
     def quick(cls) -> "Plan":
         return cls(scores=40, note_chars=2_000, levels=[2], finds_per_batch=5, attack_timeout=60, sockets=20,
-                   frames=2, frame_chars=1_000_000, hold=2.0, settle=0.3, restart_after_seeding=False)
+                   chatty=2, chatty_every=1.0, spoofed=2, frames=2, frame_chars=1_000_000, hold=2.0, settle=0.3,
+                   restart_after_seeding=False)
+
+
+# ---------------------------------------------------------------------------------------------- the server
+# What every bench server needs; any other OT_* setting bench/server.py gives (relaxed sign-in limits, socket caps
+# for the thousand-subscriber scenarios, ...) is dropped, so the attacks meet the server's own defaults.
+KEEP_ENV = {"OT_DATA_DIR", "OT_PORT", "OT_HOST", "OT_DATABASE_URL", "OT_SECRET_KEY"}
+
+
+class DefaultsServer(BenchServer):
+    @property
+    def dropped(self) -> list[str]:
+        return sorted(k for k in super().env() if k.startswith("OT_") and k not in KEEP_ENV and k not in os.environ)
+
+    def env(self) -> dict[str, str]:
+        dropped = set(self.dropped)
+        return {k: v for k, v in super().env().items() if k not in dropped}
+
+
+def start_server(ws: Workspace) -> DefaultsServer:
+    assert ws.db is not None
+    ws.server = DefaultsServer(ws.data_dir, ws.db.url)
+    ws.server.start()
+    return ws.server
 
 
 # ---------------------------------------------------------------------------------------------- /proc readers
@@ -288,7 +315,7 @@ async def one_batch(session: aiohttp.ClientSession, url: str, token: str, body: 
 
 
 async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
-    server = ws.server or await asyncio.to_thread(ws.start_server)
+    server = ws.server or await asyncio.to_thread(start_server, ws)
     pid, port = server.pid, server.port
     await asyncio.sleep(plan.settle)
     before = proc_status(pid)
@@ -333,6 +360,7 @@ async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
         "server_exit_code": exit_code,
         "status_after": {"outcome": after_outcome, "ok": after_ok, "ms": round(after_s * 1000, 1)},
         "rss_timeline_mib": [(t, mib(v)) for t, v in watchdog.timeline],
+        "server_env_relaxations_dropped": server.dropped,
     }
     if not alive and not watchdog.aborted:
         result["log_tail"] = server.log_tail(1500)
@@ -346,7 +374,7 @@ async def batch_attack(ctx: Any, plan: Plan) -> dict:
         async with open_store(ws.db.url, ws.data_dir) as store:
             world = await build_world(store, patients=1, therapists=1, members=1)
         member = world.members[0]
-        server = await asyncio.to_thread(ws.start_server)
+        server = await asyncio.to_thread(start_server, ws)
         seeding = await add_scores(server, member.token, world.x, plan)
         missing = plan.scores - seeding["created"]
         if plan.restart_after_seeding or missing > 0:
@@ -374,7 +402,8 @@ def summarize_level(r: dict) -> str:
 class HeldSocket:
     """One websocket that never sends `connect`; remembers when and how the server ended it."""
 
-    def __init__(self) -> None:
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        self.headers = headers
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.opened_at: float | None = None
         self.closed_at: float | None = None
@@ -386,7 +415,7 @@ class HeldSocket:
     async def open(self, session: aiohttp.ClientSession, url: str) -> None:
         try:
             self.ws = await session.ws_connect(url, heartbeat=None, autoping=True, max_msg_size=0,
-                                               timeout=aiohttp.ClientWSTimeout(ws_close=5))
+                                               headers=self.headers, timeout=aiohttp.ClientWSTimeout(ws_close=5))
         except aiohttp.WSServerHandshakeError as exc:
             self.open_error = f"handshake {exc.status}"
             return
@@ -424,41 +453,79 @@ class HeldSocket:
                 pass
 
 
+def group(sockets: list[HeldSocket], asked: int) -> dict:
+    """What became of one group of sockets."""
+    return {
+        "asked": asked,
+        "opened": sum(1 for s in sockets if s.ws is not None),
+        "open_errors": dict(Counter(s.open_error for s in sockets if s.open_error)),
+        "still_open_after_hold": sum(1 for s in sockets if s.open_now),
+        "closed_by_server": sum(1 for s in sockets if s.closed_at is not None),
+        "close_codes": dict(Counter(str(s.close_code) for s in sockets if s.closed_at is not None)),
+        "first_close_after_s": min((round(s.closed_at - s.opened_at, 1) for s in sockets
+                                    if s.closed_at and s.opened_at), default=None),
+        "messages_sample": next((s.messages for s in sockets if s.messages), []),
+    }
+
+
 def point(pid: int) -> dict:
     s = proc_status(pid)
     return {"rss_mib": mib(s.get("VmRSS")), "fds": fd_count(pid)}
 
 
+async def open_all(sockets: list[HeldSocket], session: aiohttp.ClientSession, url: str, watchdog: Watchdog) -> None:
+    for start in range(0, len(sockets), 100):
+        await asyncio.gather(*(s.open(session, url) for s in sockets[start:start + 100]))
+        if watchdog.aborted:
+            return
+
+
 async def socket_attack(ctx: Any, plan: Plan) -> dict:
+    """Sockets that send a small non-connect message every few seconds (a connect deadline must not restart with
+    each message) and sockets for the oversized frames; then the idle ones; then sockets with a different
+    X-Forwarded-For each (a per-address cap must not trust it from any peer); then the frames are sent. All are
+    held `hold` seconds from the idle ones' opening; none ever sends `connect`."""
     async with Workspace("resources-sockets", ctx.database_url) as ws:
         async with open_store(ws.db.url, ws.data_dir) as store:
             await build_world(store, patients=1, therapists=1)
-        server = await asyncio.to_thread(ws.start_server)
+        server = await asyncio.to_thread(start_server, ws)
         pid = server.pid
         await asyncio.sleep(plan.settle)
         watchdog = Watchdog(pid, int(plan.rss_cap_gib * GIB / 1024), int(plan.min_available_gib * GIB / 1024))
         watchdog.start()
         points: dict[str, dict] = {"before": point(pid)}
         idle = [HeldSocket() for _ in range(plan.sockets)]
+        chatty = [HeldSocket() for _ in range(plan.chatty)]
+        spoofed = [HeldSocket({"X-Forwarded-For": f"10.{i // 250 % 250}.{i % 250}.{1 + i // 62500}"})
+                   for i in range(plan.spoofed)]
         framed = [HeldSocket() for _ in range(plan.frames)]
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                         timeout=aiohttp.ClientTimeout(total=None))
         probe = StatusProbe(server.port, interval=0.5)
         out: dict[str, Any] = {}
+        chatter: asyncio.Task | None = None
         try:
+            # The few first (so a per-address cap filled by the idle ones does not hide what they test), then the
+            # idle flood, then the spoofed ones once the cap, if any, is full.
+            await open_all(chatty + framed, session, server.ws_url, watchdog)
             t0 = time.perf_counter()
-            for start in range(0, len(idle), 100):
-                await asyncio.gather(*(s.open(session, server.ws_url) for s in idle[start:start + 100]))
-                if watchdog.aborted:
-                    break
+            await open_all(idle, session, server.ws_url, watchdog)
             out["idle_open_seconds"] = round(time.perf_counter() - t0, 2)
             opened_at = time.perf_counter()
+            await open_all(spoofed, session, server.ws_url, watchdog)
+
+            async def chat() -> None:
+                for _ in range(int(plan.hold / plan.chatty_every) + 2):  # bounded: the hold's length
+                    await asyncio.sleep(plan.chatty_every)
+                    await asyncio.gather(*(s.ws.send_str('{"op":"unsubscribe","requestId":1}')
+                                           for s in chatty if s.open_now), return_exceptions=True)
+
+            chatter = asyncio.create_task(chat())
             await asyncio.sleep(plan.settle)
             points["idle_opened"] = point(pid)
             probe.start()
             # Oversized frames, all at once, each on its own socket that never sent connect.
             payload = "x" * plan.frame_chars
-            await asyncio.gather(*(s.open(session, server.ws_url) for s in framed))
             t1 = time.perf_counter()
 
             async def send(s: HeldSocket) -> str:
@@ -492,46 +559,31 @@ async def socket_attack(ctx: Any, plan: Plan) -> dict:
             ok, outcome, seconds = probe_status(server.port)
             out["status_after_hold"] = {"outcome": outcome, "ok": ok, "ms": round(seconds * 1000, 1)}
             out["server_alive"] = alive
-            closes = Counter(str(s.close_code) for s in idle if s.closed_at is not None)
-            out["idle"] = {
-                "asked": plan.sockets,
-                "opened": sum(1 for s in idle if s.ws is not None),
-                "open_errors": dict(Counter(s.open_error for s in idle if s.open_error)),
-                "held_seconds": round(held_s, 1),
-                "still_open_after_hold": sum(1 for s in idle if s.open_now),
-                "closed_by_server": sum(1 for s in idle if s.closed_at is not None),
-                "close_codes": dict(closes),
-                "first_close_after_s": min((round(s.closed_at - s.opened_at, 1) for s in idle
-                                            if s.closed_at and s.opened_at), default=None),
-                "messages_sample": next((s.messages for s in idle if s.messages), []),
-            }
-            out["frames"] = {
-                "asked": plan.frames, "chars": plan.frame_chars,
-                "opened": sum(1 for s in framed if s.ws is not None),
-                "open_errors": dict(Counter(s.open_error for s in framed if s.open_error)),
-                "sends": dict(sends),
-                "answered_with_message": sum(1 for s in framed if s.messages),
-                "closed_by_server": sum(1 for s in framed if s.closed_at is not None),
-                "close_codes": dict(Counter(str(s.close_code) for s in framed if s.closed_at is not None)),
-                "still_open_after_hold": sum(1 for s in framed if s.open_now),
-                "messages_sample": next((s.messages for s in framed if s.messages), []),
-            }
+            out["held_seconds"] = round(held_s, 1)
+            out["idle"] = group(idle, plan.sockets)
+            out["chatty"] = {**group(chatty, plan.chatty), "message_every_s": plan.chatty_every}
+            out["spoofed_xff"] = group(spoofed, plan.spoofed)
+            out["frames"] = {**group(framed, plan.frames), "chars": plan.frame_chars, "sends": dict(sends),
+                             "answered_with_message": sum(1 for s in framed if s.messages)}
         finally:
+            if chatter is not None:
+                chatter.cancel()
             if probe.is_alive():
                 probe.stop()
-            await asyncio.gather(*(s.close() for s in idle + framed), return_exceptions=True)
+            await asyncio.gather(*(s.close() for s in idle + chatty + spoofed + framed), return_exceptions=True)
             await session.close()
         await asyncio.sleep(2 * plan.settle)
         points["after_close"] = point(pid)
         watchdog.stop()
+        out["server_env_relaxations_dropped"] = server.dropped
         out["points"] = points
         out["rss_peak_sampled_mib"] = mib(watchdog.peak_kib)
         out["vmhwm_mib"] = mib(max(watchdog.hwm_kib, proc_status(pid).get("VmHWM", 0)))
         out["aborted"] = watchdog.aborted
         b, i = points["before"]["rss_mib"], points["idle_opened"]["rss_mib"]
-        opened = out.get("idle", {}).get("opened") or 0
+        opened = sum(out.get(g, {}).get("opened") or 0 for g in ("idle", "chatty", "spoofed_xff", "frames"))
         if b is not None and i is not None and opened:
-            out["kib_per_idle_socket"] = round((i - b) * 1024 / opened, 1)
+            out["kib_per_open_socket"] = round((i - b) * 1024 / opened, 1)
         f = points["frames_answered"]["rss_mib"]
         if f is not None and i is not None and plan.frames:
             out["mib_per_frame"] = round((f - i) / plan.frames, 1)
@@ -540,13 +592,18 @@ async def socket_attack(ctx: Any, plan: Plan) -> dict:
 
 def summarize_sockets(r: dict) -> str:
     p = r["points"]
-    return (f"RSS before {p['before']['rss_mib']} → {r['idle']['opened']} idle {p['idle_opened']['rss_mib']} → "
-            f"{r['frames']['opened']} frames {p['frames_answered']['rss_mib']} → after hold "
-            f"{p['after_hold']['rss_mib']} → closed {p['after_close']['rss_mib']} MiB (peak {r['vmhwm_mib']}); "
-            f"fds {p['before']['fds']} → {p['idle_opened']['fds']} → {p['after_hold']['fds']} → {p['after_close']['fds']}; "
-            f"idle open after {r['idle']['held_seconds']}s: {r['idle']['still_open_after_hold']}/{r['idle']['opened']}; "
-            f"frames: {r['frames']['answered_with_message']} answered, closes {r['frames']['close_codes']}, "
-            f"{r['frames']['still_open_after_hold']} open"
+
+    def g(name: str) -> str:
+        x = r[name]
+        return (f"{name} {x['opened']}/{x['asked']} opened {x['open_errors'] or ''}, "
+                f"{x['still_open_after_hold']} open after {r['held_seconds']}s, closes {x['close_codes']}")
+
+    return (f"RSS before {p['before']['rss_mib']} → sockets open {p['idle_opened']['rss_mib']} → frames "
+            f"{p['frames_answered']['rss_mib']} → after hold {p['after_hold']['rss_mib']} → closed "
+            f"{p['after_close']['rss_mib']} MiB (peak {r['vmhwm_mib']}); fds {p['before']['fds']} → "
+            f"{p['idle_opened']['fds']} → {p['after_hold']['fds']} → {p['after_close']['fds']}; "
+            + "; ".join(g(n) for n in ("idle", "chatty", "spoofed_xff", "frames"))
+            + f"; frames answered {r['frames']['answered_with_message']}"
             + (f", ABORTED: {r['aborted']}" if r["aborted"] else ""))
 
 
@@ -593,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finds-per-batch", type=int, help=f"finds in one batch ({d.finds_per_batch})")
     parser.add_argument("--attack-timeout", type=float, help=f"seconds for one level's batches ({d.attack_timeout})")
     parser.add_argument("--sockets", type=int, help=f"idle websockets ({d.sockets})")
+    parser.add_argument("--chatty", type=int, help=f"sockets sending a non-connect message now and then ({d.chatty})")
+    parser.add_argument("--spoofed", type=int, help=f"sockets with their own X-Forwarded-For ({d.spoofed})")
     parser.add_argument("--frames", type=int, help=f"oversized frames, one socket each ({d.frames})")
     parser.add_argument("--frame-chars", type=int, help=f"characters per frame ({d.frame_chars})")
     parser.add_argument("--hold", type=float, help=f"seconds to hold the idle sockets ({d.hold})")
@@ -600,8 +659,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file (default bench/results/<timestamp>-resources.json)")
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
-    for name in ("scores", "note_chars", "levels", "finds_per_batch", "attack_timeout", "sockets", "frames",
-                 "frame_chars", "hold", "rss_cap_gib"):
+    for name in ("scores", "note_chars", "levels", "finds_per_batch", "attack_timeout", "sockets", "chatty",
+                 "spoofed", "frames", "frame_chars", "hold", "rss_cap_gib"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
 
