@@ -53,7 +53,7 @@ CLASSES: dict[str, dict[str, FieldSpec]] = {
         FieldSpec("notes", "notes", "String", max_length=MAX_TEXT, private=True),
         FieldSpec("recordedBy", "recorded_by_id", "Pointer", required=True, target="_User", server_set=True),
         FieldSpec("enteredInError", "entered_in_error", "Boolean"),
-        FieldSpec("errorReason", "error_reason", "String", max_length=MAX_TEXT),
+        FieldSpec("errorReason", "error_reason", "String", max_length=MAX_TEXT, private=True),
     ),
     "EquipmentLog": _fields(
         FieldSpec("patient", "patient_id", "Pointer", required=True, target="Patient"),
@@ -79,7 +79,7 @@ CLASSES: dict[str, dict[str, FieldSpec]] = {
         FieldSpec("fromValue", "from_value", "String"),
         FieldSpec("toValue", "to_value", "String", required=True),
         FieldSpec("changedBy", "changed_by_id", "Pointer", required=True, target="_User", server_set=True),
-        FieldSpec("changeReason", "change_reason", "String", max_length=MAX_TEXT),
+        FieldSpec("changeReason", "change_reason", "String", max_length=MAX_TEXT, private=True),
     ),
 }
 

@@ -29,6 +29,7 @@ from dashboard.models import ROLES, AuthSession, LoginThrottle, User
 from dashboard.names import MAX_INPUT, account_key, email_key
 from dashboard.passwords import new_session_token, token_hash
 from dashboard.store.base import AUDIT, StoreBase, Tx, audited
+from dashboard.store.query import text_problem
 
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
@@ -69,7 +70,7 @@ class AccountsMixin(StoreBase):
             raise MissingField("email")
         if not isinstance(email, str):
             raise InvalidInput("email", "must be text")
-        if len(email) > 254 or not EMAIL_RULE.match(email):
+        if len(email) > 254 or not EMAIL_RULE.match(email) or text_problem(email):
             raise InvalidInput("email", "must be an email address", code=125)
         return email_key(email)
 
@@ -84,6 +85,8 @@ class AccountsMixin(StoreBase):
             )
         if len(password) > 1024:
             raise InvalidInput("password", "must be at most 1024 characters", code=142)
+        if text_problem(password):
+            raise InvalidInput("password", text_problem(password) or "", code=142)
         weakness = password_rules.weakness(password)
         if weakness:
             raise InvalidInput("password", weakness, code=142)

@@ -31,7 +31,8 @@ from dashboard.hub import AccessChange, Event, Hub
 from dashboard.models import AuditEvent, utcnow
 from dashboard.passwords import PasswordHasher
 from dashboard.rate_limit import LoginLimiter
-from dashboard.schema import CLASSES, FieldSpec
+from dashboard.schema import CLASSES, MODELS, FieldSpec
+from dashboard.store.query import text_problem
 
 log = logging.getLogger("ot_tracker.store")
 AUDIT = AuditEvent.__table__
@@ -90,7 +91,8 @@ class StoreBase:
         self.settings = settings
         self.catalogue = catalogue or default_catalogue()
         self.clock = clock
-        self.access = AccessIndex(clock=clock, idle_timeout=settings.session_idle_timeout,
+        # The index reads the store's clock (tests move it), so sessions age alike everywhere.
+        self.access = AccessIndex(clock=lambda: self.clock(), idle_timeout=settings.session_idle_timeout,
                                   viewer_exempt=settings.viewer_sessions_exempt)
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
         self._audit_pending: list[dict[str, Any]] = []
@@ -225,21 +227,26 @@ class StoreBase:
                 if value is not None and value != allow_server_set_for:
                     raise InvalidInput(name, "is set by the server to the signed-in user")
                 continue
-            out[spec.attr] = self._check_type(spec, value)
+            out[spec.attr] = self._check_type(spec, value, class_name)
         if creating:
             for name, spec in specs.items():
                 if spec.required and not spec.server_set and out.get(spec.attr) is None:
                     raise MissingField(name)
         return out
 
-    def _check_type(self, spec: FieldSpec, value: object) -> Any:
+    def _check_type(self, spec: FieldSpec, value: object, class_name: str | None = None) -> Any:
         if value is None:
             if spec.required:
                 raise MissingField(spec.name)
+            if class_name is not None and not MODELS[class_name].__table__.c[spec.attr].nullable:
+                raise InvalidInput(spec.name, "cannot be cleared; give a value")
             return None
         if spec.kind == "String":
             if not isinstance(value, str):
                 raise InvalidInput(spec.name, "must be text")
+            problem = text_problem(value)
+            if problem:
+                raise InvalidInput(spec.name, problem)
             if len(value) > spec.max_length:
                 raise InvalidInput(spec.name, f"must be at most {spec.max_length} characters")
             if spec.required and not value.strip():

@@ -23,6 +23,17 @@ COMPARISONS = {"$lt": "__lt__", "$lte": "__le__", "$gt": "__gt__", "$gte": "__ge
 BUILTIN_FIELDS = {"objectId": "id", "createdAt": "created_at", "updatedAt": "updated_at"}
 
 
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored or compared (a 500 from the driver otherwise), or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
+
+
 def _bad(field: str, rule: str) -> InvalidInput:
     return InvalidInput(field, rule, code=102)
 
@@ -75,6 +86,9 @@ class QueryBuilder:
             return raw
         if not isinstance(raw, str):
             raise _bad(name, "must be text")
+        problem = text_problem(raw)
+        if problem:
+            raise _bad(name, problem)
         return raw
 
     def where(self, where: object, depth: int = 0) -> ColumnElement[bool]:

@@ -46,6 +46,7 @@ from dashboard.store.summaries import (
 )
 
 MAX_LIMIT = 1000
+MAX_SKIP = 2**31 - 1  # the databases' OFFSET is a 64-bit integer; a larger one was a 500
 # A caller's find or count runs at most this long on PostgreSQL (statement_timeout).
 QUERY_TIMEOUT_SECONDS = 10.0
 PG_INVALID_REGEX, PG_QUERY_CANCELED = "2201B", "57014"
@@ -114,8 +115,8 @@ class RecordsMixin(AccountsMixin):
         """
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
             raise InvalidInput("limit", f"must be a whole number from 0 to {MAX_LIMIT}", code=102)
-        if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
-            raise InvalidInput("skip", "must be a whole number of at least 0", code=102)
+        if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= MAX_SKIP:
+            raise InvalidInput("skip", f"must be a whole number from 0 to {MAX_SKIP}", code=102)
         statement, builder = self._select(principal, class_name, where)
         model = MODELS[class_name]
         statement = statement.order_by(*builder.order(order), model.id).limit(limit).offset(skip)
@@ -241,19 +242,31 @@ class RecordsMixin(AccountsMixin):
         self._not_in_future("dateOfBirth", values.get("date_of_birth"))
         self._check_therapist(values["primary_therapist_id"])
         patient = Patient(**values)
-        async with self._write() as tx:
-            if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
-                raise InvalidInput("patientId", "already belongs to another patient", code=137)
-            tx.session.add(patient)
-            await tx.session.flush()
-            await self._add_history(tx, principal, patient.id, "mobilityStatus", None,
-                                    patient.mobility_status, "admitted")
-            tx.audit(principal, "create", "Patient", object_id=patient.id, patient_ref=patient.id)
-            therapist = patient.primary_therapist_id
-            self._access_change(tx, {therapist} | self._leads(), lambda: self.access.put_patient(
-                patient.id, primary_therapist_id=therapist))
-            tx.events.append(Event("create", "Patient", patient.id, patient.id, to_parse(patient)))
+        try:
+            async with self._write() as tx:
+                if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
+                    raise self._patient_id_taken(role)
+                tx.session.add(patient)
+                await tx.session.flush()
+                await self._add_history(tx, principal, patient.id, "mobilityStatus", None,
+                                        patient.mobility_status, "admitted")
+                tx.audit(principal, "create", "Patient", object_id=patient.id, patient_ref=patient.id)
+                therapist = patient.primary_therapist_id
+                self._access_change(tx, {therapist} | self._leads(), lambda: self.access.put_patient(
+                    patient.id, primary_therapist_id=therapist))
+                tx.events.append(Event("create", "Patient", patient.id, patient.id, to_parse(patient)))
+        except IntegrityError:  # a concurrent create took the id between the check and the insert
+            raise self._patient_id_taken(role) from None
         return patient
+
+    @staticmethod
+    def _patient_id_taken(role: str) -> InvalidInput:
+        """A lead sees every patient and is told plainly. Anyone else gets one answer whether or not
+        they can see the patient holding that id (M1: no existence oracle beyond the unique
+        constraint itself); a lead resolves the conflict."""
+        if role == LEAD:
+            return InvalidInput("patientId", "already belongs to another patient", code=137)
+        return InvalidInput("patientId", "cannot be used for a new patient; ask a lead to check this id", code=137)
 
     def _equipment_status(self, value: object) -> str:
         """The vocabulary is "equipmentStatus"; the field the caller sent is `status`."""
@@ -443,7 +456,7 @@ class RecordsMixin(AccountsMixin):
         self._check_version(first, current, patient.version, expected_version)
         if "patient_id" in values and values["patient_id"] != patient.patient_id:
             if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
-                raise InvalidInput("patientId", "already belongs to another patient", code=137)
+                raise self._patient_id_taken(role)
         new_therapist = values.get("primary_therapist_id")
         if new_therapist is not None and new_therapist != patient.primary_therapist_id:
             self._check_therapist(new_therapist)

@@ -39,7 +39,7 @@ class MovableClock:
 @pytest.fixture
 def clock(api) -> MovableClock:
     moving = MovableClock()
-    api.store.clock = api.store.access.clock = moving
+    api.store.clock = moving
     return moving
 
 
