@@ -64,3 +64,23 @@ class LoginLimiter:
         if isinstance(username, str) and username:
             wait = max(wait, self.accounts.hit(account_key(username)))
         return math.ceil(wait) if wait else 0
+
+
+class ConcurrencyLimit:
+    """At most `limit` requests at once per key (an account): heavy work cannot pile up for one caller."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._running: dict[str, int] = {}
+
+    def try_acquire(self, key: str) -> bool:
+        running = self._running.get(key, 0)
+        if running >= self.limit:
+            return False
+        self._running[key] = running + 1
+        return True
+
+    def release(self, key: str) -> None:
+        left = self._running.pop(key, 1) - 1
+        if left > 0:
+            self._running[key] = left

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,8 @@ from dashboard.errors import (
     RateLimited,
     StoreError,
 )
+from dashboard.passwords import token_hash
+from dashboard.rate_limit import ConcurrencyLimit
 from dashboard.serialize import iso
 from dashboard.store import Store
 
@@ -45,6 +48,12 @@ META_FIELDS = ("_method", "_ApplicationId", "_SessionToken", "_ClientVersion", "
 FIND_PARAMS = {"where", "order", "limit", "skip", "count", "include", "keys", "excludeKeys"}
 GET_PARAMS = {"include", "keys", "excludeKeys"}
 MAX_BATCH = 50
+# A batch reads at most this many rows in all (the sum of its finds' limits), and any answer is at
+# most MAX_RESPONSE_BYTES: 50 finds of 1,000 long notes once made a 1 GB answer and an OOM kill.
+MAX_BATCH_ROWS = 5_000
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# Finds and batches running at once for one account (or one address, signed out).
+MAX_HEAVY_PER_ACCOUNT = 4
 CLASS_NAME_LENGTH = 32
 # Object ids are 10 characters (models.new_object_id); none is longer than the 16 the schema holds.
 # A longer one cannot exist, and the store's refusal audit cannot record it (see the report).
@@ -86,6 +95,7 @@ class ParseRequest:
     address: str | None = None
     base_url: str = ""
     url_has_password: bool = False  # a `password` in the query string (refused where it matters)
+    in_batch: bool = False
 
     @property
     def segments(self) -> list[str]:
@@ -174,6 +184,19 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
                         url_has_password="password" in request.query_params)
 
 
+def _too_large() -> ApiError:
+    return ApiError(400, {"code": 102, "error": f"The answer would be larger than {MAX_RESPONSE_BYTES // 2**20} MB; "
+                                               "ask for fewer rows (limit) or fewer fields (keys)."})
+
+
+def _find_limit(call: ParseRequest) -> int:
+    """Rows a batched request may read: a find's limit (default 100), one for anything else."""
+    if call.method != "GET" or len(call.segments) != 2 and call.segments[:1] != ["users"]:
+        return 1
+    limit = call.params.get("limit", 100)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else 1
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -199,6 +222,7 @@ class ParseApi:
     def __init__(self, settings: Settings, get_store: Callable[[], Store]):
         self.settings = settings
         self.get_store = get_store
+        self.heavy = ConcurrencyLimit(MAX_HEAVY_PER_ACCOUNT)
 
     @property
     def store(self) -> Store:
@@ -211,9 +235,25 @@ class ParseApi:
 
     async def handle(self, call: ParseRequest, *, in_batch: bool = False) -> Response:
         try:
-            return await self.route(call, in_batch=in_batch)
+            response = await self.route(call, in_batch=in_batch)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a Parse error answer
             return _error_response(exc)
+        if len(response.body) > MAX_RESPONSE_BYTES:
+            return _error_response(_too_large())
+        return response
+
+    @asynccontextmanager
+    async def _heavy(self, call: ParseRequest) -> AsyncIterator[None]:
+        """Finds and batches: at most MAX_HEAVY_PER_ACCOUNT at once per account (HTTP 429, code 155)."""
+        key = f"token:{token_hash(call.session_token)}" if call.session_token else f"address:{call.address}"
+        if not self.heavy.try_acquire(key):
+            raise ApiError(429, {"code": 155, "error": f"At most {MAX_HEAVY_PER_ACCOUNT} finds or batches "
+                                                       "at once per account; wait for one to finish."},
+                           {"Retry-After": "1"})
+        try:
+            yield
+        finally:
+            self.heavy.release(key)
 
     async def route(self, call: ParseRequest, *, in_batch: bool) -> Response:
         parts, method = call.segments, call.method
@@ -350,6 +390,12 @@ class ParseApi:
 
     # ------------------------------------------------------------------ classes
     async def find(self, call: ParseRequest, class_name: str) -> Response:
+        if call.in_batch:  # the batch holds the account's place already
+            return await self._find(call, class_name)
+        async with self._heavy(call):
+            return await self._find(call, class_name)
+
+    async def _find(self, call: ParseRequest, class_name: str) -> Response:
         self._only_params(call, FIND_PARAMS)
         self._no_body(call)
         principal = await self.principal(call)
@@ -425,11 +471,20 @@ class ParseApi:
         if not isinstance(requests, list) or not requests or len(requests) > MAX_BATCH:
             raise _param_error(f"requests must be a list of 1 to {MAX_BATCH} requests")
         calls = [self._batch_call(call, item, i) for i, item in enumerate(requests)]
+        rows = sum(_find_limit(sub) for sub in calls)
+        if rows > MAX_BATCH_ROWS:
+            raise _param_error(f"a batch reads at most {MAX_BATCH_ROWS} rows in all (the sum of its limits); "
+                               f"this one asks for {rows}")
         results: list[dict[str, Any]] = []
-        for sub in calls:
-            response = await self.handle(sub, in_batch=True)
-            payload = json.loads(bytes(response.body))
-            results.append({"success": payload} if response.status_code < 300 else {"error": payload})
+        size = 0
+        async with self._heavy(call):
+            for sub in calls:
+                response = await self.handle(sub, in_batch=True)
+                size += len(response.body)
+                if size > MAX_RESPONSE_BYTES:
+                    return _error_response(_too_large())
+                payload = json.loads(bytes(response.body))
+                results.append({"success": payload} if response.status_code < 300 else {"error": payload})
         return _json(results)
 
     def _batch_call(self, outer: ParseRequest, item: object, index: int) -> ParseRequest:
@@ -458,7 +513,7 @@ class ParseApi:
             params, body = dict(body), {}
         return ParseRequest(method=method, path=path.lstrip("/"), params=params, body=dict(body),
                             session_token=outer.session_token, installation_id=outer.installation_id,
-                            address=outer.address, base_url=outer.base_url)
+                            address=outer.address, base_url=outer.base_url, in_batch=True)
 
     async def health(self, call: ParseRequest) -> Response:
         return _json({"status": "ok"})
