@@ -83,7 +83,11 @@ def _signer() -> CookieSigner:
 
 
 def _token_from(request: Request) -> str | None:
-    raw = request.cookies.get(cookie_name())
+    return token_from_cookie(request.cookies.get(cookie_name()))
+
+
+def token_from_cookie(raw: str | None) -> str | None:
+    """The session token in a signed cookie value; None when absent, tampered with or too old."""
     if not raw:
         return None
     return _signer().unsign(raw, max_age_seconds=int(settings().session_lifetime.total_seconds()))

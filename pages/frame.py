@@ -6,6 +6,7 @@ from contextlib import contextmanager
 
 from nicegui import ui
 
+from pages import live, socket_guard
 from pages.auth import PageSession
 
 # Under load (hundreds of open pages) a page may take longer than NiceGUI's 3 s default to build;
@@ -122,6 +123,9 @@ def frame(session: PageSession, active: str, *, main_classes: str = "") -> Itera
     """Header and main column; the page body goes inside the `with`."""
     ui.colors(primary="#0b5563", secondary="#127b8c", accent="#f0b429")
     ui.query("body").classes("ot-body")
+    # The page's socket must carry this session's cookie; when the session ends, so does the page.
+    socket_guard.bind(ui.context.client, session.principal)
+    live.end_with_session(session)
     with ui.header().classes("ot-header items-center px-4 gap-3 no-wrap"):
         with ui.link(target="/").classes("ot-brand flex items-center gap-2 no-wrap"):
             ui.icon("accessibility_new", size="26px")

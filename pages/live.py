@@ -99,6 +99,22 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
     return sub
 
 
+def end_with_session(session: PageSession) -> Subscription:
+    """When the page's session ends (idle timeout, lifetime, sign-out elsewhere, deactivation), the
+    page leaves for the sign-in page: nothing of the patient stays on screen, and its handlers
+    already refuse to act (the store finds no role for the session)."""
+    client = ui.context.client
+
+    def take(delivery: Delivery) -> None:
+        if delivery.kind == "access_ended" and delivery.patient_id is None and not client.is_deleted:
+            with client:
+                ui.navigate.to("/login?expired=1")
+
+    sub = session.store.hub.subscribe(session.principal, (), sink=take)
+    client.on_delete(sub.close)
+    return sub
+
+
 # -- page-to-page signals for what the hub does not carry (care team lists) -------------------------
 # Process-local like the hub's local bridge. A signal only says "re-read this"; each page re-reads
 # through the store as its own principal, so nothing is shown that the store would not return.

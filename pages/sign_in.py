@@ -62,7 +62,7 @@ def _field(label: str, name: str, *, kind: str = "text", autocomplete: str = "")
 
 @router.page("/login", title="Sign in · OT Tracker")
 async def login_page(request: Request, next: str = "/", error: str = "", minutes: int = 0,
-                     seconds: int = 0, signed_out: int = 0) -> RedirectResponse | None:
+                     seconds: int = 0, signed_out: int = 0, expired: int = 0) -> RedirectResponse | None:
     target = auth.safe_next(next)
     if await auth.session_of(request) is not None:
         return RedirectResponse(target, status_code=303)
@@ -79,6 +79,9 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
             _error_banner(SIGN_IN_ERRORS.get(error, SIGN_IN_ERRORS["invalid"]))
         elif signed_out:
             ui.label("You are signed out.").classes("ot-muted")
+        elif expired:
+            ui.label("Your session ended (inactivity, its time limit, or a sign-out elsewhere). "
+                     "Sign in again to continue.").classes("ot-muted").props('role="status"')
         with ui.element("form").props('method="post" action="/login"').classes("w-full flex flex-col gap-3"):
             ui.element("input").props(f'type="hidden" name="next" value="{target}"')
             _field("Username", "username", autocomplete="username").props("autofocus")
