@@ -2,7 +2,9 @@
 
 The Parse API and /status live on a bare FastAPI app; NiceGUI's pages are mounted beneath it. An
 API call or a live-query push then passes through no page middleware (sessions, gzip, cache
-headers): each push to a thousand sockets would otherwise pay for them a thousand times.
+headers): each push to a thousand sockets would otherwise pay for them a thousand times. The one
+layer around everything is dashboard.security_headers (HTTP responses only; websockets pass
+straight through).
 """
 from __future__ import annotations
 
@@ -11,15 +13,41 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from nicegui import app, ui
+from nicegui import app, core, ui
 from sqlalchemy import text
 
 from dashboard import runtime
+from dashboard.api.live_query import MAX_MESSAGE_CHARS
 from dashboard.config import Settings
+from dashboard.security_headers import SecurityHeaders, not_found
 
 log = logging.getLogger("ot_tracker")
 # uvicorn's maintained sans-I/O binding of `websockets` (NiceGUI's own ui.run picks wsproto).
 WEBSOCKETS = "websockets-sansio"
+# The largest websocket message the server reads, in bytes, for every socket it serves (live queries
+# at /parse and NiceGUI's socket.io alike). A larger frame, or fragments adding up to more, is
+# refused from its header, before its payload is read (close 1009); uvicorn's default is 16 MiB.
+# It is the transport's bound, so it lives with the transport here, derived from the largest
+# message the live-query protocol accepts: MAX_MESSAGE_CHARS characters are at most 4 UTF-8 bytes
+# each, so the transport never refuses a message the protocol would take (which then gets the
+# protocol's own error), and never holds more than 256,000 bytes per socket. NiceGUI's messages
+# from the browser are far below it: the largest is a text field's whole value, and the longest
+# field (the session note, maxlength 10,000) is at most 60,000 bytes as JSON (6 bytes for an
+# escaped control character); engine.io's own cap, also applied over HTTP long-polling, is set to
+# the same figure (its default, 1,000,000 bytes, is checked only after a message was read whole).
+WS_MAX_SIZE = 4 * MAX_MESSAGE_CHARS
+
+
+class RootApp(FastAPI):
+    """The root app, with the security headers outermost: around FastAPI's own error middleware,
+    so its plain "Internal Server Error" answers carry them too."""
+
+    def __init__(self, *, hsts: bool, **kwargs: object) -> None:
+        self.hsts = hsts
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def build_middleware_stack(self):  # noqa: ANN201 - Starlette's ASGIApp
+        return SecurityHeaders(super().build_middleware_stack(), hsts=self.hsts)
 
 
 async def status() -> JSONResponse:
@@ -42,7 +70,8 @@ def build(settings: Settings) -> FastAPI:
     import pages
     from dashboard import api
 
-    root = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    # HSTS only where the app is served over HTTPS, which is what secure cookies say.
+    root = RootApp(hsts=settings.secure_cookies, openapi_url=None, docs_url=None, redoc_url=None)
     root.add_api_route("/status", status, methods=["GET"])
     api.mount(root, settings, runtime.store)
 
@@ -54,9 +83,13 @@ def build(settings: Settings) -> FastAPI:
         root, title="OT Tracker", storage_secret=settings.secret_key, favicon="🩺",
         show_welcome_message=False,
     )
+    # One not-found answer for every page path (missing route, non-lead /admin, unreadable patient),
+    # replacing NiceGUI's per-request error page; /parse keeps its Parse-style 404 (code 101).
+    app.add_exception_handler(404, not_found)
+    core.sio.eio.max_http_buffer_size = WS_MAX_SIZE
     return root
 
 
 def serve(settings: Settings) -> None:
     uvicorn.run(build(settings), host=settings.host, port=settings.port, ws=WEBSOCKETS,
-                log_level="warning")
+                ws_max_size=WS_MAX_SIZE, server_header=False, log_level="warning")
