@@ -62,6 +62,9 @@ class Settings:
     login_rate_per_minute: int = 10
     login_address_rate_per_minute: int = 0
     api_max_body_bytes: int = 1_000_000
+    # Addresses of reverse proxies whose X-Forwarded-For is believed; none by default (uvicorn's own
+    # default trusts 127.0.0.1, so anything on the host could pick its address for the rate limits).
+    trusted_proxies: tuple[str, ...] = ()
     # Live-query sockets one client address may hold open at once.
     sockets_per_address: int = 256
     extra: dict[str, str] = field(default_factory=dict)
@@ -89,6 +92,7 @@ class Settings:
             login_address_rate_per_minute=_int("OT_LOGIN_ADDRESS_RATE_PER_MINUTE", 0),
             api_max_body_bytes=_int("OT_API_MAX_BODY_BYTES", 1_000_000),
             sockets_per_address=_int("OT_SOCKETS_PER_ADDRESS", 256),
+            trusted_proxies=tuple(a.strip() for a in os.environ.get("OT_TRUSTED_PROXIES", "").split(",") if a.strip()),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ def new_session_token() -> str:
 
 def token_hash(token: str) -> str:
     """Tokens carry 256 random bits, so a fast hash is enough; the database never sees the token."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()  # any text, even unpaired
 
 
 class CookieSigner:

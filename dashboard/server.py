@@ -82,6 +82,8 @@ def build(settings: Settings) -> FastAPI:
     ui.run_with(
         root, title="OT Tracker", storage_secret=settings.secret_key, favicon="🩺",
         show_welcome_message=False,
+        # NiceGUI's own session cookie: Secure with secure cookies, and gone with the browser session.
+        session_middleware_kwargs={"https_only": settings.secure_cookies, "same_site": "lax", "max_age": None},
     )
     # One not-found answer for every page path (missing route, non-lead /admin, unreadable patient),
     # replacing NiceGUI's per-request error page; /parse keeps its Parse-style 404 (code 101).
@@ -91,5 +93,11 @@ def build(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
+    # X-Forwarded-For is believed only from the configured proxies (uvicorn's default trusts
+    # 127.0.0.1: anything on the host could choose its address for the per-address limits).
     uvicorn.run(build(settings), host=settings.host, port=settings.port, ws=WEBSOCKETS,
-                ws_max_size=WS_MAX_SIZE, server_header=False, log_level="warning")
+                ws_max_size=WS_MAX_SIZE, server_header=False, log_level="warning",
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
+                # A stuck long-poll (engine.io) must not hold a stop for ever.
+                timeout_graceful_shutdown=10)

@@ -24,8 +24,10 @@ import time
 import weakref
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
 from nicegui import Client, app, background_tasks, core
+from socketio.exceptions import ConnectionRefusedError
 
 from dashboard import runtime
 from dashboard.access import Principal
@@ -51,8 +53,9 @@ def bound(client: Client) -> Principal | None:
 
 
 def installable() -> bool:
+    names = core.sio.handlers.get("/", {})
     return importlib.metadata.version("nicegui").startswith(CHECKED_NICEGUI) and \
-        "event" in core.sio.handlers.get("/", {}) and "handshake" in core.sio.handlers.get("/", {})
+        all(n in names for n in ("connect", "handshake", "event"))
 
 
 def active_path() -> str | None:
@@ -96,6 +99,7 @@ def install() -> str:
         return _installed
     sio = core.sio
     handlers = sio.handlers["/"]
+    original_connect = handlers["connect"]
     original_handshake = handlers["handshake"]
     original_event = handlers["event"]
     originals = {name: handlers[name] for name in ("javascript_response", "ack", "log") if name in handlers}
@@ -106,6 +110,15 @@ def install() -> str:
             if not _same_session(bound(client), await _socket_session(sio.get_environ(sid))):
                 return False
         return await original_handshake(sid, data)
+
+    async def connect(sid: str, environ: dict[str, Any], auth_data: Any = None) -> Any:
+        # NiceGUI's implicit handshake (in the connect query) calls its handshake function directly.
+        query = parse_qs(environ.get("QUERY_STRING", "")) if isinstance(environ, dict) else {}
+        client = Client.instances.get((query.get("client_id") or [""])[0])
+        if client is not None and not sid.startswith("test-") and \
+                not _same_session(bound(client), await _socket_session(environ)):
+            raise ConnectionRefusedError("Implicit handshake failed")  # the page reloads, then signs in
+        return await original_connect(sid, environ, auth_data)
 
     def owns(sid: str, msg: object) -> Client | None:
         if not isinstance(msg, dict):
@@ -135,6 +148,7 @@ def install() -> str:
                 original(sid, msg)
         return handler
 
+    sio.on("connect", connect)
     sio.on("handshake", handshake)
     sio.on("event", event)
     for name, original in originals.items():

@@ -380,7 +380,7 @@ class Connection:
             raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not a connect field")
         app_id = message.get("applicationId")
         if not isinstance(app_id, str) or not hmac.compare_digest(
-                app_id.encode(), self.server.settings.parse_app_id.encode()):
+                app_id.encode("utf-8", "surrogatepass"), self.server.settings.parse_app_id.encode()):
             raise ProtocolError(4, "Key in request is not valid", close=True)
         if message.get("masterKey"):
             raise ProtocolError(4, "Key in request is not valid", close=True)

@@ -146,7 +146,7 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
 
     app_id = headers.get("x-parse-application-id") or meta.get("_ApplicationId")
     expected = settings.parse_app_id
-    if not isinstance(app_id, str) or not hmac.compare_digest(app_id.encode(), expected.encode()):
+    if not isinstance(app_id, str) or not hmac.compare_digest(app_id.encode("utf-8", "surrogatepass"), expected.encode()):
         raise UNAUTHORIZED
     if headers.get("x-parse-master-key") or "_MasterKey" in meta or "_MaintenanceKey" in meta:
         raise UNAUTHORIZED  # there is no master key: every call acts as a signed-in user

@@ -40,6 +40,11 @@ LAST_SEEN_GRANULARITY_SECONDS = 30
 SESSION_CACHE_SIZE = 10_000
 
 
+def _is_id(value: object) -> bool:
+    """Could be an object id: text of at most 16 characters that a database can compare."""
+    return isinstance(value, str) and 0 < len(value) <= 16 and not text_problem(value)
+
+
 @dataclass
 class _CachedSession:
     session_id: str
@@ -85,9 +90,7 @@ class AccountsMixin(StoreBase):
             )
         if len(password) > 1024:
             raise InvalidInput("password", "must be at most 1024 characters", code=142)
-        if text_problem(password):
-            raise InvalidInput("password", text_problem(password) or "", code=142)
-        weakness = password_rules.weakness(password)
+        weakness = password_rules.weakness(password) or text_problem(password)
         if weakness:
             raise InvalidInput("password", weakness, code=142)
         return password
@@ -327,7 +330,7 @@ class AccountsMixin(StoreBase):
     async def get_user(self, *, principal: Principal | None, user_id: str) -> User:
         self._role(principal)
         async with self.db.read() as session:
-            user = await session.get(User, user_id) if isinstance(user_id, str) else None
+            user = await session.get(User, user_id) if _is_id(user_id) else None if _is_id(user_id) else None
         if user is None:
             raise NotFound()
         return self._user_view(principal, user)  # type: ignore[arg-type]
@@ -358,7 +361,7 @@ class AccountsMixin(StoreBase):
         if "password" in changes:
             new_hash = await self._hash(self._check_password(changes["password"]))
         async with self._write() as tx:
-            user = await tx.session.get(User, user_id, with_for_update=True)
+            user = await tx.session.get(User, user_id, with_for_update=True) if _is_id(user_id) else None
             if user is None:
                 raise NotFound()
             if "email" in changes:
@@ -400,7 +403,7 @@ class AccountsMixin(StoreBase):
         if self._role(principal) != LEAD:
             raise PermissionDenied("Only a lead unlocks accounts")
         async with self._write() as tx:
-            user = await tx.session.get(User, user_id)
+            user = await tx.session.get(User, user_id) if _is_id(user_id) else None
             if user is None:
                 raise NotFound()
             row = await tx.session.get(LoginThrottle, user.username_key)
@@ -413,7 +416,7 @@ class AccountsMixin(StoreBase):
         if self._role(principal) != LEAD:
             raise PermissionDenied()
         async with self.db.read() as session:
-            user = await session.get(User, user_id)
+            user = await session.get(User, user_id) if _is_id(user_id) else None
             row = await session.get(LoginThrottle, user.username_key) if user else None
         if row is None or row.locked_until is None or row.locked_until <= self.clock():
             return 0

@@ -192,8 +192,13 @@ class StoreBase:
         patient_ref = kwargs.get("patient_id")
 
         def clip(value: object, size: int) -> str | None:
-            # Refused input can be anything: keep the audit row within its columns, never fail on it.
-            return value[:size] if isinstance(value, str) else None
+            # Refused input can be anything: keep the audit row within its columns, never fail on it
+            # (NUL and lone surrogates, which no database stores, become "?").
+            if not isinstance(value, str):
+                return None
+            value = value[:size]
+            return value if not text_problem(value) else "".join(
+                "?" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)
 
         row = self._audit_row(
             principal if isinstance(principal, Principal) else None, action,

@@ -33,7 +33,7 @@ from dashboard.schema import CLASSES, MODELS, PATIENT_RECORDS, PRIVATE_FIELDS
 from dashboard.serialize import initials, to_parse
 from dashboard.store.accounts import AccountsMixin
 from dashboard.store.base import Tx, audited
-from dashboard.store.query import QueryBuilder
+from dashboard.store.query import QueryBuilder, text_problem
 from dashboard.store.summaries import (
     LOCK_PATIENT,
     NEXT_HISTORY_SEQUENCE,
@@ -171,7 +171,7 @@ class RecordsMixin(AccountsMixin):
         self._role(principal)
         if class_name not in MODELS:
             raise _unknown_class(class_name)
-        if not isinstance(object_id, str) or not object_id or len(object_id) > 16:
+        if not isinstance(object_id, str) or not object_id or len(object_id) > 16 or text_problem(object_id):
             raise NotFound()
         model = MODELS[class_name]
         if session is None:
