@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 
+from dashboard import log_privacy
 from dashboard.config import Settings
 from dashboard.db import Database
 from dashboard.store import Store
@@ -18,6 +19,7 @@ def store() -> Store:
 
 async def start(settings: Settings) -> Store:
     global _store
+    log_privacy.install()  # after uvicorn's logging is configured: its handlers get the filter too
     if _store is None:
         instance = Store(Database(settings.database_url), settings=settings)
         await instance.start()

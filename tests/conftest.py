@@ -119,3 +119,145 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
     for the rest of the session, and asyncio tests after it could not start their own."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+# ==== BEGIN log capture for the PHI grep (tests/test_logs_have_no_phi.py) ===========================
+# Every log record of this pytest process, from configure to unconfigure, goes to one root handler
+# that formats it as a production handler does (standard Formatter, exception text included) and has
+# the privacy filter a production handler gets from runtime.start(). The test marked `runs_last`
+# (moved after everything, browser tests included) greps these lines and the server subprocesses'
+# logs; after the session's fixtures are torn down (servers stopped), whatever was logged since is
+# grepped again, so shutdown lines count too.
+import logging as _logging  # noqa: E402 - kept inside this block
+from dataclasses import dataclass as _dataclass, field as _field  # noqa: E402
+
+
+@_dataclass(frozen=True)
+class CapturedLog:
+    text: str  # the formatted record, exception text included
+    logger: str
+    where: str  # pathname:lineno (funcName)
+    withheld: tuple[str, ...]  # what the privacy filter took out (kinds, never values)
+
+
+@_dataclass
+class SessionLogs:
+    """What the session logged; the grep test reads it through the `session_logs` fixture."""
+
+    records: list[CapturedLog] = _field(default_factory=list, repr=False)
+    # Set by the grep test: its finder, and how far it looked (records, characters of each file).
+    finder: object = None
+    checked_records: int = 0
+    checked_files: dict[str, int] = _field(default_factory=dict, repr=False)
+    basetemp: Path | None = None
+    handler: "_SessionLogHandler | None" = None
+
+    def server_logs(self) -> list[Path]:
+        """The stdout/stderr files of the server subprocesses (tests.support.LiveServer writes
+        data_dir/server.log, and every data_dir is under this session's basetemp)."""
+        return sorted(self.basetemp.rglob("*.log")) if self.basetemp is not None else []
+
+
+class _SessionLogHandler(_logging.Handler):
+    FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+    def __init__(self, logs: SessionLogs) -> None:
+        super().__init__(_logging.NOTSET)
+        self.logs = logs
+        self.setFormatter(_logging.Formatter(self.FORMAT))
+
+    def emit(self, record: _logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - as any handler does
+            self.handleError(record)
+            return
+        self.logs.records.append(CapturedLog(
+            text, record.name, f"{record.pathname}:{record.lineno} ({record.funcName})",
+            tuple(getattr(record, "ot_privacy_withheld", ()))))
+
+
+_SESSION_LOGS = pytest.StashKey[SessionLogs]()
+
+
+class _RunsLast:
+    @pytest.hookimpl(trylast=True)  # after the browser-tests-last sort above
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from dashboard import log_privacy
+
+    config.addinivalue_line("markers", "runs_last: run after every other test (the whole-suite log grep)")
+    if config.stash.get(_SESSION_LOGS, None) is not None:
+        return
+    logs = SessionLogs()
+    logs.handler = _SessionLogHandler(logs)
+    _logging.getLogger().addHandler(logs.handler)
+    log_privacy.install()  # what runtime.start() does in the server: the handler gets the filter
+    # The app's own loggers at every level (stricter than the server's WARNING); libraries as they are.
+    if _logging.getLogger("ot_tracker").level == _logging.NOTSET:
+        _logging.getLogger("ot_tracker").setLevel(_logging.DEBUG)
+    config.stash[_SESSION_LOGS] = logs
+    config.pluginmanager.register(_RunsLast(), "ot-runs-last")
+
+
+@pytest.fixture(scope="session")
+def session_logs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SessionLogs:
+    logs = request.config.stash[_SESSION_LOGS]
+    logs.basetemp = tmp_path_factory.getbasetemp()
+    return logs
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Lines logged after the grep test (fixture teardown: servers stopping) are grepped too."""
+    logs = session.config.stash.get(_SESSION_LOGS, None)
+    if logs is None or not callable(logs.finder):
+        return
+    late = [r.text for r in logs.records[logs.checked_records:]]
+    for path in logs.server_logs():
+        text = path.read_text(errors="replace")
+        late.append(text[logs.checked_files.get(str(path), 0):])
+    offending = logs.finder("\n".join(late))
+    if offending:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_sep("=", "FAILED: patient data logged after the log grep ran (during teardown)", red=True)
+            for line in offending:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:  # noqa: ANN001
+    """Once the grep ran: what it read, and where the privacy filter had to take data out (the
+    sources to fix). Lists kinds and code locations only, never values."""
+    logs = config.stash.get(_SESSION_LOGS, None)
+    if logs is None or not callable(logs.finder):
+        return
+    from collections import Counter
+
+    withheld = Counter((r.logger, r.where, ", ".join(r.withheld)) for r in logs.records if r.withheld)
+    server_lines = Counter()
+    for path in logs.server_logs():
+        for line in path.read_text(errors="replace").splitlines():
+            if "withheld" in line:
+                server_lines[f"{path.parent.name}/{path.name}: {line.strip()[:200]}"] += 1
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("-", "log grep for patient data")
+    write(f"{len(logs.records)} records of this process, {len(logs.server_logs())} server log files; "
+          f"the privacy filter withheld data from {sum(withheld.values())} records "
+          f"and {sum(server_lines.values())} server log lines")
+    for (logger, where, kinds), count in withheld.most_common(30):
+        write(f"  {count:>4} x {logger} at {where}: {kinds}")
+    for line, count in server_lines.most_common(30):
+        write(f"  {count:>4} x {line}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    logs = config.stash.get(_SESSION_LOGS, None)
+    if logs is not None and logs.handler is not None:
+        _logging.getLogger().removeHandler(logs.handler)
+# ==== END log capture for the PHI grep ===============================================================
