@@ -54,9 +54,11 @@ MIB = 1024 ** 2
 class Plan:
     scores: int = 1000
     note_chars: int = 19_000
-    levels: list[int] = field(default_factory=lambda: [1, 4, 20])  # concurrent batches
-    finds_per_batch: int = 50
-    find_limit: int = 1000
+    # Batch shapes, "FxL": F finds of limit L in one batch. 50x1000 is the review's; 5x1000 and 50x100 stay within
+    # a 5,000-row budget per batch (and each answer of 50x100 within 16 MB), to see what a capped server still holds.
+    shapes: list[str] = field(default_factory=lambda: ["50x1000", "5x1000", "50x100"])
+    # Levels, "K" or "KxA": K batches at once, spread round robin over A contributor accounts (default 1).
+    levels: list[str] = field(default_factory=lambda: ["1", "4", "20", "20x5"])
     attack_timeout: float = 300.0  # seconds for one level's batches
     sockets: int = 1000
     chatty: int = 20  # sockets that send a small non-connect message every `chatty_every` seconds
@@ -72,7 +74,7 @@ class Plan:
 
     @classmethod
     def quick(cls) -> "Plan":
-        return cls(scores=40, note_chars=2_000, levels=[2], finds_per_batch=5, attack_timeout=60, sockets=20,
+        return cls(scores=40, note_chars=2_000, shapes=["5x1000"], levels=["2x2"], attack_timeout=60, sockets=20,
                    chatty=2, chatty_every=1.0, spoofed=2, frames=2, frame_chars=1_000_000, hold=2.0, settle=0.3,
                    restart_after_seeding=False)
 
@@ -314,7 +316,19 @@ async def one_batch(session: aiohttp.ClientSession, url: str, token: str, body: 
     return out
 
 
-async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
+def parse_shape(text: str) -> tuple[int, int]:
+    finds, limit = text.lower().split("x")
+    return int(finds), int(limit)
+
+
+def parse_level(text: str) -> tuple[int, int]:
+    k, _, accounts = text.lower().partition("x")
+    return int(k), int(accounts or 1)
+
+
+async def attack_level(ws: Workspace, tokens: list[str], plan: Plan, shape: str, level: str) -> dict:
+    finds, limit = parse_shape(shape)
+    k, accounts = parse_level(level)
     server = ws.server or await asyncio.to_thread(start_server, ws)
     pid, port = server.pid, server.port
     await asyncio.sleep(plan.settle)
@@ -322,14 +336,14 @@ async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
     watchdog = Watchdog(pid, int(plan.rss_cap_gib * GIB / 1024), int(plan.min_available_gib * GIB / 1024))
     probe = StatusProbe(port)
     body = json.dumps({"requests": [{"method": "GET", "path": "/parse/classes/MobilityScore",
-                                     "body": {"limit": plan.find_limit}}] * plan.finds_per_batch}).encode()
+                                     "body": {"limit": limit}}] * finds}).encode()
     watchdog.start()
     probe.start()
     t0 = time.perf_counter()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                      timeout=aiohttp.ClientTimeout(total=plan.attack_timeout)) as session:
-        batches = await asyncio.gather(*(one_batch(session, f"{server.url}/parse/batch", token, body)
-                                         for _ in range(k)))
+        batches = await asyncio.gather(*(one_batch(session, f"{server.url}/parse/batch", tokens[i % accounts], body)
+                                         for i in range(k)))
     attack_s = time.perf_counter() - t0
     during = probe.stop()
     await asyncio.sleep(2 * plan.settle)  # let it settle; then is it up?
@@ -338,10 +352,22 @@ async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
     watchdog.stop()
     end = proc_status(pid)
     exit_code = None if alive else server.process.poll()
-    statuses = Counter(str(b["status"]) if b.get("exception") is None else
-                       (f"{b['status']}+{b['exception']}" if b["status"] else b["exception"]) for b in batches)
+    for b in batches:
+        b["outcome"] = (str(b["status"]) if b.get("exception") is None else
+                        (f"{b['status']}+{b['exception']}" if b["status"] else b["exception"]))
+    statuses = Counter(b["outcome"] for b in batches)
+    samples: dict[str, str] = {}
+    for b in batches:
+        if "body_sample" in b:
+            samples.setdefault(b["outcome"], b["body_sample"])
+        if "error_sample" in b:
+            samples.setdefault("sub-result error", b["error_sample"])
     result = {
+        "shape": shape,
+        "finds_per_batch": finds,
+        "find_limit": limit,
         "concurrent_batches": k,
+        "accounts": accounts,
         "rss_before_mib": mib(before.get("VmRSS")),
         "rss_peak_sampled_mib": mib(watchdog.peak_kib),
         "vmhwm_mib": mib(max(watchdog.hwm_kib, end.get("VmHWM", 0))),
@@ -351,8 +377,7 @@ async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
         "bytes_answered_total": sum(b["bytes"] for b in batches),
         "sub_results": {"success": sum(b["sub_success"] for b in batches),
                         "error": sum(b["sub_error"] for b in batches)},
-        "samples": {key: next((b[key] for b in batches if key in b), None)
-                    for key in ("body_sample", "error_sample")},
+        "samples": samples,
         "batch_seconds": sorted(b["seconds"] for b in batches),
         "attack_seconds": round(attack_s, 2),
         "status_during": during,
@@ -372,7 +397,8 @@ async def attack_level(ws: Workspace, token: str, plan: Plan, k: int) -> dict:
 async def batch_attack(ctx: Any, plan: Plan) -> dict:
     async with Workspace("resources-batch", ctx.database_url) as ws:
         async with open_store(ws.db.url, ws.data_dir) as store:
-            world = await build_world(store, patients=1, therapists=1, members=1)
+            world = await build_world(store, patients=1, therapists=1,
+                                      members=max(parse_level(level)[1] for level in plan.levels))
         member = world.members[0]
         server = await asyncio.to_thread(start_server, ws)
         seeding = await add_scores(server, member.token, world.x, plan)
@@ -383,15 +409,20 @@ async def batch_attack(ctx: Any, plan: Plan) -> dict:
         seeding["topped_up_through_store"] = (
             await top_up(ws, member.principal, world.x, plan, plan.scores, missing) if missing > 0 else 0)
         levels = []
-        for k in plan.levels:
-            print(f"[bench] resources: batch attack, {k} concurrent × {plan.finds_per_batch} finds", flush=True)
-            levels.append(await attack_level(ws, member.token, plan, k))
-            print(f"[bench] resources:   {summarize_level(levels[-1])}", flush=True)
+        tokens = [m.token for m in world.members]
+        for shape in plan.shapes:
+            for level in plan.levels:
+                k, accounts = parse_level(level)
+                print(f"[bench] resources: batch attack, {k} at once over {accounts} account(s), each "
+                      f"{shape.replace('x', ' × find(limit ')})", flush=True)
+                levels.append(await attack_level(ws, tokens, plan, shape, level))
+                print(f"[bench] resources:   {summarize_level(levels[-1])}", flush=True)
     return {"seeding": seeding, "levels": levels}
 
 
 def summarize_level(r: dict) -> str:
-    return (f"K={r['concurrent_batches']}: peak RSS {r['vmhwm_mib']} MiB (before {r['rss_before_mib']}), "
+    return (f"{r['shape']} K={r['concurrent_batches']} A={r['accounts']}: peak RSS {r['rss_peak_sampled_mib']} MiB "
+            f"(VmHWM {r['vmhwm_mib']}, before {r['rss_before_mib']}), "
             f"statuses {r['http_statuses']}, answered {round(r['bytes_answered_total'] / MIB, 1)} MiB, "
             f"/status p50/max {r['status_during']['latency']['p50_ms']}/{r['status_during']['latency']['max_ms']} ms "
             f"{r['status_during']['outcomes']}, up after: {r['server_alive_after']}"
@@ -633,8 +664,8 @@ async def run(ctx: Any, plan: Plan | None = None) -> dict:
     return out
 
 
-def _counts(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+def _words(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -646,8 +677,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("batch", "sockets"), help="one of the two parts")
     parser.add_argument("--scores", type=int, help=f"scores with long notes ({d.scores})")
     parser.add_argument("--note-chars", type=int, help=f"characters per note ({d.note_chars}, at most 20000)")
-    parser.add_argument("--levels", type=_counts, help=f"concurrent batches, one fresh server each ({d.levels})")
-    parser.add_argument("--finds-per-batch", type=int, help=f"finds in one batch ({d.finds_per_batch})")
+    parser.add_argument("--shapes", type=_words, help=f"batch shapes FxL: F finds of limit L ({','.join(d.shapes)})")
+    parser.add_argument("--levels", type=_words, help=f"K or KxA: K batches at once over A accounts, one fresh "
+                                                      f"server each ({','.join(d.levels)})")
     parser.add_argument("--attack-timeout", type=float, help=f"seconds for one level's batches ({d.attack_timeout})")
     parser.add_argument("--sockets", type=int, help=f"idle websockets ({d.sockets})")
     parser.add_argument("--chatty", type=int, help=f"sockets sending a non-connect message now and then ({d.chatty})")
@@ -659,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file (default bench/results/<timestamp>-resources.json)")
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
-    for name in ("scores", "note_chars", "levels", "finds_per_batch", "attack_timeout", "sockets", "chatty",
+    for name in ("scores", "note_chars", "shapes", "levels", "attack_timeout", "sockets", "chatty",
                  "spoofed", "frames", "frame_chars", "hold", "rss_cap_gib"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
