@@ -50,6 +50,9 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dashboard import log_privacy
+
+    log_privacy.install()  # every command, not only the server: no patient data in any log line
     parser = argparse.ArgumentParser(prog="python -m dashboard", description="OT Tracker")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="migrate, load demo data, print the demo logins and serve")

@@ -26,7 +26,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from nicegui import Client, app, background_tasks, core
+from nicegui import Client, app, core
 from socketio.exceptions import ConnectionRefusedError
 
 from dashboard import runtime
@@ -35,6 +35,9 @@ from pages import auth
 
 CHECKED_NICEGUI = ("3.18.",)
 UNCONNECTED_SECONDS = 5.0
+# A page whose build never produced a response (it raised a not-found, say) is let go after this;
+# longer than any build (pages/frame.py's PAGE_BUILD_TIMEOUT).
+ABANDONED_BUILD_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 1.0
 log = logging.getLogger("ot_tracker.pages")
 
@@ -135,11 +138,8 @@ def install() -> str:
         if client is None:
             return
         principal = bound(client)
-        if principal is not None:
-            store = runtime.store()
-            if store.access.role(principal) is None:
-                return  # the session is over: its page's handlers do not act
-            background_tasks.create(store.touch_session(principal), name="page-activity")
+        if principal is not None and not runtime.store().note_activity(principal):
+            return  # the session is over: its page's handlers do not act
         original_event(sid, msg)
 
     def guarded(original):  # type: ignore[no-untyped-def]
@@ -183,10 +183,13 @@ def prune_unconnected(now: float | None = None) -> int:
     now = time.monotonic() if now is None else now
     deleted = 0
     for client in list(Client.instances.values()):
-        never_connected = client._response_built and not client._num_connections \
-            and not client._delete_tasks and not client.has_socket_connection  # noqa: SLF001
-        if not never_connected:
+        if client._num_connections or client._delete_tasks or client.has_socket_connection:  # noqa: SLF001
             _unconnected_since.pop(client, None)
+            continue
+        if not client._response_built:  # noqa: SLF001 - still building, or abandoned mid-build (a 404)
+            if client.created < time.time() - ABANDONED_BUILD_SECONDS:
+                client.delete()
+                deleted += 1
             continue
         since = _unconnected_since.setdefault(client, now)
         if now - since >= UNCONNECTED_SECONDS:

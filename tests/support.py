@@ -134,7 +134,10 @@ def make_live_server(data_dir: Path, **env_overrides: str) -> LiveServer:
            "OT_LOGIN_RATE_PER_MINUTE": "10000", **env_overrides}
     for name in ("measures.json", "vocabulary.json", "demo.json"):
         (data_dir / name).write_bytes((Path(__file__).parent.parent / "data" / name).read_bytes())
-    subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=env, check=True, capture_output=True)
+    # Its output is kept beside the server's log, so the suite's log grep reads it too.
+    with open(data_dir / "demo.log", "ab") as log:
+        subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=env, check=True, stdout=log,
+                       stderr=subprocess.STDOUT)
     return LiveServer(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, env=env)
 
 

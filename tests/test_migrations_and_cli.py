@@ -63,8 +63,11 @@ def test_migrations_match_models_on_postgresql(postgres_url: str) -> None:
 def _cli(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(OT_DATA_DIR=str(tmp_path), OT_SECRET_KEY="cli-test")
-    return subprocess.run([sys.executable, "-m", "dashboard", *args], env=env, cwd=ROOT, text=True,
+    done = subprocess.run([sys.executable, "-m", "dashboard", *args], env=env, cwd=ROOT, text=True,
                           capture_output=True, input=stdin, timeout=120)
+    with open(tmp_path / "cli.log", "a") as log:  # read by the suite's log grep
+        log.write(done.stdout + done.stderr)
+    return done
 
 
 def test_create_user_makes_the_first_lead_who_can_sign_in(tmp_path: Path) -> None:

@@ -189,13 +189,15 @@ class Connection:
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         await self.ws.accept()
+        # Counted from the opening, not per message: chatter without `connect` keeps nothing open.
+        connect_by = asyncio.get_running_loop().time() + CONNECT_TIMEOUT_SECONDS
         try:
             while not self.closing:
                 if self.connected:
                     message = await self.ws.receive()
                 else:
                     try:
-                        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                        async with asyncio.timeout_at(connect_by):
                             message = await self.ws.receive()
                     except TimeoutError:
                         await self.send(_error(1, f"Send connect within {CONNECT_TIMEOUT_SECONDS:g} s of opening"))

@@ -7,6 +7,7 @@ HTTP status; bad input is always a 4xx (the SDK retries a 5xx five times, POST i
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -32,7 +33,6 @@ from dashboard.errors import (
     RateLimited,
     StoreError,
 )
-from dashboard.passwords import token_hash
 from dashboard.rate_limit import ConcurrencyLimit
 from dashboard.serialize import iso
 from dashboard.store import Store
@@ -52,8 +52,11 @@ MAX_BATCH = 50
 # most MAX_RESPONSE_BYTES: 50 finds of 1,000 long notes once made a 1 GB answer and an OOM kill.
 MAX_BATCH_ROWS = 5_000
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-# Finds and batches running at once for one account (or one address, signed out).
+# Finds and batches running at once for one account (or one address, signed out): beyond, 429.
 MAX_HEAVY_PER_ACCOUNT = 4
+# ... and in the whole process: beyond, a request waits its turn (memory stays bounded however many
+# accounts take part).
+MAX_HEAVY_TOTAL = 8
 CLASS_NAME_LENGTH = 32
 # Object ids are 10 characters (models.new_object_id); none is longer than the 16 the schema holds.
 # A longer one cannot exist, and the store's refusal audit cannot record it (see the report).
@@ -197,6 +200,17 @@ def _find_limit(call: ParseRequest) -> int:
     return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else 1
 
 
+def _text_size(rows: list[Any]) -> int:
+    """A lower bound on the bytes a find's answer takes: its rows' text, plus the rest of each row."""
+    total = 0
+    for row in rows:
+        total += 200
+        for value in row.__dict__.values():
+            if isinstance(value, str):
+                total += len(value)
+    return total
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -223,6 +237,7 @@ class ParseApi:
         self.settings = settings
         self.get_store = get_store
         self.heavy = ConcurrencyLimit(MAX_HEAVY_PER_ACCOUNT)
+        self.heavy_total = asyncio.Semaphore(MAX_HEAVY_TOTAL)
 
     @property
     def store(self) -> Store:
@@ -245,13 +260,15 @@ class ParseApi:
     @asynccontextmanager
     async def _heavy(self, call: ParseRequest) -> AsyncIterator[None]:
         """Finds and batches: at most MAX_HEAVY_PER_ACCOUNT at once per account (HTTP 429, code 155)."""
-        key = f"token:{token_hash(call.session_token)}" if call.session_token else f"address:{call.address}"
+        principal = await self.principal(call)  # every session of one account shares its places
+        key = f"user:{principal.user_id}" if principal else f"address:{call.address}"
         if not self.heavy.try_acquire(key):
             raise ApiError(429, {"code": 155, "error": f"At most {MAX_HEAVY_PER_ACCOUNT} finds or batches "
                                                        "at once per account; wait for one to finish."},
                            {"Retry-After": "1"})
         try:
-            yield
+            async with self.heavy_total:
+                yield
         finally:
             self.heavy.release(key)
 
@@ -414,6 +431,8 @@ class ParseApi:
         wire.parse_keys(class_name, params.get("keys"))
         rows = await self.store.find(principal=principal, class_name=class_name, where=where,
                                      order=params.get("order"), limit=limit, skip=skip)
+        if _text_size(rows) > MAX_RESPONSE_BYTES:
+            raise _too_large()  # known before the answer is encoded, which would cost as much again
         results = await self._render(call, principal, class_name, [wire.encode_row(r) for r in rows])
         body: dict[str, Any] = {"results": results}
         if want_count:
@@ -475,7 +494,9 @@ class ParseApi:
         if rows > MAX_BATCH_ROWS:
             raise _param_error(f"a batch reads at most {MAX_BATCH_ROWS} rows in all (the sum of its limits); "
                                f"this one asks for {rows}")
-        results: list[dict[str, Any]] = []
+        # Each answer is already JSON: the batch's answer is assembled from their bytes, not decoded
+        # and encoded again.
+        parts: list[bytes] = []
         size = 0
         async with self._heavy(call):
             for sub in calls:
@@ -483,9 +504,9 @@ class ParseApi:
                 size += len(response.body)
                 if size > MAX_RESPONSE_BYTES:
                     return _error_response(_too_large())
-                payload = json.loads(bytes(response.body))
-                results.append({"success": payload} if response.status_code < 300 else {"error": payload})
-        return _json(results)
+                wrapper = b'{"success":' if response.status_code < 300 else b'{"error":'
+                parts.append(wrapper + bytes(response.body) + b"}")
+        return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
 
     def _batch_call(self, outer: ParseRequest, item: object, index: int) -> ParseRequest:
         where = f"requests[{index}]"

@@ -283,22 +283,44 @@ class AccountsMixin(StoreBase):
         return Principal(cached.user_id, cached.session_id, user.username)
 
     async def touch_session(self, principal: Principal) -> bool:
-        """Activity by this principal's session (a request, an event on an open page): its idle
-        time starts again. The database learns it at most every LAST_SEEN_GRANULARITY_SECONDS.
-        False when the session is already over (nothing is extended)."""
-        if principal.session_id is None:
+        """Activity by this principal's session (a request, a message): its idle time starts again.
+        The database learns it at most every LAST_SEEN_GRANULARITY_SECONDS. False when the session
+        is already over (nothing is extended)."""
+        due = self._touch(principal)
+        if due is None:
             return False
+        if due:
+            await self._store_last_seen(principal)
+        return True
+
+    def note_activity(self, principal: Principal) -> bool:
+        """`touch_session` for a caller that cannot wait (a page event): the in-memory clock now,
+        the database write, when one is due, in the background."""
+        due = self._touch(principal)
+        if due:
+            asyncio.get_running_loop().create_task(self._store_last_seen(principal))
+        return due is not None
+
+    def _touch(self, principal: Principal) -> bool | None:
+        """None: the session is over. Else whether the database's last-seen time is due a write."""
+        if principal.session_id is None:
+            return None
         clock = self.access.touch_session(principal.session_id)
         if clock is None:
+            return None
+        if (clock.last_seen_at - clock.stored_last_seen_at).total_seconds() < LAST_SEEN_GRANULARITY_SECONDS:
             return False
-        now = clock.last_seen_at
-        if (now - clock.stored_last_seen_at).total_seconds() >= LAST_SEEN_GRANULARITY_SECONDS:
-            clock.stored_last_seen_at = now
-            async with self.db.write() as session:
-                await session.execute(
-                    update(AuthSession).where(AuthSession.id == principal.session_id).values(last_seen_at=now))
-                await session.commit()
+        clock.stored_last_seen_at = clock.last_seen_at
         return True
+
+    async def _store_last_seen(self, principal: Principal) -> None:
+        clock = self.access.session_clock(principal.session_id or "")
+        if clock is None:
+            return
+        async with self.db.write() as session:
+            await session.execute(update(AuthSession).where(AuthSession.id == principal.session_id)
+                                  .values(last_seen_at=clock.stored_last_seen_at))
+            await session.commit()
 
     async def log_out(self, *, principal: Principal | None) -> None:
         """Revokes every session of the user; their open pages and subscriptions end at once."""

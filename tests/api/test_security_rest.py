@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from dashboard.api import rest
-from tests.api.conftest import APP_ID, make_app
+from tests.api.conftest import APP_ID, PASSWORD, make_app
 from tests.api.test_rest import pointer, score_body
 
 
@@ -103,6 +103,10 @@ async def test_h3_concurrent_heavy_requests_per_account_are_capped(api, monkeypa
         await asyncio.sleep(0.01)
     extra = await api.call("GET", "classes/MobilityScore", "team_contributor")
     assert extra.status_code == 429 and extra.json()["code"] == 155
+    # A second session of the same account shares the account's places.
+    second = (await api.store.log_in(username="team-contributor", password=PASSWORD)).token
+    extra = await api.call("GET", "classes/MobilityScore", headers={"X-Parse-Session-Token": second})
+    assert extra.status_code == 429 and extra.json()["code"] == 155
     other = asyncio.create_task(api.call("GET", "classes/MobilityScore", "lead"))  # another account: fine
     gate.set()
     assert all(r.status_code == 200 for r in await asyncio.gather(*calls, other))
@@ -190,3 +194,31 @@ async def test_l8_a_password_in_the_url_is_refused(api):
     assert r.status_code == 400 and r.json()["code"] == 102 and "sessionToken" not in r.json()
     r = await api.call("POST", "login", params={"password": "correct horse battery"}, json={"username": "lead"})
     assert r.status_code == 400 and "sessionToken" not in r.json()
+
+
+async def test_h3_heavy_requests_of_many_accounts_wait_their_turn(api, monkeypatch):
+    """Past the process-wide cap, finds wait (memory stays bounded however many accounts join)."""
+    monkeypatch.setattr(rest, "MAX_HEAVY_TOTAL", 2)
+    app = make_app(api.store)
+    gate = asyncio.Event()
+    entered = 0
+    real_find = api.store.find
+
+    async def slow_find(**kwargs):
+        nonlocal entered
+        entered += 1
+        await gate.wait()
+        return await real_find(**kwargs)
+
+    monkeypatch.setattr(api.store, "find", slow_find)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        calls = [asyncio.create_task(client.get("/parse/classes/MobilityScore", headers={
+            "X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": api.tokens[who]}))
+            for who in ("lead", "owner", "team_therapist", "team_contributor")]
+        while entered < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the other two are waiting on the cap, not on the gate
+        assert entered == 2
+        gate.set()
+        assert [r.status_code for r in await asyncio.gather(*calls)] == [200] * 4
+    assert entered == 4
