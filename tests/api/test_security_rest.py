@@ -58,6 +58,25 @@ async def test_c1_m2_a_pattern_that_cannot_run_safely_is_102(api, pattern):
     assert pattern not in r.json()["error"] or len(pattern) < 3  # the rule, not an echo of the pattern
 
 
+class HeldFinds:
+    """The store's finds, held at a gate until released; counts those that reached it."""
+
+    def __init__(self, store, monkeypatch) -> None:
+        self.entered = 0
+        self._gate = asyncio.Event()
+        real_find = store.find
+
+        async def held(**kwargs):
+            self.entered += 1
+            await self._gate.wait()
+            return await real_find(**kwargs)
+
+        monkeypatch.setattr(store, "find", held)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
 async def test_h3_a_batch_is_capped_on_total_rows(api):
     requests = [{"method": "GET", "path": "/parse/classes/MobilityScore", "body": {"limit": 1000}}] * 6
     before = await api.counts()
@@ -86,20 +105,10 @@ async def test_h3_answers_have_a_size_cap(api, monkeypatch):
 
 
 async def test_h3_concurrent_heavy_requests_per_account_are_capped(api, monkeypatch):
-    gate = asyncio.Event()
-    entered = 0
-    real_find = api.store.find
-
-    async def slow_find(**kwargs):
-        nonlocal entered
-        entered += 1
-        await gate.wait()
-        return await real_find(**kwargs)
-
-    monkeypatch.setattr(api.store, "find", slow_find)
+    gate = HeldFinds(api.store, monkeypatch)
     calls = [asyncio.create_task(api.call("GET", "classes/MobilityScore", "team_contributor"))
              for _ in range(rest.MAX_HEAVY_PER_ACCOUNT)]
-    while entered < rest.MAX_HEAVY_PER_ACCOUNT:
+    while gate.entered < rest.MAX_HEAVY_PER_ACCOUNT:
         await asyncio.sleep(0.01)
     extra = await api.call("GET", "classes/MobilityScore", "team_contributor")
     assert extra.status_code == 429 and extra.json()["code"] == 155
@@ -108,7 +117,7 @@ async def test_h3_concurrent_heavy_requests_per_account_are_capped(api, monkeypa
     extra = await api.call("GET", "classes/MobilityScore", headers={"X-Parse-Session-Token": second})
     assert extra.status_code == 429 and extra.json()["code"] == 155
     other = asyncio.create_task(api.call("GET", "classes/MobilityScore", "lead"))  # another account: fine
-    gate.set()
+    gate.release()
     assert all(r.status_code == 200 for r in await asyncio.gather(*calls, other))
     again = await api.call("GET", "classes/MobilityScore", "team_contributor")
     assert again.status_code == 200
@@ -200,25 +209,15 @@ async def test_h3_heavy_requests_of_many_accounts_wait_their_turn(api, monkeypat
     """Past the process-wide cap, finds wait (memory stays bounded however many accounts join)."""
     monkeypatch.setattr(rest, "MAX_HEAVY_TOTAL", 2)
     app = make_app(api.store)
-    gate = asyncio.Event()
-    entered = 0
-    real_find = api.store.find
-
-    async def slow_find(**kwargs):
-        nonlocal entered
-        entered += 1
-        await gate.wait()
-        return await real_find(**kwargs)
-
-    monkeypatch.setattr(api.store, "find", slow_find)
+    gate = HeldFinds(api.store, monkeypatch)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         calls = [asyncio.create_task(client.get("/parse/classes/MobilityScore", headers={
             "X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": api.tokens[who]}))
             for who in ("lead", "owner", "team_therapist", "team_contributor")]
-        while entered < 2:
+        while gate.entered < 2:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)  # the other two are waiting on the cap, not on the gate
-        assert entered == 2
-        gate.set()
+        assert gate.entered == 2
+        gate.release()
         assert [r.status_code for r in await asyncio.gather(*calls)] == [200] * 4
-    assert entered == 4
+    assert gate.entered == 4
