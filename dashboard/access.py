@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashboard.models import AuthSession, CareTeamMember, Patient, User, utcnow
 
 LEAD, THERAPIST, CONTRIBUTOR, VIEWER = "lead", "therapist", "contributor", "viewer"
+# Sessions' clocks are pruned of ended ones when this many are kept (REST-only use has no sweep).
+PRUNE_AT_SESSIONS = 20_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class SessionClock:
     expires_at: datetime
     last_seen_at: datetime
     stored_last_seen_at: datetime  # what the database holds (written at a coarser step)
+    ends_at: datetime | None = None  # the nearer of the two limits, kept by the index
 
 
 class AccessIndex:
@@ -103,7 +106,10 @@ class AccessIndex:
                       last_seen_at: datetime) -> SessionClock:
         clock = self._sessions.get(session_id)
         if clock is None:
+            if len(self._sessions) >= PRUNE_AT_SESSIONS:
+                self.prune_sessions()
             clock = self._sessions[session_id] = SessionClock(user_id, expires_at, last_seen_at, last_seen_at)
+            clock.ends_at = min(expires_at, last_seen_at + self.idle_timeout)
         return clock
 
     def session_clock(self, session_id: str) -> SessionClock | None:
@@ -120,11 +126,9 @@ class AccessIndex:
         if self.viewer_exempt and (role or self._role_of(clock.user_id)) == VIEWER:
             return None
         now = self.clock()
-        if now >= clock.expires_at:
-            return "expired"
-        if now - clock.last_seen_at >= self.idle_timeout:
-            return "idle"
-        return None
+        if now < clock.ends_at:  # type: ignore[operator] - set by track_session
+            return None
+        return "expired" if now >= clock.expires_at else "idle"
 
     def _role_of(self, user_id: str) -> str | None:
         user = self._users.get(user_id)
@@ -136,6 +140,7 @@ class AccessIndex:
         if clock is None or self.session_over(session_id):
             return None
         clock.last_seen_at = self.clock()
+        clock.ends_at = min(clock.expires_at, clock.last_seen_at + self.idle_timeout)
         return clock
 
     def forget_session(self, session_id: str) -> None:
