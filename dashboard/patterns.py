@@ -56,6 +56,8 @@ def check(field: str, pattern: object, flags: object = "") -> str:
         raise InvalidInput(field, f"$regex takes a pattern of at most {MAX_PATTERN} characters", code=102)
     if not isinstance(flags, str) or set(flags) - FLAGS:
         raise InvalidInput(field, "$options takes only i and m", code=102)
+    if "\x00" in pattern:  # PostgreSQL refuses a NUL in any text, a pattern too
+        raise InvalidInput(field, "$regex must not contain NUL characters", code=102)
     full = inline(pattern, flags)
     try:
         compiled(full)

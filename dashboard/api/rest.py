@@ -211,8 +211,16 @@ def _text_size(rows: list[Any]) -> int:
     return total
 
 
+class ParseJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error that names a caller's field (a lone surrogate, say)
+    always encodes, so bad input can never turn into a 500 while its answer is written."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=headers)
+    return ParseJSONResponse(body, status_code=status, headers=headers)
 
 
 def _error_response(exc: BaseException) -> JSONResponse:

@@ -406,6 +406,8 @@ class RecordsMixin(AccountsMixin):
             raise InvalidInput("body", "must be an object of fields")
         if reason is not None and (not isinstance(reason, str) or len(reason) > 2000):
             raise InvalidInput("changeReason", "must be text of at most 2000 characters")
+        if reason is not None and text_problem(reason):
+            raise InvalidInput("changeReason", text_problem(reason) or "")
         assert principal is not None or True
         async with self._write() as tx:
             row = await self._load_readable(principal, class_name, object_id, for_update=True,

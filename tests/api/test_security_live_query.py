@@ -168,18 +168,6 @@ async def test_h4_sockets_per_address_are_capped(api):
             await ws.close()
 
 
-async def test_h4_oversized_frames_are_refused_before_being_read(api):
-    """Frames past the protocol's maximum: the connection is closed (uvicorn's ws_max_size)."""
-    from dashboard.server import WS_MAX_SIZE
-
-    async with served(make_app(api.store), ws_max_size=WS_MAX_SIZE) as url:
-        ws = await connect(url, max_size=None)
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.send("x" * (WS_MAX_SIZE + 1))
-            await ws.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
-
-
 async def test_c1_hostile_regex_in_a_subscription_never_stalls_the_server(api, lq_url):
     """A stored value meets a subscriber's pattern on every write: the event loop keeps turning."""
     w = api.world
@@ -209,7 +197,6 @@ async def test_c1_hostile_regex_in_a_subscription_never_stalls_the_server(api, l
 @pytest.mark.parametrize("message", [
     {"op": "update", "requestId": {}, "query": {"className": "Patient"}},
     {"op": "update", "requestId": [1], "query": {"className": "Patient"}},
-    {"op": "unsubscribe", "requestId": {"a": 1}},
     {"op": "subscribe", "requestId": 1, "query": {"className": "Patient", "where": {"displayName": {"$regex": "("}}}},
     {"op": "subscribe", "requestId": 1, "query": {"className": "Patient", "where": {"displayName": {"$regex": "(a)\\1"}}}},
 ])
