@@ -72,7 +72,7 @@ def build(settings: Settings) -> FastAPI:
 
     # HSTS only where the app is served over HTTPS, which is what secure cookies say.
     root = RootApp(hsts=settings.secure_cookies, openapi_url=None, docs_url=None, redoc_url=None)
-    root.add_api_route("/status", status, methods=["GET"])
+    root.add_api_route("/status", status, methods=["GET", "HEAD"])  # HEAD: load balancers probe with it
     api.mount(root, settings, runtime.store)
 
     app.on_startup(lambda: runtime.start(settings))

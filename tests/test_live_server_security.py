@@ -83,3 +83,8 @@ def test_l8_a_stolen_client_id_alone_drives_nothing(proxied_server):
     assert not asyncio.run(_handshake(server, client_id, None))  # no cookie
     assert not asyncio.run(_handshake(server, client_id, cookie_of(other)))  # another session
     assert asyncio.run(_handshake(server, client_id, cookie_of(owner)))  # the page's own session
+
+
+def test_status_answers_head_for_load_balancers(limited_server):
+    r = httpx.head(f"{limited_server.url}/status")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
