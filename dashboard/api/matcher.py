@@ -12,7 +12,7 @@ from typing import Any
 
 from dashboard import patterns
 from dashboard.schema import FieldSpec
-from dashboard.store.query import QueryBuilder, parse_datetime
+from dashboard.store.query import QueryBuilder, field_kind, parse_datetime
 
 _COMPARE = {
     "$lt": lambda a, b: a < b,
@@ -58,7 +58,7 @@ class Matcher:
         raw = obj.get(name)
         if raw is None:
             return None
-        kind = spec.kind if spec else ("Date" if name in ("createdAt", "updatedAt") else "String")
+        kind = field_kind(name, spec)
         if kind == "Date":
             return parse_datetime(raw, name)
         if kind == "Pointer" and isinstance(raw, Mapping):

@@ -276,7 +276,7 @@ class StoreBase:
                 raise InvalidInput(spec.name, "must be a date with a time zone")
             return value.astimezone(timezone.utc)
         if spec.kind == "Pointer":
-            if not isinstance(value, str) or not value or len(value) > 16:
+            if not isinstance(value, str) or not value or len(value) > 16 or text_problem(value):
                 raise InvalidInput(spec.name, f"must point to a {spec.target.lstrip('_') if spec.target else 'record'}")
             return value
         raise InvalidInput(spec.name, f"unsupported type {spec.kind}")  # pragma: no cover

@@ -34,6 +34,11 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def field_kind(name: str, spec: FieldSpec | None) -> str:
+    """A field's type; the built-in fields have no spec (objectId is text, the two dates are dates)."""
+    return spec.kind if spec else ("Date" if name in ("createdAt", "updatedAt") else "String")
+
+
 def _bad(field: str, rule: str) -> InvalidInput:
     return InvalidInput(field, rule, code=102)
 
@@ -67,13 +72,13 @@ class QueryBuilder:
         return getattr(self.model, spec.attr), spec
 
     def value(self, name: str, spec: FieldSpec | None, raw: object) -> Any:
-        kind = spec.kind if spec else ("Date" if name in ("createdAt", "updatedAt") else "String")
+        kind = field_kind(name, spec)
         if kind == "Date":
             return parse_datetime(raw, name)
         if kind == "Pointer":
             if isinstance(raw, Mapping) and raw.get("__type") == "Pointer":
                 raw = raw.get("objectId")
-            if not isinstance(raw, str):
+            if not isinstance(raw, str) or text_problem(raw):
                 raise _bad(name, "must be a pointer")
             return raw
         if kind == "Number":
@@ -136,7 +141,7 @@ class QueryBuilder:
                     raise _bad(name, "$exists takes true or false")
                 parts.append(column.is_not(None) if operand else column.is_(None))
             elif op == "$regex":
-                if spec is not None and spec.kind != "String":
+                if field_kind(name, spec) != "String":
                     raise _bad(name, "$regex works on text fields only")
                 # RE2 accepts it (linear time); SQLite runs it through RE2, PostgreSQL through its
                 # own engine under the read's statement timeout. Flags travel inline: SQLAlchemy's
