@@ -206,6 +206,9 @@ class Subscription:
             self.closed = True
             self._wakeup.set()
             self.hub._remove(self)
+        # A sink is a closure over its page: dropped, a closed page is freed by reference counting
+        # at once, not at the next full collection.
+        self.sink = None
 
 
 class Bridge(Protocol):

@@ -4,6 +4,13 @@ from __future__ import annotations
 from dashboard.config import Settings
 
 
+def _release(client) -> None:  # noqa: ANN001 - nicegui.Client
+    """A deleted page's own delete handlers are closures over it (its last cycle): dropped, the
+    page and the records it showed are freed at once instead of at a full collection. NiceGUI runs
+    the app's delete handlers after the client's own."""
+    client.delete_handlers.clear()
+
+
 def register(settings: Settings) -> None:
     from nicegui import app
 
@@ -12,6 +19,7 @@ def register(settings: Settings) -> None:
 
     outbox.install()
     socket_guard.install()
+    app.on_delete(_release)
     auth.configure(settings)
     install_theme()
     app.include_router(auth.router)

@@ -13,6 +13,7 @@ from dashboard.access import Principal
 from dashboard.models import utcnow
 from dashboard.rate_limit import LoginLimiter
 from pages import auth, socket_guard
+from tests.pages.conftest import eventually
 from tests.support import PASSWORD
 
 
@@ -138,3 +139,27 @@ async def test_l2_the_sign_up_form_names_the_password_rule(pages_app):
 def test_l8_the_socket_guard_runs_on_nicegui_s_internals_here():
     """Which path is active: the full guard on the checked NiceGUI; a NiceGUI upgrade trips this."""
     assert socket_guard.installable()
+
+
+async def test_m6_a_let_go_page_is_freed_at_once_not_at_a_full_collection(pages_app):
+    """Its memory is returned by reference counting: nothing keeps the page in a cycle (with the
+    serving process's rare full collections, thousands of closed pages had piled up)."""
+    import gc
+    import weakref
+
+    w = pages_app.world
+    owner = await pages_app.signed_in("owner")
+    before = set(Client.instances)
+    assert (await owner.http_client.get(f"/patient/{w.patient.id}")).status_code == 200
+    [new_id] = set(Client.instances) - before
+    page = weakref.ref(Client.instances[new_id])
+    gc.collect()
+    gc.disable()
+    try:
+        now = time.monotonic()
+        socket_guard.prune_unconnected(now)
+        assert socket_guard.prune_unconnected(now + socket_guard.UNCONNECTED_SECONDS + 0.1) == 1
+        # Its tasks (outbox, the wait for a socket) end on their next turn; then nothing holds it.
+        await eventually(lambda: page() is None)
+    finally:
+        gc.enable()
