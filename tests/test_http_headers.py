@@ -64,7 +64,7 @@ def secure_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.parametrize("kind", ANSWERS)
-def test_every_kind_of_answer_carries_the_hardening_headers(live_server, kind):
+def test_m4_every_kind_of_answer_carries_the_hardening_headers(live_server, kind):
     r = get(live_server, ANSWERS[kind])
     assert r.status_code == {"404": 404}.get(kind, 200), r.text[:200]
     h = r.headers
@@ -82,7 +82,7 @@ def test_every_kind_of_answer_carries_the_hardening_headers(live_server, kind):
         [b"content-security-policy"]  # one of each, never two
 
 
-def test_patient_data_and_pages_are_never_stored_but_assets_stay_cacheable(live_server):
+def test_m4_patient_data_and_pages_are_never_stored_but_assets_stay_cacheable(live_server):
     token = api_token(live_server, "lead")
     api = httpx.get(f"{live_server.url}/parse/classes/Patient",
                     headers={"X-Parse-Application-Id": APP_ID, "X-Parse-Session-Token": token})
@@ -96,14 +96,14 @@ def test_patient_data_and_pages_are_never_stored_but_assets_stay_cacheable(live_
     assert "immutable" in asset and "no-store" not in asset  # NiceGUI's year-long asset caching stays
 
 
-def test_hsts_only_with_secure_cookies(secure_server, live_server):
+def test_m4_hsts_only_with_secure_cookies(secure_server, live_server):
     for path in ("/status", "/login", "/no-such-page", "/parse/health", ASSET):
         assert get(secure_server, path).headers["strict-transport-security"] == HSTS, path
         assert "strict-transport-security" not in get(live_server, path).headers, path
     assert HSTS == "max-age=31536000; includeSubDomains"
 
 
-def test_no_server_or_version_banner(live_server):
+def test_l9_no_server_or_version_banner(live_server):
     therapist = signed_in(live_server, "therapist")
     answers = [get(live_server, p) for p in ANSWERS.values()] + [therapist.get("/"), therapist.get("/admin")]
     for r in answers:
@@ -112,7 +112,7 @@ def test_no_server_or_version_banner(live_server):
         assert "uvicorn" not in banner and NICEGUI_VERSION not in banner, r.url
 
 
-def test_every_not_found_is_one_and_the_same_answer(live_server):
+def test_l9_every_not_found_is_one_and_the_same_answer(live_server):
     """Missing routes, /admin for a non-lead, a patient that does not exist and one that may not be
     read: the same status and the same bytes, with nothing of NiceGUI's debug text, and no log line."""
     therapist = signed_in(live_server, "therapist")
@@ -168,7 +168,7 @@ def _close_code(sock: socket.socket) -> int | None:
 
 
 @pytest.mark.parametrize("path", ["/parse", "/_nicegui_ws/socket.io/?EIO=4&transport=websocket"])
-def test_a_frame_over_the_limit_is_refused_from_its_header(live_server, path):
+def test_h4_a_frame_over_the_limit_is_refused_from_its_header(live_server, path):
     """Live queries and NiceGUI's socket.io alike: a text frame that declares one byte more than
     WS_MAX_SIZE is refused with 1009 (message too big) although none of its payload was sent."""
     sock = _open_websocket(live_server, path)
@@ -180,7 +180,7 @@ def test_a_frame_over_the_limit_is_refused_from_its_header(live_server, path):
         sock.close()
 
 
-async def test_the_limit_sits_between_the_protocols_longest_message_and_one_byte_more(live_server):
+async def test_h4_the_limit_sits_between_the_protocols_longest_message_and_one_byte_more(live_server):
     """The transport never refuses what the live-query protocol would judge: its longest message
     (64,000 characters) of 4-byte characters is WS_MAX_SIZE bytes, arrives and is answered in the
     protocol; one character more gets the protocol's own size error; one byte more than WS_MAX_SIZE
@@ -207,7 +207,7 @@ async def test_the_limit_sits_between_the_protocols_longest_message_and_one_byte
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
-def test_engineio_takes_the_same_limit_for_long_polling(live_server):
+def test_h4_engineio_takes_the_same_limit_for_long_polling(live_server):
     """engine.io checks a polling POST's Content-Length against the same figure, and tells the
     socket.io client, which splits its batches by it."""
     r = httpx.get(f"{live_server.url}/_nicegui_ws/socket.io/", params={"EIO": "4", "transport": "polling"})

@@ -160,7 +160,7 @@ def _log_every_way(logger: logging.Logger, error: BaseException) -> None:
     logger.warning("%s not found", QUERY_URL)
 
 
-def test_the_filter_withholds_driver_messages_failing_rows_parameters_and_query_strings() -> None:
+def test_m3_the_filter_withholds_driver_messages_failing_rows_parameters_and_query_strings() -> None:
     errors = _asyncpg_style_errors()
     with captured(filtered=False) as (raw_logger, raw):
         for error in errors:
@@ -189,7 +189,7 @@ def test_the_filter_withholds_driver_messages_failing_rows_parameters_and_query_
     assert "/parse/classes/Patient?[query withheld] not found" in text
 
 
-def test_uvicorns_access_line_keeps_its_shape_without_the_query() -> None:
+def test_m3_uvicorns_access_line_keeps_its_shape_without_the_query() -> None:
     from uvicorn.logging import AccessFormatter
 
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
@@ -201,7 +201,7 @@ def test_uvicorns_access_line_keeps_its_shape_without_the_query() -> None:
     assert record.ot_privacy_withheld == ("query string",)
 
 
-def test_ordinary_records_pass_unchanged() -> None:
+def test_m3_ordinary_records_pass_unchanged() -> None:
     with captured() as (logger, out):
         logger.warning("live refresh failed on %s", "/patient/vzPSwb0HAG")
         try:
@@ -213,7 +213,7 @@ def test_ordinary_records_pass_unchanged() -> None:
     assert "ValueError: the hub is closed" in text and "Traceback (most recent call last):" in text
 
 
-async def test_real_driver_errors_reach_the_log_without_their_values(database_url: str) -> None:
+async def test_m3_real_driver_errors_reach_the_log_without_their_values(database_url: str) -> None:
     """A real failing row and real parameters (SQLite, and PostgreSQL when one answers), on an engine
     that does not hide them: the filter alone keeps them out."""
     from sqlalchemy import text
@@ -251,7 +251,7 @@ async def test_real_driver_errors_reach_the_log_without_their_values(database_ur
     assert "sqlalchemy.exc." in out.getvalue() and "[message withheld" in out.getvalue()
 
 
-def test_sqlalchemy_echo_of_parameters_and_rows_is_withheld() -> None:
+def test_m3_sqlalchemy_echo_of_parameters_and_rows_is_withheld() -> None:
     from sqlalchemy import create_engine, text
 
     engine_logger = logging.getLogger("sqlalchemy.engine.Engine")
@@ -277,7 +277,7 @@ def test_sqlalchemy_echo_of_parameters_and_rows_is_withheld() -> None:
     assert find_phi(text_out) == [], "\n".join(find_phi(text_out))
 
 
-async def test_runtime_start_installs_the_filter_once(tmp_path: Path) -> None:
+async def test_m3_runtime_start_installs_the_filter_once(tmp_path: Path) -> None:
     from dashboard import runtime
     from dashboard.db import Database
     from tests.support import settings_for
@@ -300,7 +300,7 @@ async def test_runtime_start_installs_the_filter_once(tmp_path: Path) -> None:
         await runtime.stop()
 
 
-def test_the_grep_finds_each_kind_of_patient_data() -> None:
+def test_m3_the_grep_finds_each_kind_of_patient_data() -> None:
     """The whole-suite grep below can fail: each kind is found, and look-alikes are not."""
     for line in ("PUT /parse/classes/Patient/DEMO-0002 404", "id=demo-p", "Pat Example", "Blake%20Harrow",
                  "Blake+Harrow", "dob 1950-07-30T00:00:00.000Z", "datetime.datetime(1950, 7, 30, 0, 0)",
@@ -314,7 +314,7 @@ def test_the_grep_finds_each_kind_of_patient_data() -> None:
 
 # -- the whole suite's logs ----------------------------------------------------------------------------
 @pytest.mark.runs_last
-def test_no_log_line_of_the_whole_run_holds_patient_data(session_logs) -> None:
+def test_m3_no_log_line_of_the_whole_run_holds_patient_data(session_logs) -> None:
     """Runs after every other test. Alone (or in a partial run) it greps what that run logged: the
     canary below proves the capture works, and a small run is still a real check of what it did."""
     assert session_logs.handler in logging.getLogger().handlers, \

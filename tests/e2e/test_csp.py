@@ -92,7 +92,7 @@ def create_score_by_api(server, pid: str, notes: str) -> None:
     assert r.status_code == 201, r.text
 
 
-def test_every_page_works_under_the_policy_without_a_single_violation(browser, e2e_server):
+def test_m4_every_page_works_under_the_policy_without_a_single_violation(browser, e2e_server):
     w = watched(browser)
     sign_in_form(w, e2e_server, "lead")  # the caseload
     expect(w.page.locator("[data-patient]").first).to_be_visible()
@@ -129,7 +129,7 @@ def _weakened(policy: str, directive: str, source: str) -> str:
     ("script-src", "'unsafe-inline'", "inline", False),  # the page template is inline scripts
     ("style-src", "'unsafe-inline'", "inline", True),  # inline <style>: the page shows, unstyled
 ])
-def test_each_relaxation_in_the_policy_is_needed(browser, e2e_server, directive, source, blocked, renders):
+def test_m4_each_relaxation_in_the_policy_is_needed(browser, e2e_server, directive, source, blocked, renders):
     """The sign-in page under the policy minus one source: that source's violations appear, and
     without either script relaxation the page does not render at all."""
     w = watched(browser)
@@ -155,7 +155,7 @@ def test_each_relaxation_in_the_policy_is_needed(browser, e2e_server, directive,
     w.context.close()
 
 
-def test_the_longest_note_travels_well_under_the_websocket_frame_limit(browser, e2e_server):
+def test_m4_the_longest_note_travels_well_under_the_websocket_frame_limit(browser, e2e_server):
     """NiceGUI sends a text field's whole value in one socket.io message. The longest field, the
     session note, holds 10,000 UTF-16 units (maxlength); the costliest in JSON is a control
     character (6 bytes, \\u0001), so no note message reaches 60,000 bytes plus its envelope, far
