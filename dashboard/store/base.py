@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.access import AccessIndex, Principal
@@ -172,6 +173,14 @@ class StoreBase:
             rows, self._audit_pending = self._audit_pending, []
             try:
                 await self.db.transact(lambda w, rows=rows: w.insert(AUDIT, rows))
+            except DBAPIError:
+                # The database refused a row of the batch (a bug: rows are bounded when queued).
+                # Written one by one, only the refused ones are lost, and they never block the rest.
+                for row in rows:
+                    try:
+                        await self.db.transact(lambda w, row=row: w.insert(AUDIT, [row]))
+                    except DBAPIError:
+                        log.exception("an audit row was refused by the database and dropped")
             except Exception:  # noqa: BLE001 - keep the rows; the next read or flush retries
                 self._audit_pending[:0] = rows
                 log.exception("audit rows not written; %d kept for retry", len(rows))

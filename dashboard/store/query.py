@@ -84,6 +84,8 @@ class QueryBuilder:
         if kind == "Number":
             if isinstance(raw, bool) or not isinstance(raw, (int, float)):
                 raise _bad(name, "must be a number")
+            if isinstance(raw, int) and not -2**63 <= raw < 2**63:  # no database column holds it
+                raise _bad(name, "must be a number between -2^63 and 2^63")
             return raw
         if kind == "Boolean":
             if not isinstance(raw, bool):

@@ -96,11 +96,13 @@ class RecordsMixin(AccountsMixin):
 
     @staticmethod
     def _patient_of(where: object) -> str | None:
+        """The patient a find is about, for its audit row; only what could be an object id (a
+        longer value cannot match one, and the audit column could not hold it)."""
         if isinstance(where, Mapping):
             value = where.get("patient") or where.get("objectId")
             if isinstance(value, Mapping):
                 value = value.get("objectId")
-            if isinstance(value, str):
+            if isinstance(value, str) and 0 < len(value) <= 16 and not text_problem(value):
                 return value
         return None
 
