@@ -14,11 +14,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import quote
 
 from nicegui import Client, background_tasks, ui
 
 from dashboard.hub import RESYNC, Delivery, Subscription, Topic
-from pages.auth import PageSession
+from pages.auth import PageSession, safe_next
 
 log = logging.getLogger("ot_tracker.pages")
 Batch = list[Delivery]
@@ -107,8 +108,8 @@ def end_with_session(session: PageSession) -> Subscription:
 
     def take(delivery: Delivery) -> None:
         if delivery.kind == "access_ended" and delivery.patient_id is None and not client.is_deleted:
-            with client:
-                ui.navigate.to("/login?expired=1")
+            with client:  # back to this page once signed in again
+                ui.navigate.to(f"/login?expired=1&next={quote(safe_next(client.request.url.path), safe='')}")
 
     sub = session.store.hub.subscribe(session.principal, (), sink=take)
     client.on_delete(sub.close)
