@@ -76,6 +76,19 @@ class Conflict(StoreError):
         self.current_version = current_version
 
 
+class RepeatedRequest(StoreError):
+    """A save whose request key (Parse's X-Parse-Request-Id) the principal has used within 24 hours:
+    nothing was written or published this time. `class_name` and `object_id` name the record the
+    first request made or changed (the answer a lost connection kept from the caller)."""
+
+    parse_code = 159  # Parse's DUPLICATE_REQUEST; HTTP 400 as for the other refused inputs
+
+    def __init__(self, class_name: str, object_id: str):
+        super().__init__("Duplicate request")
+        self.class_name = class_name
+        self.object_id = object_id
+
+
 class Taken(StoreError):
     def __init__(self, field: str):
         super().__init__(f"{field}: already taken")

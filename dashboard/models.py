@@ -220,6 +220,19 @@ class AuditEvent(Base):
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the client's, for sign-ins
 
 
+class RequestKey(Base):
+    """A save's idempotency key (Parse's X-Parse-Request-Id), per acting user, kept 24 hours: a save
+    repeated with it is refused as a repeat of the record named here (dashboard/store/request_keys.py)."""
+
+    __tablename__ = "request_keys"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 PATIENT_RECORD_CLASSES: dict[str, type[Base]] = {
     "MobilityScore": MobilityScore,
     "SessionNote": SessionNote,

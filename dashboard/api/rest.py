@@ -44,7 +44,7 @@ METHODS = ("GET", "POST", "PUT", "DELETE")
 # Body fields the JS SDK adds to every call; they are credentials and hints, not data.
 META_FIELDS = ("_method", "_ApplicationId", "_SessionToken", "_ClientVersion", "_InstallationId",
                "_JavaScriptKey", "_RevocableSession", "_context", "_ClientKey", "_RestAPIKey",
-               "_MasterKey", "_MaintenanceKey", "_IfMatch")
+               "_MasterKey", "_MaintenanceKey", "_IfMatch", "_RequestId")
 FIND_PARAMS = {"where", "order", "limit", "skip", "count", "include", "keys", "excludeKeys"}
 GET_PARAMS = {"include", "keys", "excludeKeys"}
 MAX_BATCH = 50
@@ -95,6 +95,9 @@ class ParseRequest:
     session_token: str | None = None
     installation_id: str | None = None
     if_match: str | None = None
+    # Parse's idempotency key (X-Parse-Request-Id, or the body's _RequestId): the store checks it and
+    # refuses a save sent again with it (159). Only creates and updates use it; a batch's requests not.
+    request_id: object = None
     address: str | None = None
     base_url: str = ""
     url_has_password: bool = False  # a `password` in the query string (refused where it matters)
@@ -166,6 +169,7 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
         raise ApiError(400, {"code": 209, "error": "Invalid session token"})
     installation = headers.get("x-parse-installation-id") or meta.get("_InstallationId")
     if_match = headers.get("if-match") or meta.get("_IfMatch")
+    request_id = headers.get("x-parse-request-id") or meta.get("_RequestId")
 
     params: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
@@ -182,6 +186,7 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
                         session_token=token or None,
                         installation_id=installation if isinstance(installation, str) else None,
                         if_match=str(if_match) if if_match is not None else None,
+                        request_id=request_id,
                         address=request.client.host if request.client else None,
                         base_url=str(request.base_url).rstrip("/"),
                         url_has_password="password" in request.query_params)
@@ -369,7 +374,8 @@ class ParseApi:
         if "role" in body or principal is not None and body.keys() - {"username", "email", "password"}:
             # A lead making an account (with a role): the store's create path decides.
             row = await self.store.create(principal=principal, class_name="_User",
-                                          fields=wire.decode_fields("_User", body))
+                                          fields=wire.decode_fields("_User", body),
+                                          request_key=call.request_id)  # type: ignore[arg-type]
             return _json({"objectId": row.id, "createdAt": wire.encode_row(row)["createdAt"]}, 201,  # type: ignore[attr-defined]
                          self._location(call, f"users/{row.id}"))  # type: ignore[attr-defined]
         for name in body:
@@ -459,7 +465,8 @@ class ParseApi:
     async def create(self, call: ParseRequest, class_name: str) -> Response:
         principal = await self.principal(call)
         fields = wire.decode_fields(class_name, call.body)
-        row = await self.store.create(principal=principal, class_name=class_name, fields=fields)
+        row = await self.store.create(principal=principal, class_name=class_name, fields=fields,
+                                      request_key=call.request_id)  # type: ignore[arg-type]
         path = f"users/{row.id}" if class_name == "_User" else f"classes/{class_name}/{row.id}"  # type: ignore[attr-defined]
         return _json({"objectId": row.id, "createdAt": iso(row.created_at)}, 201,  # type: ignore[attr-defined]
                      {**self._location(call, path), **self._etag(row)})
@@ -473,11 +480,13 @@ class ParseApi:
             if expected is not None:
                 raise _param_error("If-Match is not supported for users")
             row = await self.store.update(principal=principal, class_name="_User", object_id=object_id,
-                                          changes=wire.decode_fields("_User", body))
+                                          changes=wire.decode_fields("_User", body),
+                                          request_key=call.request_id)  # type: ignore[arg-type]
         else:
             row = await self.store.update(principal=principal, class_name=class_name, object_id=object_id,
                                           changes=wire.decode_fields(class_name, body),
-                                          expected_version=expected, reason=reason)
+                                          expected_version=expected, reason=reason,
+                                          request_key=call.request_id)  # type: ignore[arg-type]
         return _json({"updatedAt": wire.encode_row(row)["updatedAt"]}, headers=self._etag(row))
 
     async def delete(self, call: ParseRequest, class_name: str, object_id: str) -> Response:

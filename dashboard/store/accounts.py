@@ -25,11 +25,12 @@ from dashboard.errors import (
     RateLimited,
     Taken,
 )
-from dashboard.models import ROLES, AuthSession, LoginThrottle, User
+from dashboard.models import ROLES, AuthSession, LoginThrottle, User, new_object_id
 from dashboard.names import MAX_INPUT, account_key, email_key
 from dashboard.passwords import new_session_token, token_hash
 from dashboard.store.base import AUDIT, StoreBase, Tx, audited
 from dashboard.store.query import text_problem
+from dashboard.store.request_keys import check_request_key
 
 USERNAME_RULE = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 EMAIL_RULE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
@@ -105,12 +106,14 @@ class AccountsMixin(StoreBase):
 
     # -- creating users -------------------------------------------------------------------------
     async def _insert_user(self, *, username: str, email: str, password: str, role: str,
-                           actor: Principal | None, audit_action: str) -> tuple[User, str | None]:
+                           actor: Principal | None, audit_action: str,
+                           request_key: str | None = None) -> tuple[User, str | None]:
         password_hash = await self._hash(password)
-        user = User(username=username, username_key=account_key(username), email=email,
+        user = User(id=new_object_id(), username=username, username_key=account_key(username), email=email,
                     password_hash=password_hash, role=role, active=True)
         token = new_session_token() if actor is None else None
         async with self._write() as tx:
+            await self._claim_request_key(tx, actor, request_key, "_User", user.id)
             await self._ensure_unique(tx, username=username, email=email)
             tx.session.add(user)
             await tx.session.flush()
@@ -152,13 +155,14 @@ class AccountsMixin(StoreBase):
 
     @audited("create")
     async def create_user(self, *, principal: Principal | None, username: str, email: str,
-                          password: str, role: str, class_name: str = "_User") -> User:
+                          password: str, role: str, class_name: str = "_User",
+                          request_key: str | None = None) -> User:
         if self._role(principal) != LEAD:
             raise PermissionDenied("Only a lead creates accounts")
         user, _ = await self._insert_user(
             username=self._check_username(username), email=self._check_email(email),
             password=self._check_password(password), role=self._check_role(role),
-            actor=principal, audit_action="create")
+            actor=principal, audit_action="create", request_key=check_request_key(request_key))
         return user
 
     async def bootstrap_lead(self, *, username: str, email: str, password: str) -> User:
@@ -365,7 +369,8 @@ class AccountsMixin(StoreBase):
 
     @audited("update")
     async def update_user(self, *, principal: Principal | None, user_id: str,
-                          changes: Mapping[str, object], class_name: str = "_User") -> User:
+                          changes: Mapping[str, object], class_name: str = "_User",
+                          request_key: str | None = None) -> User:
         """Self: email, password. Lead: role, active, showFullNames (for a ward screen)."""
         role = self._role(principal)
         assert principal is not None
@@ -382,7 +387,9 @@ class AccountsMixin(StoreBase):
         new_hash = None
         if "password" in changes:
             new_hash = await self._hash(self._check_password(changes["password"]))
+        check_request_key(request_key)
         async with self._write() as tx:
+            await self._claim_request_key(tx, principal, request_key, "_User", user_id)
             user = await tx.session.get(User, user_id, with_for_update=True) if _is_id(user_id) else None
             if user is None:
                 raise NotFound()

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashboard.access import AccessIndex, Principal
 from dashboard.catalogue import Catalogue, default_catalogue
 from dashboard.config import Settings
-from dashboard.db import Database
+from dashboard.db import CoreWriteConn, Database
 from dashboard.errors import (
     Conflict,
     InvalidInput,
@@ -26,6 +26,7 @@ from dashboard.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    RepeatedRequest,
     StoreError,
 )
 from dashboard.hub import AccessChange, Event, Hub
@@ -34,6 +35,7 @@ from dashboard.passwords import PasswordHasher
 from dashboard.rate_limit import LoginLimiter
 from dashboard.schema import CLASSES, MODELS, FieldSpec
 from dashboard.store.query import text_problem
+from dashboard.store.request_keys import claim_request_key
 
 log = logging.getLogger("ot_tracker.store")
 AUDIT = AuditEvent.__table__
@@ -46,6 +48,8 @@ OUTCOMES: dict[type[StoreError], str] = {
     PermissionDenied: "denied",
     Conflict: "conflict",
     RateLimited: "rate_limited",
+    # A save sent again with its request key: neither a denial nor a second create or change.
+    RepeatedRequest: "repeat",
 }
 
 
@@ -136,6 +140,20 @@ class StoreBase:
         for item in tx.events:
             self.hub.publish(item)
 
+    async def _claim_request_key(self, tx: Tx, principal: Principal | None, request_key: str | None,
+                                 class_name: str, object_id: object) -> None:
+        """The ORM path's key claim (request_keys.py): call it first in the transaction."""
+        if request_key is None:
+            return
+        self._role(principal)
+        assert principal is not None
+        if not isinstance(object_id, str) or not object_id or len(object_id) > 16 or text_problem(object_id):
+            raise NotFound()  # as loading the record would answer
+        now, user_id = self.clock(), principal.user_id
+        await tx.session.run_sync(lambda s: claim_request_key(
+            CoreWriteConn(s.connection()), user_id=user_id, key=request_key, class_name=class_name,
+            object_id=object_id, now=now))
+
     def _access_change(self, tx: Tx, user_ids: set[str], mutate: Callable[[], None],
                        *, session_id: str | None = None, ended: bool = False) -> None:
         """After commit: apply `mutate` to the index and tell the hub who gained or lost what."""
@@ -198,6 +216,8 @@ class StoreBase:
         outcome = next((o for t, o in OUTCOMES.items() if isinstance(exc, t)), "invalid")
         detail = getattr(exc, "field", None)
         object_id = kwargs.get("object_id") or kwargs.get("patient_id") or kwargs.get("user_id")
+        if isinstance(exc, RepeatedRequest):
+            object_id = exc.object_id  # the record the first request made or changed
         patient_ref = kwargs.get("patient_id")
 
         def clip(value: object, size: int) -> str | None:

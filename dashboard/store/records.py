@@ -34,6 +34,7 @@ from dashboard.serialize import initials, to_parse
 from dashboard.store.accounts import AccountsMixin
 from dashboard.store.base import Tx, audited
 from dashboard.store.query import QueryBuilder, text_problem
+from dashboard.store.request_keys import check_request_key, claim_request_key
 from dashboard.store.summaries import (
     LOCK_PATIENT,
     NEXT_HISTORY_SEQUENCE,
@@ -213,14 +214,17 @@ class RecordsMixin(AccountsMixin):
     # ======================================================================== writes
     @audited("create")
     async def create(self, *, principal: Principal | None, class_name: str,
-                     fields: Mapping[str, object]) -> Base:
+                     fields: Mapping[str, object], request_key: str | None = None) -> Base:
+        """`request_key`: the save's idempotency key (request_keys.py); a repeat raises RepeatedRequest."""
+        check_request_key(request_key)
         if class_name == "_User":
             data = dict(fields) if isinstance(fields, Mapping) else {}
             return await self.create_user(principal=principal, username=data.get("username"),  # type: ignore[arg-type]
                                           email=data.get("email"), password=data.get("password"),  # type: ignore[arg-type]
-                                          role=data.get("role", "contributor"))  # type: ignore[arg-type]
+                                          role=data.get("role", "contributor"),  # type: ignore[arg-type]
+                                          request_key=request_key)
         if class_name == "Patient":
-            return await self._create_patient(principal, fields)
+            return await self._create_patient(principal, fields, request_key)
         if class_name == "StatusHistory":
             patient = fields.get("patient") if isinstance(fields, Mapping) else None
             self._require_sees(principal, patient if isinstance(patient, str) else None, "patient")
@@ -228,9 +232,10 @@ class RecordsMixin(AccountsMixin):
         if class_name not in PATIENT_RECORDS:
             self._role(principal)
             raise _unknown_class(class_name)
-        return await self._create_record(principal, class_name, fields)
+        return await self._create_record(principal, class_name, fields, request_key)
 
-    async def _create_patient(self, principal: Principal | None, fields: Mapping[str, object]) -> Patient:
+    async def _create_patient(self, principal: Principal | None, fields: Mapping[str, object],
+                              request_key: str | None) -> Patient:
         role = self._role(principal)
         assert principal is not None
         if role not in (LEAD, THERAPIST):
@@ -243,9 +248,10 @@ class RecordsMixin(AccountsMixin):
         values["mobility_status"] = self.catalogue.term("mobilityStatus", values["mobility_status"])
         self._not_in_future("dateOfBirth", values.get("date_of_birth"))
         self._check_therapist(values["primary_therapist_id"])
-        patient = Patient(**values)
+        patient = Patient(id=new_object_id(), **values)
         try:
             async with self._write() as tx:
+                await self._claim_request_key(tx, principal, request_key, "Patient", patient.id)
                 if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
                     raise self._patient_id_taken(role)
                 tx.session.add(patient)
@@ -321,7 +327,7 @@ class RecordsMixin(AccountsMixin):
         return values
 
     async def _create_record(self, principal: Principal | None, class_name: str,
-                             fields: Mapping[str, object]) -> Base:
+                             fields: Mapping[str, object], request_key: str | None = None) -> Base:
         """A score, note or equipment log with its read model, history and audit row, as one
         `transact` job: Core inserts, no ORM unit of work, batched with other creates on SQLite."""
         values = self._new_record_values(principal, class_name, fields)
@@ -339,8 +345,12 @@ class RecordsMixin(AccountsMixin):
                        "change_reason": None, "equipment_log_id": object_id, "created_at": now,
                        "updated_at": now}
         table = model.__table__  # type: ignore[attr-defined]
+        now_for_key = self.clock()
 
         def job(w: WriteConn) -> tuple[int, int] | None:
+            if request_key is not None:  # first: a refusal below rolls the claim back with the rest
+                claim_request_key(w, user_id=principal.user_id, key=request_key, class_name=class_name,
+                                  object_id=object_id, now=now_for_key)
             if w.dialect != "sqlite":  # as lock_patient does for ORM sessions
                 w.fetch(LOCK_PATIENT, {"patient_id": patient_id})
             if class_name == "SessionNote" and values.get("amends_id"):
@@ -397,10 +407,13 @@ class RecordsMixin(AccountsMixin):
     @audited("update")
     async def update(self, *, principal: Principal | None, class_name: str, object_id: str,
                      changes: Mapping[str, object], expected_version: int | None = None,
-                     reason: str | None = None) -> Base:
-        """Changes what ACCESS.md allows; a stale `expected_version` raises Conflict."""
+                     reason: str | None = None, request_key: str | None = None) -> Base:
+        """Changes what ACCESS.md allows; a stale `expected_version` raises Conflict; a repeated
+        `request_key` raises RepeatedRequest (checked first, so a repeat is never a Conflict)."""
+        check_request_key(request_key)
         if class_name == "_User":
-            return await self.update_user(principal=principal, user_id=object_id, changes=changes)
+            return await self.update_user(principal=principal, user_id=object_id, changes=changes,
+                                          request_key=request_key)
         if class_name not in MODELS:
             self._role(principal)
             raise _unknown_class(class_name)
@@ -412,6 +425,7 @@ class RecordsMixin(AccountsMixin):
             raise InvalidInput("changeReason", text_problem(reason) or "")
         assert principal is not None or True
         async with self._write() as tx:
+            await self._claim_request_key(tx, principal, request_key, class_name, object_id)
             row = await self._load_readable(principal, class_name, object_id, for_update=True,
                                             session=tx.session)
             assert principal is not None
@@ -585,51 +599,59 @@ class RecordsMixin(AccountsMixin):
 
     # ======================================================================== convenience
     async def change_status(self, *, principal: Principal | None, patient_id: str, status: str,
-                            reason: str | None, expected_version: int | None = None) -> Patient:
+                            reason: str | None, expected_version: int | None = None,
+                            request_key: str | None = None) -> Patient:
         return await self.update(principal=principal, class_name="Patient", object_id=patient_id,  # type: ignore[return-value]
                                  changes={"mobilityStatus": status}, expected_version=expected_version,
-                                 reason=reason)
+                                 reason=reason, request_key=request_key)
 
     async def record_score(self, *, principal: Principal | None, patient_id: str, score_type: str,
                            value: float, score_date: datetime | None = None,
-                           notes: str | None = None) -> MobilityScore:
+                           notes: str | None = None, request_key: str | None = None) -> MobilityScore:
         fields: dict[str, object] = {"patient": patient_id, "scoreType": score_type, "scoreValue": value,
                                      "scoreDate": score_date or self.clock()}
         if notes:
             fields["notes"] = notes
-        return await self.create(principal=principal, class_name="MobilityScore", fields=fields)  # type: ignore[return-value]
+        return await self.create(principal=principal, class_name="MobilityScore", fields=fields,  # type: ignore[return-value]
+                                 request_key=request_key)
 
     async def add_note(self, *, principal: Principal | None, patient_id: str, session_type: str,
                        text: str, follow_up: bool = False, session_date: datetime | None = None,
-                       amends: str | None = None) -> SessionNote:
+                       amends: str | None = None, request_key: str | None = None) -> SessionNote:
         fields: dict[str, object] = {"patient": patient_id, "sessionType": session_type, "noteText": text,
                                      "followUpNeeded": follow_up, "sessionDate": session_date or self.clock()}
         if amends:
             fields["amends"] = amends
-        return await self.create(principal=principal, class_name="SessionNote", fields=fields)  # type: ignore[return-value]
+        return await self.create(principal=principal, class_name="SessionNote", fields=fields,  # type: ignore[return-value]
+                                 request_key=request_key)
 
     async def check_out_equipment(self, *, principal: Principal | None, patient_id: str, name: str,
-                                  serial_number: str | None = None) -> EquipmentLog:
+                                  serial_number: str | None = None, request_key: str | None = None) -> EquipmentLog:
         fields: dict[str, object] = {"patient": patient_id, "equipmentName": name, "status": "checked_out"}
         if serial_number:
             fields["serialNumber"] = serial_number
-        return await self.create(principal=principal, class_name="EquipmentLog", fields=fields)  # type: ignore[return-value]
+        return await self.create(principal=principal, class_name="EquipmentLog", fields=fields,  # type: ignore[return-value]
+                                 request_key=request_key)
 
-    async def return_equipment(self, *, principal: Principal | None, log_id: str) -> EquipmentLog:
+    async def return_equipment(self, *, principal: Principal | None, log_id: str,
+                               request_key: str | None = None) -> EquipmentLog:
         return await self.update(principal=principal, class_name="EquipmentLog", object_id=log_id,  # type: ignore[return-value]
-                                 changes={"status": "returned"})
+                                 changes={"status": "returned"}, request_key=request_key)
 
-    async def mark_score_in_error(self, *, principal: Principal | None, score_id: str, reason: str) -> MobilityScore:
+    async def mark_score_in_error(self, *, principal: Principal | None, score_id: str, reason: str,
+                                  request_key: str | None = None) -> MobilityScore:
         return await self.update(principal=principal, class_name="MobilityScore", object_id=score_id,  # type: ignore[return-value]
-                                 changes={"enteredInError": True, "errorReason": reason})
+                                 changes={"enteredInError": True, "errorReason": reason}, request_key=request_key)
 
-    async def clear_follow_up(self, *, principal: Principal | None, note_id: str) -> SessionNote:
+    async def clear_follow_up(self, *, principal: Principal | None, note_id: str,
+                              request_key: str | None = None) -> SessionNote:
         return await self.update(principal=principal, class_name="SessionNote", object_id=note_id,  # type: ignore[return-value]
-                                 changes={"followUpNeeded": False})
+                                 changes={"followUpNeeded": False}, request_key=request_key)
 
-    async def assign_therapist(self, *, principal: Principal | None, patient_id: str, therapist_id: str) -> Patient:
+    async def assign_therapist(self, *, principal: Principal | None, patient_id: str, therapist_id: str,
+                               request_key: str | None = None) -> Patient:
         return await self.update(principal=principal, class_name="Patient", object_id=patient_id,  # type: ignore[return-value]
-                                 changes={"primaryTherapist": therapist_id})
+                                 changes={"primaryTherapist": therapist_id}, request_key=request_key)
 
 
 def _activity_event(patient_id: str, open_follow_ups: int, equipment_out: int) -> Event:
