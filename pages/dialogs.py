@@ -1,0 +1,66 @@
+"""Dialogs and toasts shared by every page: confirmations that name the consequence, dialogs that
+keep what was typed, and toasts placed where they never cover a form's Save button.
+
+Every dialog here is persistent (a backdrop tap or Escape does not close it): a tap beside a
+half-written reason must not throw it away. Dialogs are created on the page's layout, outside any
+section a push rebuilds, so a live update never closes one mid-edit.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from nicegui import ui
+
+TOAST_SECONDS = 3.0
+
+
+def toast(message: str, kind: str = "positive") -> None:
+    """A short confirmation at the top of the screen (forms and their buttons sit below it)."""
+    ui.notify(message, type=kind, position="top", timeout=int(TOAST_SECONDS * 1000), group=False)
+
+
+@contextmanager
+def dialog(title: str, *, width: str = "520px", mark: str = "") -> Iterator[ui.dialog]:
+    """A persistent, named dialog (aria-labelledby its title) on the page's layout; the body goes
+    inside the `with`. Close it with `dialog.close()`; it is deleted once closed."""
+    client = ui.context.client
+    with client.layout:
+        box = ui.dialog().props("persistent")
+        with box, ui.card().classes("gap-3").style(f"min-width: min({width}, 92vw)") \
+                .props(f'role="dialog" aria-modal="true" aria-labelledby="dlg-{box.id}"'):
+            ui.label(title).classes("text-lg font-semibold").props(f'id="dlg-{box.id}" role="heading" aria-level="2"')
+            if mark:
+                box.mark(mark)
+            yield box
+    box.on_value_change(lambda e: None if e.value else box.delete())
+
+
+async def confirm(title: str, consequence: str, action: str, *, danger: bool = True) -> bool:
+    """Asks before a destructive or access-changing action; True only for an explicit yes."""
+    with dialog(title, width="460px", mark="confirm-dialog") as box:
+        ui.label(consequence).classes("ot-muted").props("data-testid=confirm-consequence").mark("confirm-consequence")
+        with ui.row().classes("w-full justify-end gap-2"):
+            ui.button("Cancel", on_click=lambda: box.submit(False)).props("flat data-testid=confirm-cancel").mark("confirm-cancel")
+            ui.button(action, on_click=lambda: box.submit(True)) \
+                .props(f"unelevated color={'negative' if danger else 'primary'} data-testid=confirm-yes").mark("confirm-yes")
+    return bool(await box)
+
+
+def typed(fields: Iterable[ui.element]) -> bool:
+    """Whether any of these fields holds text someone typed."""
+    return any(str(getattr(f, "value", "") or "").strip() for f in fields)
+
+
+def cancel_keeping_typed(box: ui.dialog, fields: Callable[[], Iterable[ui.element]],
+                         on_discard: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A Cancel handler: closes at once when nothing was typed, else asks "Discard?" first."""
+    async def cancel() -> None:
+        if typed(fields()) and not await confirm("Discard what you typed?",
+                                                 "The text in this dialog will be lost.", "Discard"):
+            return
+        if on_discard is not None:
+            on_discard()
+        box.close()
+
+    return cancel  # type: ignore[return-value]
