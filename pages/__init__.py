@@ -14,7 +14,7 @@ def _release(client) -> None:  # noqa: ANN001 - nicegui.Client
 def register(settings: Settings) -> None:
     from nicegui import app
 
-    from pages import admin, auth, caseload, equipment, outbox, patient, sign_in, socket_guard, ward
+    from pages import admin, auth, caseload, drafts, equipment, outbox, patient, sign_in, socket_guard, ward
     from pages.frame import install_theme
 
     outbox.install()
@@ -22,6 +22,7 @@ def register(settings: Settings) -> None:
     app.on_delete(_release)
     auth.configure(settings)
     install_theme()
+    drafts.install()
     app.include_router(auth.router)
     for module in (sign_in, caseload, patient, equipment, ward, admin):
         app.include_router(module.router)

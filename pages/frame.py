@@ -59,6 +59,15 @@ body[data-live="reconnecting"] .live-indicator .txt-off { display: inline; }
 body[data-live="reconnecting"] .live-indicator .txt-wait { display: none; }
 .ot-offline-banner { display: none; }
 body[data-live="reconnecting"] .ot-offline-banner { display: flex; }
+.ot-offline-banner { position: sticky; top: 60px; z-index: 20; width: 100%; gap: 12px; align-items: flex-start;
+  background: #fdecea; color: #7a1010; border: 2px solid #c62828; border-radius: 12px; padding: 12px 16px;
+  font-weight: 600; }
+.ot-offline-banner .sub { font-weight: 400; }
+/* Offline, a save is kept on the device and sent when the connection is back: the button says so. */
+body[data-live="reconnecting"] .ot-save .q-btn__content::after { content: "· sends when back online";
+  font-weight: 500; margin-left: 6px; font-size: .85em; }
+.ot-save[data-queued] .q-btn__content::after { content: "· queued, sends when back online" !important;
+  font-weight: 500; margin-left: 6px; font-size: .85em; }
 @keyframes ot-pulse { 50% { opacity: .35; } }
 .ot-user { color: #fff; line-height: 1.1; text-align: right; }
 .ot-user .name { font-weight: 600; } .ot-user .role { font-size: .75rem; opacity: .8; }
@@ -110,6 +119,17 @@ def install_theme() -> None:
     ui.add_head_html('<meta name="theme-color" content="#0b5563">', shared=True)
 
 
+def offline_banner() -> None:
+    """Shown while the page's connection is down (body[data-live=reconnecting])."""
+    with ui.element("div").classes("ot-offline-banner").props('role="status" aria-live="assertive" data-testid=offline-banner') \
+            .mark("offline-banner"):
+        ui.icon("wifi_off", size="24px")
+        with ui.column().classes("gap-0"):
+            ui.label("You are offline. Nothing you type is lost.")
+            ui.label("What you type stays on this device. Saves you tap are sent once the connection is "
+                     "back, and each is stored once.").classes("sub")
+
+
 def live_indicator() -> None:
     with ui.element("div").classes("live-indicator").props('aria-live="polite"'):
         ui.element("span").classes("dot")
@@ -142,10 +162,13 @@ def frame(session: PageSession, active: str, *, main_classes: str = "") -> Itera
         with ui.column().classes("ot-user gap-0"):
             ui.label(session.username).classes("name")
             ui.label(ROLE_LABELS.get(session.role, session.role)).classes("role")
-        with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
+        # Signing out clears this user's drafts on this device (pages/assets/drafts.js).
+        with ui.element("form").props(f'method="post" action="/logout" data-forget-drafts="{session.principal.user_id}"') \
+                .classes("m-0"):
             ui.button(icon="logout").props('type="submit" flat round color="white" aria-label="Sign out"') \
                 .tooltip("Sign out")
     with ui.column().classes(f"ot-main {main_classes}") as main:
+        offline_banner()
         yield main
 
 

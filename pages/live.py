@@ -102,14 +102,19 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
 
 def end_with_session(session: PageSession) -> Subscription:
     """When the page's session ends (idle timeout, lifetime, sign-out elsewhere, deactivation), the
-    page leaves for the sign-in page: nothing of the patient stays on screen, and its handlers
-    already refuse to act (the store finds no role for the session)."""
+    page leaves for the sign-in page (after the idle timeout: the lock screen): nothing of the
+    patient stays on screen, its handlers already refuse to act (the store finds no role for the
+    session), and what was typed stays on the device as drafts for when the user signs in again."""
     client = ui.context.client
 
     def take(delivery: Delivery) -> None:
         if delivery.kind == "access_ended" and delivery.patient_id is None and not client.is_deleted:
+            session_id = session.principal.session_id
+            over = session.store.access.session_over(session_id) if session_id else None
+            # Idle: the lock screen (sign in again to continue; drafts stay on the device).
+            reason = "locked=1" if over == "idle" else "expired=1"
             with client:  # back to this page once signed in again
-                ui.navigate.to(f"/login?expired=1&next={quote(safe_next(client.request.url.path), safe='')}")
+                ui.navigate.to(f"/login?{reason}&next={quote(safe_next(client.request.url.path), safe='')}")
 
     sub = session.store.hub.subscribe(session.principal, (), sink=take)
     client.on_delete(sub.close)

@@ -1,7 +1,10 @@
 """One patient: profile, status, scores, session notes, equipment, status history and care team.
 
-Addressed by the opaque objectId only. Every section re-reads through the store as the page's
-principal when the hub says that part changed; when access ends the data is replaced by a notice.
+Addressed by the opaque objectId only. Each section is a form (pages/patient_forms.py, built once)
+beside a live region that re-reads through the store as the page's principal when the hub says that
+part changed: a push changes lists, counts, charts and read-only text, never a field being typed in.
+When access ends the data is replaced by a notice. On a tablet the sections are tabs under the
+patient's header (switched in the browser, so they work offline too); on a desktop, two columns.
 """
 from __future__ import annotations
 
@@ -13,27 +16,35 @@ from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
 from dashboard.access import LEAD, VIEWER
-from dashboard.errors import Conflict, InvalidInput, NotFound, StoreError
+from dashboard.errors import NotFound, StoreError
 from dashboard.hub import Delivery, patient_topic
 from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory
-from pages import auth, delivered, live, presence
-from pages.display import ago, date_text, datetime_text, short_name, value_text
-from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section, status_badge
+from pages import auth, delivered, dialogs, live, presence
+from pages.display import ago, date_text, datetime_text, value_text
+from pages.drafts import Draft, Drafts
+from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, status_badge
+from pages.patient_forms import AddendumDialog, EquipmentForm, MarkErrorDialog, NoteForm, ScoreForm, StatusDialog
 from pages.score_list import Row, ScoreList, row_json
 
 router = APIRouter()
 SCORE_ROWS = 8
 SCORE_LOAD_LIMIT = 1000  # the store's most per find
 NOTE_PAGE = 10
+LONG_NOTE = 900  # characters: longer notes show collapsed, with "Show all"
+# A tablet that loses wifi for this long keeps its page (and a save tapped meanwhile goes through).
+RECONNECT_SECONDS = 20.0
 # Rows (and their JSON) by (score object, recorder's name, markable): the pages of one push share them.
 ROW_CACHE = 256
 _rows: dict[tuple[int, str, bool], tuple[MobilityScore, Row, str]] = {}
 
+SECTIONS = [("scores", "Scores", "insights"), ("notes", "Notes", "description"),
+            ("equipment", "Equipment", "medical_services"), ("history", "History", "timeline"),
+            ("team", "Team", "group")]
+
 CSS = """
 .pt-grid { display: grid; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 18px; width: 100%; align-items: start; }
 .pt-col { display: flex; flex-direction: column; gap: 18px; min-width: 0; }
-@media (max-width: 1023px) { .pt-grid { grid-template-columns: minmax(0, 1fr); } }
-.pt-name { font-size: 1.6rem; font-weight: 700; letter-spacing: -.01em; }
+.pt-name { font-size: 1.6rem; font-weight: 700; letter-spacing: -.01em; margin: 0; }
 .pt-meta { color: var(--ot-muted); font-size: .92rem; }
 .pt-status .q-badge { font-size: 1rem; padding: 6px 12px; }
 .pt-charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; width: 100%; }
@@ -44,12 +55,56 @@ CSS = """
 .pt-error .pt-val { text-decoration: line-through; color: #9aa5b1; }
 .pt-note { border: 1px solid var(--ot-line); border-radius: 12px; padding: 12px 14px; width: 100%; }
 .pt-note-text { white-space: pre-wrap; word-break: break-word; line-height: 1.45; }
+.pt-long .pt-note-text { max-height: 11em; overflow: hidden; }
+.pt-long.pt-open .pt-note-text { max-height: none; }
+.pt-long .pt-more::after { content: "Show all"; } .pt-long.pt-open .pt-more::after { content: "Show less"; }
 .pt-addendum { margin-left: 18px; border-left: 3px solid #cbd5e1; padding: 6px 0 6px 12px; width: calc(100% - 18px); }
 .pt-presence { background: #eef6f7; border-radius: 999px; padding: 4px 12px; color: #0b5563; font-size: .85rem; }
 .q-timeline__title { font-size: 1rem; font-weight: 600; margin-bottom: 2px; }
 .q-timeline__subtitle { font-size: .75rem; }
 .q-timeline__content { padding-bottom: 14px; }
 .pt-notice { max-width: 640px; margin: 40px auto; text-align: center; }
+.pt-tabs { display: none; }
+.pt-draft-chip { background: #fff4e5; color: #6b3f00; border-radius: 999px; padding: 2px 10px; font-size: .78rem; font-weight: 600; }
+/* Tablet: the header, then one section at a time under a sticky bar of tabs. */
+@media (max-width: 1023px) {
+  .pt-grid { grid-template-columns: minmax(0, 1fr); }
+  .pt-tabs { display: flex; position: sticky; top: 60px; z-index: 5; gap: 6px; padding: 8px 0; width: 100%;
+    background: var(--ot-bg); overflow-x: auto; }
+  .pt-tabs button { min-height: 48px; padding: 0 16px; border-radius: 999px; border: 1px solid var(--ot-line);
+    background: #fff; color: var(--ot-ink); font: inherit; font-weight: 600; display: inline-flex; align-items: center;
+    gap: 6px; cursor: pointer; white-space: nowrap; }
+  .pt-tabs button[aria-selected="true"] { background: var(--ot-brand); border-color: var(--ot-brand); color: #fff; }
+  .pt-tabs button:focus-visible { outline: 3px solid #f0b429; outline-offset: 2px; }
+  .pt-section { display: none !important; }
+  %(shown)s
+}
+"""
+# Which section shows on a tablet: set on <html> by the tab bar's script, outside anything Vue renders.
+SHOWN = " ".join(
+    f'html[data-pt-section="{key}"] .pt-section[data-section="{key}"] {{ display: flex !important; }}'
+    for key, _, _ in SECTIONS) + ' html:not([data-pt-section]) .pt-section[data-section="scores"] { display: flex !important; }'
+
+TABS_JS = """
+<script>
+(function () {
+  function show(key) {
+    document.documentElement.setAttribute('data-pt-section', key);
+    document.querySelectorAll('.pt-tabs [data-pt-tab]').forEach(function (b) {
+      b.setAttribute('aria-selected', b.getAttribute('data-pt-tab') === key ? 'true' : 'false');
+    });
+    if (location.hash !== '#' + key) history.replaceState(null, '', '#' + key);
+  }
+  document.addEventListener('click', function (event) {
+    var tab = event.target.closest && event.target.closest('[data-pt-tab]');
+    if (tab) { show(tab.getAttribute('data-pt-tab')); window.scrollTo({top: 0}); }
+  });
+  window.OTPatientTabs = { show: show, start: function () {
+    var key = (location.hash || '').slice(1);
+    show(/^(scores|notes|equipment|history|team)$/.test(key) ? key : 'scores');
+  } };
+})();
+</script>
 """
 
 
@@ -83,6 +138,11 @@ class PatientView:
         # Opening the page is audited; the pushed refreshes that follow continue the same view.
         self.opened = False
         self.sub = None
+        self.drafts = Drafts(session.principal.user_id, patient.id)
+        self.forms: dict[str, ScoreForm | NoteForm | EquipmentForm] = {}
+        # Drafts of dialogs not open yet (status, addenda), put back when the dialog opens.
+        self.waiting: dict[str, Draft] = {}
+        self.open_dialogs: list[StatusDialog | AddendumDialog] = []
 
     # -- who may do what (the store decides; this only hides controls that would be refused) -----
     @property
@@ -142,30 +202,60 @@ class PatientView:
     async def build(self) -> None:
         await self.load_all()
         self.opened = True
-        ui.add_css(CSS)
-        # Dialogs live outside the sections, so a live refresh never closes one mid-edit.
-        self.dialog_host = ui.element("div")
+        ui.add_css(CSS.replace("%(shown)s", SHOWN))
+        ui.add_head_html(TABS_JS)
         self.root = ui.column().classes("w-full gap-4")
-        self.render_all()
+        with self.root:
+            self.build_header()
+            self.build_tabs()
+            with ui.element("div").classes("pt-grid"):
+                with ui.element("div").classes("pt-col"):
+                    self.scores_live = self.build_section("scores", ScoreForm)
+                    self.equipment_live = self.build_section("equipment", EquipmentForm)
+                with ui.element("div").classes("pt-col"):
+                    if self.role != VIEWER:
+                        self.notes_live = self.build_section("notes", NoteForm)
+                    self.history_live = self.build_section("history")
+                    self.team_live = self.build_section("team")
+        self.render_live()
+        ui.run_javascript("window.OTPatientTabs && window.OTPatientTabs.start()")
         self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch, at_once=self.at_once)
         live.on_team_change(self.pid, self.refresh_team)
         me = presence.Viewer(ui.context.client.id, self.session.principal.user_id, self.session.username,
                              self.session.role)
         presence.join(self.pid, me, self.render_presence)
+        if self.can_record:
+            ui.timer(0, self.restore_drafts, once=True)  # runs once the page is connected
 
-    def render_all(self) -> None:
-        self.root.clear()
-        with self.root:
-            self.header = ui.column().classes("ot-card gap-2")
-            with ui.element("div").classes("pt-grid"):
-                with ui.element("div").classes("pt-col"):
-                    self.scores_card = section("Mobility scores", "insights").mark("scores")
-                    self.equipment_card = section("Equipment", "medical_services").mark("equipment")
-                with ui.element("div").classes("pt-col"):
-                    if self.role != VIEWER:
-                        self.notes_card = section("Session notes", "description").mark("notes")
-                    self.history_card = section("Status history", "timeline").mark("history")
-                    self.team_card = section("Care team", "group").mark("care-team")
+    def build_tabs(self) -> None:
+        with ui.element("div").classes("pt-tabs").props('role="tablist" aria-label="Sections"').props("data-testid=section-tabs").mark("section-tabs"):
+            for key, label, icon in SECTIONS:
+                if key == "notes" and self.role == VIEWER:
+                    continue
+                with ui.element("button").props(f'type="button" role="tab" data-pt-tab={key} '
+                                                f'aria-selected="false"').mark(f"tab-{key}"):
+                    ui.icon(icon, size="20px")
+                    ui.label(label)
+
+    def build_section(self, key: str, form: type | None = None) -> ui.column:
+        """A section card: its title, its form (if the user may record) and its live region."""
+        title, icon = next((label, icon) for k, label, icon in SECTIONS if k == key)
+        titles = {"scores": "Mobility scores", "notes": "Session notes", "history": "Status history",
+                  "team": "Care team"}
+        with ui.column().classes("ot-card gap-3 pt-section").props(f"data-section={key}").mark(
+                {"team": "care-team"}.get(key, key)):
+            with ui.row().classes("items-center gap-2"):
+                ui.icon(icon, size="20px").classes("text-primary")
+                ui.label(titles.get(key, title)).classes("ot-card-title").props('role="heading" aria-level="2"')
+            if form is not None and self.can_record:
+                built = form(self)
+                self.forms[built.name] = built
+            live_region = ui.column().classes("w-full gap-3")
+            if key == "team":
+                self.build_team_add()
+            return live_region
+
+    def render_live(self) -> None:
         self.render_header()
         self.render_scores()
         self.render_equipment()
@@ -174,40 +264,78 @@ class PatientView:
         self.render_history()
         ui.timer(0, self.refresh_team, once=True)
 
-    def _body(self, card: ui.column) -> ui.column:
-        """Everything in a section card after its title row."""
-        for child in list(card.default_slot.children)[1:]:
-            card.remove(child)
-        return card
+    # -- drafts -----------------------------------------------------------------------------------
+    async def restore_drafts(self) -> None:
+        """Puts back what this user typed for this patient on this device, and sends the saves that
+        were tapped while the connection was down (each once: they carry their draft's key)."""
+        if self.ended:
+            return
+        drafts = await self.drafts.load()
+        for name, draft in drafts.items():
+            if name in self.forms:
+                self.forms[name].restore(draft)
+            elif name == "status" or name.startswith("addendum:"):
+                self.waiting[name] = draft
+        self.drafts.ready()
+        self.render_draft_marks()
+        for name, draft in drafts.items():
+            if not draft.queued:
+                continue
+            if name in self.forms:
+                await self.forms[name].save(draft.key)
+            elif name == "status" and self.can_manage:
+                await self.open_status_dialog().save(draft.key)
+            elif name.startswith("addendum:") and (note := self.note_by_id(name.split(":", 1)[1])) is not None:
+                await self.addendum(note).save(draft.key)
+
+    def render_draft_marks(self) -> None:
+        """A chip on the buttons whose dialog holds a draft: the text is one tap away."""
+        self.status_draft.set_visibility("status" in self.waiting)
+        if self.role != VIEWER:
+            self.render_notes()
+
+    def dialog_closed(self, dialog: StatusDialog | AddendumDialog) -> None:
+        if dialog in self.open_dialogs:
+            self.open_dialogs.remove(dialog)
 
     # -- header -----------------------------------------------------------------------------------
-    def render_header(self) -> None:
-        p = self.patient
-        viewer = self.role == VIEWER
-        # The store already gives a viewer initials unless a lead turned names on.
-        name = p.display_name
-        self.header.clear()
-        with self.header:
+    def build_header(self) -> None:
+        with ui.column().classes("ot-card gap-2"):
             with ui.row().classes("w-full items-start justify-between gap-3"):
                 with ui.column().classes("gap-1"):
                     with ui.row().classes("items-center gap-2"):
                         with ui.link(target="/").props('aria-label="Back to caseload"') \
-                                .style("text-decoration:none"):
-                            ui.icon("arrow_back", size="22px").classes("ot-muted")
-                        ui.label(name).classes("pt-name").mark("patient-name")
-                    meta = []
-                    if not viewer:
-                        meta.append(p.patient_id)
-                        if p.date_of_birth:
-                            meta.append(f"Born {date_text(p.date_of_birth)}")
-                    meta.append(f"Therapist: {self.name_of(p.primary_therapist_id)}")
-                    ui.label(" · ".join(meta)).classes("pt-meta")
+                                .style("text-decoration:none; min-width:44px; min-height:44px; display:inline-flex; "
+                                       "align-items:center; justify-content:center"):
+                            ui.icon("arrow_back", size="24px").classes("ot-muted")
+                        self.name_label = ui.label().classes("pt-name").props('role="heading" aria-level="1"') \
+                            .mark("patient-name")
+                    self.meta_label = ui.label().classes("pt-meta")
                 with ui.row().classes("items-center gap-3 pt-status"):
-                    status_badge(self.catalogue, p.mobility_status).mark("status-badge").props("data-testid=status-badge")
-                    if self.can_manage:
-                        ui.button("Change status", icon="swap_vert", on_click=self.open_status_dialog) \
-                            .props("outline color=primary").mark("change-status").props("data-testid=change-status")
+                    self.badge_host = ui.row().classes("items-center")
+                    with ui.column().classes("items-end gap-1"):
+                        self.status_button = ui.button("Change status", icon="swap_vert",
+                                                       on_click=self.open_status_dialog) \
+                            .props("outline color=primary data-testid=change-status").mark("change-status")
+                        self.status_draft = ui.label("Draft kept").classes("pt-draft-chip").props("data-testid=status-draft").mark("status-draft")
+                        self.status_draft.set_visibility(False)
             self.presence_row = ui.row().classes("items-center gap-2")
+
+    def render_header(self) -> None:
+        p = self.patient
+        # The store already gives a viewer initials unless a lead turned names on.
+        self.name_label.text = p.display_name
+        meta = []
+        if self.role != VIEWER:
+            meta.append(p.patient_id)
+            if p.date_of_birth:
+                meta.append(f"Born {date_text(p.date_of_birth)}")
+        meta.append(f"Therapist: {self.name_of(p.primary_therapist_id)}")
+        self.meta_label.text = " · ".join(meta)
+        self.badge_host.clear()
+        with self.badge_host:
+            status_badge(self.catalogue, p.mobility_status).mark("status-badge").props("data-testid=status-badge")
+        self.status_button.set_visibility(self.can_manage)
         self.render_presence()
 
     def render_presence(self) -> None:
@@ -226,60 +354,25 @@ class PatientView:
                     ui.label("Also viewing: " + ", ".join(
                         f"{v.username} ({ROLE_LABELS.get(v.role, v.role)})" for v in others.values()))
 
-    def open_status_dialog(self) -> None:
-        opened_version = self.patient.version
-        statuses = {k: t.label for k, t in self.catalogue.vocabulary["mobilityStatus"].items()}
-        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(520px, 92vw)"):
-            ui.label("Change mobility status").classes("text-lg font-semibold")
-            current = ui.label(f"Current: {statuses.get(self.patient.mobility_status, '')}").classes("ot-muted")
-            conflict = ui.column().classes("w-full")
-            choice = ui.select(statuses, label="New status", value=self.patient.mobility_status) \
-                .props("outlined").classes("w-full").mark("status-select").props("data-testid=status-select")
-            reason = ui.textarea("Reason (required)").props("outlined autogrow maxlength=2000") \
-                .classes("w-full").mark("status-reason").props("data-testid=status-reason")
+    def open_status_dialog(self) -> StatusDialog:
+        existing = next((d for d in self.open_dialogs if isinstance(d, StatusDialog)), None)
+        if existing is not None:
+            return existing
+        dialog = StatusDialog(self, self.waiting.pop("status", None))
+        self.status_draft.set_visibility(False)
+        self.open_dialogs.append(dialog)
+        return dialog
 
-            async def save() -> None:
-                nonlocal opened_version
-                if not (reason.value or "").strip():
-                    reason.props("error error-message='A reason is required'")
-                    return
-                reason.props(remove="error error-message")
-                try:
-                    await self.store.change_status(principal=self.session.principal, patient_id=self.pid,
-                                                   status=choice.value, reason=reason.value.strip(),
-                                                   expected_version=opened_version)
-                except Conflict as exc:
-                    opened_version = exc.current_version
-                    now = statuses.get(str(exc.current), str(exc.current))
-                    current.text = f"Current: {now}"
-                    conflict.clear()
-                    with conflict, ui.row().classes("w-full items-start gap-2 p-3 rounded-lg no-wrap").style(
-                            "background:#fff4e5;color:#7a4a00").mark("status-conflict"):
-                        ui.icon("warning", size="20px")
-                        ui.label(f"Someone else changed the status to {now} while this dialog was open. "
-                                 "Nothing was saved. Review the current status and save again if your "
-                                 "change is still right.")
-                    return
-                except StoreError as exc:
-                    ui.notify(exc.message, type="negative")
-                    return
-                dialog.close()
-                ui.notify("Status changed", type="positive")
-
-            with ui.row().classes("w-full justify-end gap-2"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Save status", icon="check", on_click=save).props("unelevated color=primary") \
-                    .mark("status-save").props("data-testid=status-save")
-        dialog.open()
+    def last_status_change_by(self) -> str:
+        change = next((h for h in self.history if h.status_type == "mobilityStatus"), None)
+        return self.name_of(change.changed_by_id) if change is not None else "Someone"
 
     # -- scores -----------------------------------------------------------------------------------
     def render_scores(self) -> None:
-        card = self._body(self.scores_card)
+        self.scores_live.clear()
         self.charts = {}
         self.scores_empty = None
-        with card:
-            if self.can_record:
-                self.score_form()
+        with self.scores_live:
             valid = [s for s in self.scores if not s.entered_in_error]
             with ui.element("div").classes("pt-charts").mark("charts"):
                 for score_type in [m for m in self.catalogue.measures if any(s.score_type == m for s in valid)]:
@@ -360,47 +453,6 @@ class PatientView:
         self.score_limit += SCORE_ROWS * 2
         self.render_scores()
 
-    def score_form(self) -> None:
-        measures = self.catalogue.measures
-        options = {k: f"{m.name} — {m.range_text}" for k, m in measures.items()}
-        with ui.row().classes("w-full items-start gap-2"):
-            picker = ui.select(options, label="Measure", value="barthel").props("outlined") \
-                .classes("grow").style("min-width: 240px").mark("score-measure")
-
-            def check(value: float | None) -> str | None:
-                if value is None:
-                    return "Enter a value"
-                try:
-                    measures[picker.value].validate(float(value) if not measures[picker.value].integer
-                                                    or float(value) != int(value) else int(value))
-                except InvalidInput as exc:
-                    return exc.rule
-                return None
-
-            value = ui.number("Value", validation=check).props("outlined inputmode=decimal") \
-                .style("width: 150px").mark("score-value").props("data-testid=score-value")
-            picker.on_value_change(lambda: value.validate())
-
-            async def save() -> None:
-                if value.value is None or not value.validate():
-                    return
-                raw = float(value.value)
-                try:
-                    await self.store.record_score(principal=self.session.principal, patient_id=self.pid,
-                                                  score_type=picker.value,
-                                                  value=int(raw) if raw.is_integer() else raw)
-                except StoreError as exc:
-                    ui.notify(exc.message, type="negative")
-                    return
-                value.value = None
-                ui.notify(f"{short_name(picker.value)} score saved", type="positive")
-
-            ui.button("Save score", icon="add", on_click=save).props("unelevated color=primary") \
-                .style("height: 56px").mark("score-save").props("data-testid=score-save")
-        ui.label().bind_text_from(picker, "value", lambda k: f"Valid: {measures[k].range_text}; "
-                                  f"{measures[k].better} is better" if k in measures else "") \
-            .classes("ot-muted text-sm -mt-2")
-
     @staticmethod
     def chart_points(scores: list[MobilityScore]) -> list[list]:
         points = sorted(((_aware(s.score_date), s.score_value) for s in scores), key=lambda x: x[0])
@@ -454,50 +506,24 @@ class PatientView:
         """The list's mark button: only for a row this page shows as markable."""
         score = next((s for s in self.scores if s.id == score_id), None)
         if score is not None and any(r["id"] == score_id and r["markable"] for r in self.score_list.rows):
-            self.mark_error(score)
-
-    def mark_error(self, score: MobilityScore) -> None:
-        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(460px, 92vw)"):
-            ui.label("Mark score entered in error").classes("text-lg font-semibold")
-            ui.label("The score stays in the record, struck through, with your reason.").classes("ot-muted")
-            reason = ui.input("Reason (required)").props("outlined maxlength=2000").classes("w-full") \
-                .mark("error-reason")
-
-            async def save() -> None:
-                if not (reason.value or "").strip():
-                    reason.props("error error-message='A reason is required'")
-                    return
-                try:
-                    await self.store.mark_score_in_error(principal=self.session.principal, score_id=score.id,
-                                                         reason=reason.value.strip())
-                except StoreError as exc:
-                    ui.notify(exc.message, type="negative")
-                    return
-                dialog.close()
-
-            with ui.row().classes("w-full justify-end gap-2"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-                ui.button("Mark in error", on_click=save).props("unelevated color=negative").mark("error-save")
-        dialog.open()
+            MarkErrorDialog(self, score)
 
     # -- notes ------------------------------------------------------------------------------------
+    def note_by_id(self, note_id: str) -> SessionNote | None:
+        return next((n for n in self.notes if n.id == note_id), None)
+
+    def addenda_of(self, note_id: str) -> list[SessionNote]:
+        return sorted((n for n in self.notes if n.amends_id == note_id), key=lambda n: _aware(n.created_at))
+
     def render_notes(self) -> None:
-        card = self._body(self.notes_card)
-        with card:
-            if self.can_record:
-                self.note_form()
-            roots = [n for n in self.notes if not n.amends_id]
-            addenda: dict[str, list[SessionNote]] = {}
-            for n in self.notes:
-                if n.amends_id:
-                    addenda.setdefault(n.amends_id, []).append(n)
-            known = {n.id for n in roots}
+        self.notes_live.clear()
+        with self.notes_live:
+            ids = {n.id for n in self.notes}
             # An addendum whose note is beyond what was loaded still shows, as its own entry.
-            roots += [n for n in self.notes if n.amends_id and n.amends_id not in {x.id for x in self.notes}]
-            del known
-            with ui.column().classes("w-full gap-2").mark("note-feed"):
+            roots = [n for n in self.notes if not n.amends_id or n.amends_id not in ids]
+            with ui.column().classes("w-full gap-2").props("data-testid=note-feed").mark("note-feed"):
                 for note in roots[: self.note_limit]:
-                    self.note_entry(note, sorted(addenda.get(note.id, []), key=lambda n: _aware(n.created_at)))
+                    self.note_entry(note, self.addenda_of(note.id))
                 if not roots:
                     ui.label("No session notes yet.").classes("ot-empty w-full")
             if len(roots) > self.note_limit:
@@ -508,41 +534,10 @@ class PatientView:
         self.note_limit += NOTE_PAGE
         self.render_notes()
 
-    def note_form(self, amends: SessionNote | None = None, dialog: ui.dialog | None = None) -> None:
-        types = {k: t.label for k, t in self.catalogue.vocabulary["sessionType"].items()}
-        with ui.column().classes("w-full gap-2"):
-            with ui.row().classes("w-full gap-2 items-center"):
-                kind = ui.select(types, label="Session type", value=amends.session_type if amends else "treatment") \
-                    .props("outlined").classes("grow").mark("note-type")
-                follow = ui.checkbox("Follow-up needed").mark("note-follow-up")
-            text = ui.textarea("Addendum" if amends else "Session note").props(
-                "outlined autogrow maxlength=10000").classes("w-full").mark("note-text")
-
-            async def save() -> None:
-                if not (text.value or "").strip():
-                    text.props("error error-message='Write the note first'")
-                    return
-                text.props(remove="error error-message")
-                try:
-                    await self.store.add_note(principal=self.session.principal, patient_id=self.pid,
-                                              session_type=kind.value, text=text.value.strip(),
-                                              follow_up=bool(follow.value), amends=amends.id if amends else None)
-                except StoreError as exc:
-                    ui.notify(exc.message, type="negative")
-                    return
-                text.value = ""
-                follow.value = False
-                if dialog is not None:
-                    dialog.close()
-                ui.notify("Addendum saved" if amends else "Note saved", type="positive")
-
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Save addendum" if amends else "Save note", icon="save", on_click=save) \
-                    .props("unelevated color=primary").mark("note-save")
-
     def note_entry(self, note: SessionNote, addenda: list[SessionNote]) -> None:
         types = self.catalogue.vocabulary["sessionType"]
-        with ui.column().classes("pt-note gap-1").mark(f"note-{note.id}"):
+        long = len(note.note_text or "") > LONG_NOTE or (note.note_text or "").count("\n") > 10
+        with ui.column().classes("pt-note gap-1" + (" pt-long" if long else "")).mark(f"note-{note.id}"):
             with ui.row().classes("w-full items-center gap-2"):
                 ui.badge(types[note.session_type].label if note.session_type in types else note.session_type,
                          color="blue-grey-1", text_color="blue-grey-9").props("rounded")
@@ -556,61 +551,53 @@ class PatientView:
                         ui.button("Clear", icon="done", on_click=lambda n=note: self.clear_follow_up(n)) \
                             .props("flat dense color=primary").mark("clear-follow-up")
             ui.label(note.note_text).classes("pt-note-text")  # text, never HTML
+            if long:  # collapsed in the browser alone: no round trip, nothing re-sent
+                ui.button().props("flat dense color=primary").classes("pt-more self-start") \
+                    .on("click", js_handler="(e) => e.target.closest('.pt-note').classList.toggle('pt-open')")
             for extra in addenda:
                 with ui.column().classes("pt-addendum gap-0").mark(f"addendum-{extra.id}"):
                     ui.label(f"Addendum · {datetime_text(extra.created_at)} · {self.name_of(extra.author_id)}") \
                         .classes("text-xs ot-muted")
                     ui.label(extra.note_text).classes("pt-note-text")
             if self.can_record:
-                ui.button("Add addendum", icon="edit_note", on_click=lambda n=note: self.addendum(n)) \
-                    .props("flat dense color=primary").classes("self-start")
+                drafted = f"addendum:{note.id}" in self.waiting
+                ui.button("Continue addendum (draft kept)" if drafted else "Add addendum", icon="edit_note",
+                          on_click=lambda n=note: self.addendum(n)) \
+                    .props("flat dense color=primary").classes("self-start").props("data-testid=add-addendum").mark("add-addendum")
 
-    def addendum(self, note: SessionNote) -> None:
-        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("gap-3").style("min-width: min(560px, 92vw)"):
-            ui.label("Add an addendum").classes("text-lg font-semibold")
-            ui.label("Notes are never edited; an addendum is kept under the note it corrects.").classes("ot-muted")
-            self.note_form(amends=note, dialog=dialog)
-        dialog.open()
+    def addendum(self, note: SessionNote) -> AddendumDialog:
+        name = f"addendum:{note.id}"
+        existing = next((d for d in self.open_dialogs if isinstance(d, AddendumDialog) and d.name == name), None)
+        if existing is not None:
+            return existing
+        draft = self.waiting.pop(name, None)
+        dialog = AddendumDialog(self, note, draft)
+        self.open_dialogs.append(dialog)
+        if draft is not None:
+            self.render_notes()
+        return dialog
 
     async def clear_follow_up(self, note: SessionNote) -> None:
+        if not await dialogs.confirm("Clear the follow-up?", "The note no longer counts as needing a follow-up, "
+                                     "on the caseload and the ward screen, for everyone.", "Clear follow-up",
+                                     danger=False):
+            return
         try:
             await self.store.clear_follow_up(principal=self.session.principal, note_id=note.id)
         except StoreError as exc:
-            ui.notify(exc.message, type="negative")
+            dialogs.toast(exc.message, "negative")
+            return
+        dialogs.toast("Follow-up cleared")
 
     # -- equipment --------------------------------------------------------------------------------
     def render_equipment(self) -> None:
-        card = self._body(self.equipment_card)
+        self.equipment_live.clear()
         statuses = self.catalogue.vocabulary["equipmentStatus"]
         out = [e for e in self.equipment if e.status != "returned"]
         back = [e for e in self.equipment if e.status == "returned"][:5]
-        with card:
-            if self.can_record:
-                with ui.row().classes("w-full items-start gap-2"):
-                    name = ui.input("Equipment").props("outlined maxlength=200").classes("grow") \
-                        .mark("equipment-name")
-                    serial = ui.input("Serial number (optional)").props("outlined maxlength=100") \
-                        .style("width: 190px").mark("equipment-serial")
-
-                    async def check_out() -> None:
-                        if not (name.value or "").strip():
-                            name.props("error error-message='Name the equipment'")
-                            return
-                        name.props(remove="error error-message")
-                        try:
-                            await self.store.check_out_equipment(
-                                principal=self.session.principal, patient_id=self.pid, name=name.value.strip(),
-                                serial_number=(serial.value or "").strip() or None)
-                        except StoreError as exc:
-                            ui.notify(exc.message, type="negative")
-                            return
-                        name.value = serial.value = ""
-                        ui.notify("Checked out", type="positive")
-
-                    ui.button("Check out", icon="output", on_click=check_out).props("unelevated color=primary") \
-                        .style("height: 56px").mark("equipment-check-out")
+        with self.equipment_live:
             ui.label("Out now").classes("text-sm font-semibold ot-muted")
-            with ui.column().classes("w-full gap-0").mark("equipment-out"):
+            with ui.column().classes("w-full gap-0").props("data-testid=equipment-out").mark("equipment-out"):
                 for log in out:
                     with ui.row().classes("pt-list-row w-full").style("grid-template-columns: 1fr 120px 110px"):
                         with ui.column().classes("gap-0"):
@@ -634,20 +621,24 @@ class PatientView:
                         .classes("text-sm ot-muted")
 
     async def return_item(self, log: EquipmentLog) -> None:
+        if not await dialogs.confirm(f"Return {log.equipment_name}?",
+                                     "It leaves this patient's equipment and is recorded as returned now.",
+                                     "Return", danger=False):
+            return
         try:
             await self.store.return_equipment(principal=self.session.principal, log_id=log.id)
         except StoreError as exc:
-            ui.notify(exc.message, type="negative")
+            dialogs.toast(exc.message, "negative")
             return
-        ui.notify("Returned", type="positive")
+        dialogs.toast(f"{log.equipment_name} returned")
 
     # -- history ----------------------------------------------------------------------------------
     def render_history(self) -> None:
-        card = self._body(self.history_card)
+        self.history_live.clear()
         mobility = self.catalogue.vocabulary["mobilityStatus"]
         kit = self.catalogue.vocabulary["equipmentStatus"]
         names = {e.id: e.equipment_name for e in self.equipment}
-        with card:
+        with self.history_live:
             if not self.history:
                 ui.label("No changes yet.").classes("ot-muted")
                 return
@@ -665,6 +656,17 @@ class PatientView:
                                       else "medical_services")
 
     # -- care team --------------------------------------------------------------------------------
+    def build_team_add(self) -> None:
+        """The add-member picker: built once, its options kept current by refresh_team."""
+        self.team_pick: ui.select | None = None
+        if not self.can_manage:
+            return
+        with ui.row().classes("w-full items-center gap-2"):
+            self.team_pick = ui.select({}, label="Add to care team", with_input=True).props("outlined") \
+                .classes("grow").mark("team-add-select")
+            ui.button("Add", icon="person_add", on_click=self.add_member).props("unelevated color=primary") \
+                .style("height: 56px").mark("team-add")
+
     async def refresh_team(self) -> None:
         if self.ended:
             return
@@ -673,56 +675,54 @@ class PatientView:
         except NotFound:
             await self.show_ended()
             return
-        card = self._body(self.team_card)
         member_ids = {u.id for u, _ in team}
-        with card:
-            with ui.column().classes("w-full gap-0").mark("team-list"):
-                therapist = self.patient.primary_therapist_id
-                with ui.row().classes("pt-list-row w-full").style("grid-template-columns: 1fr auto"):
-                    ui.label(f"{self.name_of(therapist)}").classes("font-medium")
-                    ui.label("Primary therapist").classes("text-xs ot-muted")
-                for user, granted in team:
-                    with ui.row().classes("pt-list-row w-full items-center").style(
-                            "grid-template-columns: 1fr auto 44px"):
-                        with ui.column().classes("gap-0"):
-                            ui.label(user.username).classes("font-medium")
-                            ui.label(f"since {date_text(granted)}").classes("text-xs ot-muted")
-                        ui.label(ROLE_LABELS.get(user.role, user.role)).classes("text-xs ot-muted")
-                        if self.can_manage:
-                            ui.button(icon="person_remove", on_click=lambda u=user: self.remove_member(u.id)) \
-                                .props(f'flat round color=grey-7 aria-label="Remove {user.username}"') \
-                                .mark(f"remove-{user.username}")
-                        else:
-                            ui.element("span")
-            if self.can_manage:
-                users = await self.store.list_users(principal=self.session.principal)
-                options = {u.id: f"{u.username} ({ROLE_LABELS.get(u.role, u.role)})" for u in users
-                           if u.id not in member_ids and u.id != therapist and u.role != LEAD
-                           and u.active is not False}
-                with ui.row().classes("w-full items-center gap-2"):
-                    pick = ui.select(options, label="Add to care team", with_input=True).props("outlined") \
-                        .classes("grow").mark("team-add-select")
+        therapist = self.patient.primary_therapist_id
+        self.team_live.clear()
+        with self.team_live, ui.column().classes("w-full gap-0").mark("team-list"):
+            with ui.row().classes("pt-list-row w-full").style("grid-template-columns: 1fr auto"):
+                ui.label(f"{self.name_of(therapist)}").classes("font-medium")
+                ui.label("Primary therapist").classes("text-xs ot-muted")
+            for user, granted in team:
+                with ui.row().classes("pt-list-row w-full items-center").style("grid-template-columns: 1fr auto 44px"):
+                    with ui.column().classes("gap-0"):
+                        ui.label(user.username).classes("font-medium")
+                        ui.label(f"since {date_text(granted)}").classes("text-xs ot-muted")
+                    ui.label(ROLE_LABELS.get(user.role, user.role)).classes("text-xs ot-muted")
+                    if self.can_manage:
+                        ui.button(icon="person_remove", on_click=lambda u=user: self.remove_member(u.id, u.username)) \
+                            .props(f'flat round color=grey-7 aria-label="Remove {user.username}"') \
+                            .mark(f"remove-{user.username}")
+                    else:
+                        ui.element("span")
+        if self.team_pick is not None:
+            users = await self.store.list_users(principal=self.session.principal)
+            self.team_pick.set_options({u.id: f"{u.username} ({ROLE_LABELS.get(u.role, u.role)})" for u in users
+                                        if u.id not in member_ids and u.id != therapist and u.role != LEAD
+                                        and u.active is not False})
 
-                    async def add() -> None:
-                        if not pick.value:
-                            return
-                        try:
-                            await self.store.add_care_team_member(principal=self.session.principal,
-                                                                  patient_id=self.pid, user_id=pick.value)
-                        except StoreError as exc:
-                            ui.notify(exc.message, type="negative")
-                            return
-                        live.team_changed(self.pid)
+    async def add_member(self) -> None:
+        if self.team_pick is None or not self.team_pick.value:
+            return
+        try:
+            await self.store.add_care_team_member(principal=self.session.principal, patient_id=self.pid,
+                                                  user_id=self.team_pick.value)
+        except StoreError as exc:
+            self.team_pick.error = exc.message
+            return
+        self.team_pick.value = None
+        self.team_pick.error = None
+        live.team_changed(self.pid)
 
-                    ui.button("Add", icon="person_add", on_click=add).props("unelevated color=primary") \
-                        .style("height: 56px").mark("team-add")
-
-    async def remove_member(self, user_id: str) -> None:
+    async def remove_member(self, user_id: str, username: str) -> None:
+        if not await dialogs.confirm(f"Remove {username} from the care team?",
+                                     f"{username} loses access to this patient at once: their open pages close "
+                                     "it and the patient leaves their caseload.", "Remove"):
+            return
         try:
             await self.store.remove_care_team_member(principal=self.session.principal, patient_id=self.pid,
                                                      user_id=user_id)
         except StoreError as exc:
-            ui.notify(exc.message, type="negative")
+            dialogs.toast(exc.message, "negative")
             return
         live.team_changed(self.pid)
 
@@ -738,60 +738,69 @@ class PatientView:
         if any(d.kind == "access_ended" and d.patient_id in (self.pid, None) for d in batch):
             await self.show_ended()
             return
-        if any(d.kind == "resync" for d in batch):
-            try:
-                await self.load_patient()
-            except NotFound:
-                await self.show_ended()
-                return
-            await self.load_all()
-            self.render_all()
-            return
         classes = {d.class_name for d in batch}
-        if "Patient" in classes:
+        resync = any(d.kind == "resync" for d in batch)
+        if resync or "Patient" in classes:
             try:
                 await self.load_patient()
             except NotFound:
                 await self.show_ended()
                 return
-            await self.load_users()
-            self.render_header()
-            await self.refresh_team()
-        if "MobilityScore" in classes:
-            # Applied from the deliveries themselves: one push then costs each open page a row and a
-            # chart update, not a query and a re-render. Anything not exactly applicable reloads.
-            scores = [d for d in batch if d.class_name == "MobilityScore"]
-            if not all(self.apply_score(d) for d in scores):
+        if resync:
+            await self.load_all()
+            self.render_live()
+        else:
+            if "Patient" in classes:
                 await self.load_users()
-                await self.load_scores()
-                self.render_scores()
-        if "SessionNote" in classes and self.role != VIEWER:
-            await self.load_notes()
-            self.render_notes()
-        if "EquipmentLog" in classes:
-            await self.load_equipment()
-            self.render_equipment()
-        if "StatusHistory" in classes:
-            await self.load_history()
-            self.render_history()
+            if "MobilityScore" in classes:
+                # Applied from the deliveries themselves: one push then costs each open page a row and a
+                # chart update, not a query and a re-render. Anything not exactly applicable reloads.
+                scores = [d for d in batch if d.class_name == "MobilityScore"]
+                if not all(self.apply_score(d) for d in scores):
+                    await self.load_users()
+                    await self.load_scores()
+                    self.render_scores()
+            if "SessionNote" in classes and self.role != VIEWER:
+                await self.load_notes()
+                self.render_notes()
+            if "EquipmentLog" in classes:
+                await self.load_equipment()
+                self.render_equipment()
+            if "StatusHistory" in classes:
+                await self.load_history()
+                self.render_history()
+            if "Patient" in classes:
+                self.render_header()
+                await self.refresh_team()
+        # What an open dialog shows may now be stale: each says so beside its form.
+        for dialog in list(self.open_dialogs):
+            if isinstance(dialog, StatusDialog) and (resync or "Patient" in classes):
+                dialog.patient_changed(self.last_status_change_by())
+            elif isinstance(dialog, AddendumDialog) and (resync or "SessionNote" in classes):
+                dialog.notes_changed()
 
     async def show_ended(self) -> None:
-        """Replaces every bit of this patient's data with a notice; nothing stale stays on screen."""
+        """Replaces every bit of this patient's data with a notice; nothing stale stays on screen.
+        Drafts stay on the device (nothing here clears them)."""
         self.ended = True
         if self.sub is not None:
             self.sub.close()
         presence.leave(self.pid, ui.context.client.id)
+        for dialog in list(self.open_dialogs):
+            dialog.box.close()
         self.root.clear()
         with self.root, ui.column().classes("ot-card pt-notice items-center gap-3").mark("access-ended").props("data-testid=access-ended"):
             ui.icon("lock", size="40px").classes("text-primary")
-            ui.label("Your access to this patient has ended").classes("text-xl font-semibold")
+            ui.label("Your access to this patient has ended").classes("text-xl font-semibold") \
+                .props('role="heading" aria-level="1"')
             ui.label("The patient may have been reassigned, or you were removed from the care team. "
                      "The record is no longer shown here.").classes("ot-muted")
             ui.button("Back to caseload", icon="arrow_back", on_click=lambda: ui.navigate.to("/")) \
                 .props("unelevated color=primary")
 
 
-@router.page("/patient/{object_id}", title="Patient · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
+@router.page("/patient/{object_id}", title="Patient · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT,
+             reconnect_timeout=RECONNECT_SECONDS)
 async def patient_page(request: Request, object_id: str) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:
