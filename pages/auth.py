@@ -1,7 +1,10 @@
 """Sessions for the pages: the signed cookie, the sign-in/sign-up/sign-out form posts, page gating.
 
 NiceGUI event handlers run over the websocket and cannot set HttpOnly cookies, so signing in and out
-goes through plain form posts that set or clear the cookie and answer with a 303 redirect.
+goes through plain form posts that set or clear the cookie. A native post (no script) is answered
+with a 303 redirect, its error as a code in the query (never what was typed). The sign-in and
+sign-up pages' script posts the same form with fetch and `Accept: application/json`: it is answered
+with JSON, each problem's words under the field it names, so the form keeps what was typed.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dashboard import password_rules, runtime
 from dashboard.access import Principal
@@ -19,6 +22,7 @@ from dashboard.errors import (
     AccountLocked,
     InvalidCredentials,
     InvalidInput,
+    MissingField,
     NotAuthenticated,
     RateLimited,
     StoreError,
@@ -149,26 +153,115 @@ def _back(page: str, next_path: str, **params: str) -> RedirectResponse:
     return RedirectResponse(f"{page}?{query}", status_code=303)
 
 
+def wants_json(request: Request) -> bool:
+    """The pages' own script posting the form (fetch): it shows the answer without a reload."""
+    return "application/json" in request.headers.get("accept", "")
+
+
+# -- what each refusal says: the native post's page and the script's JSON use the same words -------
+SIGN_IN_ERRORS = {
+    "invalid": "That username and password do not match. Check both and try again.",
+    "missing": "Enter your username and your password.",
+}
+MISSING = {"username": "Enter your username.", "password": "Enter your password.",
+           "email": "Enter your email address."}
+
+
+def _count(n: int, unit: str) -> str:
+    n = max(n, 1)
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def sign_in_message(code: str, *, minutes: int = 0, seconds: int = 0) -> str:
+    if code == "locked":
+        return (f"This account is locked after repeated failed sign-ins. "
+                f"Try again in {_count(minutes, 'minute')}, or ask a lead to unlock it.")
+    if code == "busy":
+        return f"Too many sign-in attempts from here. Try again in {_count(seconds, 'second')}."
+    return SIGN_IN_ERRORS.get(code, SIGN_IN_ERRORS["invalid"])
+
+
+_FIELD_ERRORS = {
+    "taken_username": "That username is already taken. Choose another.",
+    "taken_email": "An account with that email already exists.",
+    "bad_username": "Usernames are 3 to 64 letters, digits, dots, dashes or underscores.",
+    "bad_email": "Enter a valid email address.",
+}
+
+
+def signup_message(code: str, rule: str = "", seconds: int = 0) -> str | None:
+    """The words for a sign-up error code (as carried in the native post's redirect)."""
+    if code == "weak_password" and rule in password_rules.RULES:
+        return f"That password {password_rules.RULES[rule]}."
+    if code == "busy":
+        return f"Too many attempts from here. Try again in {_count(seconds, 'second')}."
+    if code == "bad_password":
+        return f"The password is too short: use at least {settings().min_password_length} characters."
+    return _FIELD_ERRORS.get(code, "Sign-up failed. Check the fields and try again." if code else None)
+
+
+def problem_code(problem: InvalidInput | Taken) -> dict[str, str]:
+    """A new account's problem as the code (and rule) of signup_message."""
+    if isinstance(problem, Taken):
+        return {"code": f"taken_{problem.field}"}
+    rule = password_rules.rule_code(problem.rule) if problem.field == "password" else None
+    return {"code": "weak_password", "rule": rule} if rule else {"code": f"bad_{problem.field}"}
+
+
+def problem_text(problem: InvalidInput | Taken) -> str:
+    """What to show under the field a new account's problem names (sign-up and Admin's create)."""
+    if isinstance(problem, MissingField) and problem.field in MISSING:
+        return MISSING[problem.field]
+    code = problem_code(problem)
+    rule = getattr(problem, "rule", "")
+    if code["code"] in _FIELD_ERRORS or code["code"] == "weak_password" or rule.startswith("must be at least"):
+        return signup_message(**code) or problem.message
+    return f"{rule[:1].upper()}{rule[1:]}."  # a rule no code names (too long, a role): the store's words
+
+
+def _refused(status: int, *, form: str | None = None, fields: dict[str, list[str]] | None = None) -> JSONResponse:
+    """The script's answer to a refused post: `form` for the banner, `fields` under each field."""
+    return JSONResponse({"form": form, "fields": fields or {}}, status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
+def _signed_in(request: Request, target: str, token: str) -> Response:
+    response: Response = (JSONResponse({"next": target}, headers={"Cache-Control": "no-store"})
+                          if wants_json(request) else RedirectResponse(target, status_code=303))
+    _set_cookie(response, token)
+    return response
+
+
 @router.post("/login", include_in_schema=False)
 async def login(request: Request, username: str = Form(""), password: str = Form(""),
                 next: str = Form("/")) -> Response:
     target = safe_next(next)
     if cross_site(request):
         return _refuse_cross_site()
+    as_json = wants_json(request)
     try:
         signed_in = await runtime.store().log_in(username=username.strip(), password=password,
                                                  address=_address(request))
     except RateLimited as exc:
+        if as_json:
+            return _refused(429, form=sign_in_message("busy", seconds=exc.seconds))
         return _back("/login", target, error="busy", seconds=str(exc.seconds))
     except AccountLocked as exc:
+        if as_json:
+            return _refused(403, form=sign_in_message("locked", minutes=exc.minutes))
         return _back("/login", target, error="locked", minutes=str(exc.minutes))
     except InvalidCredentials:
+        if as_json:
+            return _refused(401, fields={"password": [sign_in_message("invalid")]})
         return _back("/login", target, error="invalid")
-    except StoreError:
+    except StoreError as exc:
+        if as_json:
+            blank = {"username": username.strip(), "password": password}
+            missing = [name for name, value in blank.items() if not value] or \
+                [exc.field if isinstance(exc, MissingField) else "username"]
+            return _refused(400, fields={name: [MISSING[name]] for name in missing})
         return _back("/login", target, error="missing")
-    response = RedirectResponse(target, status_code=303)
-    _set_cookie(response, signed_in.token)
-    return response
+    return _signed_in(request, target, signed_in.token)
 
 
 @router.post("/signup", include_in_schema=False)
@@ -177,20 +270,25 @@ async def signup(request: Request, username: str = Form(""), email: str = Form("
     target = safe_next(next)
     if cross_site(request):
         return _refuse_cross_site()
+    store = runtime.store()
+    username, email = username.strip(), email.strip()
     try:
-        signed_in = await runtime.store().sign_up(username=username.strip(), email=email.strip(),
-                                                  password=password, address=_address(request))
+        signed_in = await store.sign_up(username=username, email=email, password=password,
+                                        address=_address(request))
     except RateLimited as exc:
+        if wants_json(request):
+            return _refused(429, form=signup_message("busy", seconds=exc.seconds))
         return _back("/signup", target, error="busy", seconds=str(exc.seconds))
-    except Taken as exc:
-        return _back("/signup", target, error=f"taken_{exc.field}")
-    except InvalidInput as exc:
-        if exc.field == "password" and password_rules.rule_code(exc.rule):
-            return _back("/signup", target, error="weak_password", rule=password_rules.rule_code(exc.rule) or "")
-        return _back("/signup", target, error=f"bad_{exc.field}")
-    response = RedirectResponse(target, status_code=303)
-    _set_cookie(response, signed_in.token)
-    return response
+    except (Taken, InvalidInput) as exc:
+        if not wants_json(request):
+            return _back("/signup", target, **{("error" if k == "code" else k): v
+                                               for k, v in problem_code(exc).items()})
+        problems = await store.new_account_problems(username=username, email=email, password=password) or [exc]
+        fields: dict[str, list[str]] = {}
+        for problem in problems:
+            fields.setdefault(problem.field, []).append(problem_text(problem))
+        return _refused(400, fields=fields)
+    return _signed_in(request, target, signed_in.token)
 
 
 @router.post("/logout", include_in_schema=False)

@@ -1,4 +1,10 @@
-"""Sign in and sign up. Both are native form posts to pages.auth, which sets the HttpOnly cookie."""
+"""Sign in and sign up: native form posts to pages.auth, which sets the HttpOnly cookie.
+
+Without a script they are plain posts. With one (FORM_JS), the same form is posted with fetch and
+answered with JSON: on an error nothing reloads, every field keeps what was typed, and each message
+shows under the field it names (a lock or the rate limit in the banner); on success the browser
+goes on to `next`. Nothing typed ever goes into a URL.
+"""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -7,30 +13,82 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
-from dashboard import password_rules
 from pages import auth
 
 router = APIRouter()
 
-SIGN_IN_ERRORS = {
-    "invalid": "That username and password do not match. Check both and try again.",
-    "missing": "Enter your username and your password.",
-}
+FORM_CSS = """
+.ot-form-banner { display: flex; gap: 8px; align-items: flex-start; padding: 12px; border-radius: 8px;
+  background: #fdecea; color: #8a1c1c; }
+.ot-form-banner:has(> .ot-error:empty) { display: none; }
+.ot-field-error { color: #b3261e; font-size: .85rem; margin: 4px 12px 0; white-space: pre-line; }
+.ot-field-error:empty { display: none; }
+[data-invalid] .q-field--outlined .q-field__control:after { border: 2px solid #b3261e; }
+[data-invalid] .q-field__label { color: #b3261e; }
+"""
 
-
-def _signup_error(code: str, rule: str = "", seconds: int = 0) -> str | None:
-    minimum = auth.settings().min_password_length
-    if code == "weak_password" and rule in password_rules.RULES:
-        return f"That password {password_rules.RULES[rule]}."
-    if code == "busy":
-        return f"Too many attempts from here. Try again in {max(seconds, 1)} seconds."
-    return {
-        "taken_username": "That username is already taken. Choose another.",
-        "taken_email": "An account with that email already exists.",
-        "bad_password": f"The password is too short: use at least {minimum} characters.",
-        "bad_username": "Usernames are 3 to 64 letters, digits, dots, dashes or underscores.",
-        "bad_email": "Enter a valid email address.",
-    }.get(code, "Sign-up failed. Check the fields and try again." if code else None)
+# Posts the sign-in and sign-up forms with fetch and shows the JSON answer in place (see above).
+# A response that is not JSON (a proxy's page, a refusal) falls back to the native post.
+FORM_JS = """
+<script>
+(function () {
+  if (window.otAuthForms) return;
+  window.otAuthForms = true;
+  var UNREACHABLE = 'The server could not be reached. Check your connection and try again.';
+  function mark(form, name, text) {
+    var holder = form.querySelector('[data-error-for="' + name + '"]');
+    if (!holder) return;
+    holder.textContent = text;
+    var input = form.querySelector('input[name="' + name + '"]');
+    if (input) {
+      if (text) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+    }
+    var field = holder.closest('[data-field]');
+    if (field) field.toggleAttribute('data-invalid', !!text);
+  }
+  function show(form, answer) {
+    var fields = answer.fields || {};
+    form.querySelectorAll('[data-error-for]').forEach(function (holder) {
+      var name = holder.getAttribute('data-error-for');
+      mark(form, name, name === 'form' ? (answer.form || '') : (fields[name] || []).join('\\n'));
+    });
+    var wrong = form.querySelector('input[aria-invalid="true"]');
+    if (wrong) { wrong.focus(); wrong.select(); }
+  }
+  document.addEventListener('input', function (e) {
+    var form = e.target.form;
+    if (form && form.hasAttribute('data-auth-form') && e.target.name) mark(form, e.target.name, '');
+  });
+  document.addEventListener('submit', function (e) {
+    var form = e.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute('data-auth-form')) return;
+    e.preventDefault();
+    if (form.getAttribute('aria-busy') === 'true') return;
+    form.setAttribute('aria-busy', 'true');
+    var leaving = false;
+    fetch(form.getAttribute('action'), {
+      method: 'POST', body: new URLSearchParams(new FormData(form)), credentials: 'same-origin',
+      cache: 'no-store', headers: {'Accept': 'application/json'}
+    }).then(function (response) {
+      if ((response.headers.get('content-type') || '').indexOf('application/json') < 0) {
+        leaving = true;
+        form.submit();
+        return null;
+      }
+      return response.json();
+    }).then(function (answer) {
+      if (!answer) return;
+      if (answer.next) { leaving = true; window.location.assign(answer.next); return; }
+      show(form, answer);
+    }).catch(function () {
+      show(form, {form: UNREACHABLE});
+    }).finally(function () {
+      if (!leaving) form.removeAttribute('aria-busy');
+    });
+  });
+})();
+</script>
+"""
 
 
 def _shell(title: str, subtitle: str) -> ui.column:
@@ -47,45 +105,54 @@ def _shell(title: str, subtitle: str) -> ui.column:
     return card
 
 
-def _error_banner(message: str) -> None:
-    with ui.row().classes("w-full items-start gap-2 p-3 rounded-lg no-wrap").style(
-            "background:#fdecea; color:#8a1c1c").props('role="alert"'):
-        ui.icon("error_outline", size="20px")
-        ui.label(message).classes("ot-error")
+def _form(action: str, target: str, banner: str = "") -> ui.element:
+    """The form both pages post (the `with` body holds its fields), with the banner on top."""
+    ui.add_css(FORM_CSS)
+    ui.add_head_html(FORM_JS)
+    form = ui.element("form").props(f'method="post" action="{action}" novalidate data-auth-form') \
+        .classes("w-full flex flex-col gap-3")
+    with form:
+        with ui.element("div").classes("ot-form-banner w-full").props('role="alert"'):
+            ui.icon("error_outline", size="20px")
+            ui.label(banner).classes("ot-error").props('data-error-for="form"')
+        ui.element("input").props(f'type="hidden" name="next" value="{target}"')
+    return form
 
 
-def _field(label: str, name: str, *, kind: str = "text", autocomplete: str = "") -> ui.input:
-    field = ui.input(label).props(f'outlined name="{name}" type="{kind}" autocomplete="{autocomplete}"') \
-        .classes("w-full")
+def _field(label: str, name: str, *, kind: str = "text", autocomplete: str = "", error: str = "") -> ui.input:
+    """An input and, under it, the place for its error (its accessible description)."""
+    with ui.element("div").classes("w-full").props(f'data-field="{name}"'):
+        field = ui.input(label).props(f'outlined name="{name}" type="{kind}" autocomplete="{autocomplete}"') \
+            .classes("w-full")
+        message = ui.label(error).classes("ot-field-error").props(f'data-error-for="{name}" aria-live="polite"')
+    field.props(f'aria-describedby="c{message.id}"' + (' aria-invalid="true"' if error else ""))
     return field
 
 
 @router.page("/login", title="Sign in · OT Tracker")
 async def login_page(request: Request, next: str = "/", error: str = "", minutes: int = 0,
-                     seconds: int = 0, signed_out: int = 0, expired: int = 0) -> RedirectResponse | None:
+                     seconds: int = 0, signed_out: int = 0, expired: int = 0,
+                     locked: int = 0) -> RedirectResponse | None:
     target = auth.safe_next(next)
     if await auth.session_of(request) is not None:
         return RedirectResponse(target, status_code=303)
     card = _shell("Sign in", "Your team's live caseload, scores and equipment.")
+    # A native post's error (no script): a wrong password under its field, the others in the banner.
+    message = auth.sign_in_message(error, minutes=minutes, seconds=seconds) if error else ""
+    under_password = message if error == "invalid" else ""
     with card:
-        if error == "locked":
-            unit = "minute" if minutes == 1 else "minutes"
-            _error_banner(f"This account is locked after repeated failed sign-ins. "
-                          f"Try again in {max(minutes, 1)} {unit}, or ask a lead to unlock it.")
-        elif error == "busy":
-            unit = "second" if seconds == 1 else "seconds"
-            _error_banner(f"Too many sign-in attempts from here. Try again in {max(seconds, 1)} {unit}.")
-        elif error:
-            _error_banner(SIGN_IN_ERRORS.get(error, SIGN_IN_ERRORS["invalid"]))
-        elif signed_out:
+        if signed_out and not error:
             ui.label("You are signed out.").classes("ot-muted")
-        elif expired:
+        elif locked and not error:  # pages.live after the idle timeout
+            ui.label("Your session ended after a period of inactivity. Sign in again to continue.") \
+                .classes("ot-muted").props('role="status"')
+        elif expired and not error:
             ui.label("Your session ended (inactivity, its time limit, or a sign-out elsewhere). "
                      "Sign in again to continue.").classes("ot-muted").props('role="status"')
-        with ui.element("form").props('method="post" action="/login"').classes("w-full flex flex-col gap-3"):
-            ui.element("input").props(f'type="hidden" name="next" value="{target}"')
+        with _form("/login", target, "" if under_password else message):
             _field("Username", "username", autocomplete="username").props("autofocus")
-            _field("Password", "password", kind="password", autocomplete="current-password")
+            _field("Password", "password", kind="password", autocomplete="current-password",
+                   error=under_password)
             ui.button("Sign in", icon="login").props('type="submit" unelevated color="primary" size="lg"') \
                 .classes("w-full")
         with ui.row().classes("w-full justify-center gap-1"):
@@ -104,11 +171,7 @@ async def signup_page(request: Request, next: str = "/", error: str = "", rule: 
     card = _shell("Create an account",
                   "New accounts see no patients until a lead or a therapist adds them to a care team.")
     with card:
-        message = _signup_error(error, rule, seconds)
-        if message:
-            _error_banner(message)
-        with ui.element("form").props('method="post" action="/signup"').classes("w-full flex flex-col gap-3"):
-            ui.element("input").props(f'type="hidden" name="next" value="{target}"')
+        with _form("/signup", target, auth.signup_message(error, rule, seconds) or ""):
             _field("Username", "username", autocomplete="username")
             _field("Email", "email", kind="email", autocomplete="email")
             _field(f"Password (at least {minimum} characters)", "password", kind="password",

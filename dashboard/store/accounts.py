@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard import password_rules
 from dashboard.access import LEAD, Principal
@@ -80,21 +81,28 @@ class AccountsMixin(StoreBase):
             raise InvalidInput("email", "must be an email address", code=125)
         return email_key(email)
 
-    def _check_password(self, password: object) -> str:
+    def _password_problems(self, password: object) -> list[InvalidInput]:
+        """Every rule a password breaks (its length and its weakness both), first the one to fix first."""
         if password is None or password == "":
-            raise MissingField("password")
+            return [MissingField("password")]
         if not isinstance(password, str):
-            raise InvalidInput("password", "must be text")
+            return [InvalidInput("password", "must be text")]
+        problems = []
         if len(password) < self.settings.min_password_length:
-            raise InvalidInput(
-                "password", f"must be at least {self.settings.min_password_length} characters", code=142
-            )
+            problems.append(InvalidInput(
+                "password", f"must be at least {self.settings.min_password_length} characters", code=142))
         if len(password) > 1024:
-            raise InvalidInput("password", "must be at most 1024 characters", code=142)
+            problems.append(InvalidInput("password", "must be at most 1024 characters", code=142))
         weakness = password_rules.weakness(password) or text_problem(password)
         if weakness:
-            raise InvalidInput("password", weakness, code=142)
-        return password
+            problems.append(InvalidInput("password", weakness, code=142))
+        return problems
+
+    def _check_password(self, password: object) -> str:
+        problems = self._password_problems(password)
+        if problems:
+            raise problems[0]
+        return password  # type: ignore[return-value]
 
     def _check_role(self, role: object) -> str:
         if role not in ROLES:
@@ -125,14 +133,39 @@ class AccountsMixin(StoreBase):
         return user, token
 
     async def _ensure_unique(self, tx: Tx, *, username: str | None = None, email: str | None = None) -> None:
-        if username is not None:
-            taken = await tx.session.scalar(select(User.id).where(User.username_key == account_key(username)))
-            if taken:
-                raise Taken("username")
-        if email is not None:
-            taken = await tx.session.scalar(select(User.id).where(User.email == email))
-            if taken:
-                raise Taken("email")
+        taken = await self._taken(tx.session, username=username, email=email)
+        if taken:
+            raise taken[0]
+
+    @staticmethod
+    async def _taken(session: AsyncSession, *, username: str | None = None,
+                     email: str | None = None) -> list[Taken]:
+        """The checked username and email that an account already has."""
+        taken = []
+        if username is not None and await session.scalar(
+                select(User.id).where(User.username_key == account_key(username))):
+            taken.append(Taken("username"))
+        if email is not None and await session.scalar(select(User.id).where(User.email == email)):
+            taken.append(Taken("email"))
+        return taken
+
+    async def new_account_problems(self, *, username: object, email: object,
+                                   password: object) -> list[InvalidInput | Taken]:
+        """Everything wrong with a new account's fields at once, each naming its field, so a form
+        can show them all under their fields. The same rules as sign_up and create_user (which stop
+        at the first); call it only after one of them refused, which rate limited the attempt."""
+        problems: list[InvalidInput | Taken] = []
+        checked: dict[str, str] = {}
+        for name, value, check in (("username", username, self._check_username),
+                                   ("email", email, self._check_email)):
+            try:
+                checked[name] = check(value)
+            except InvalidInput as exc:
+                problems.append(exc)
+        if checked:
+            async with self.db.read() as session:
+                problems += await self._taken(session, **checked)
+        return problems + self._password_problems(password)
 
     @audited("signup")
     async def sign_up(self, *, username: str, email: str, password: str,
