@@ -1,14 +1,23 @@
-"""Admin, for leads only: accounts (create, role, deactivate, unlock, ward names) and assignment."""
+"""Admin, for leads only: accounts (create, role, deactivate, unlock, ward names) and assignment.
+
+The create form keeps what was typed on an error and shows each problem under its field. Every
+change that takes access away or widens who sees names asks first, naming the consequence
+(deactivating, a role, a primary therapist, a ward screen's full names); on Cancel the control
+shows its old value again.
+"""
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
+from nicegui.events import ValueChangeEventArguments
 
 from dashboard.access import LEAD
-from dashboard.errors import StoreError
-from dashboard.models import ROLES
+from dashboard.errors import InvalidInput, StoreError, Taken
+from dashboard.models import ROLES, User
+from dashboard.store import CaseloadRow
 from pages import auth
+from pages.dialogs import confirm, toast
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section
 
 router = APIRouter()
@@ -24,6 +33,28 @@ CSS = """
   .ad-row > .c-email { display: none; } }
 """
 
+# What each role sees (ACCESS.md), and what stepping down from it takes away.
+ROLE_SEES = {
+    "lead": "every patient and every record, and use Admin (accounts, roles and assignment)",
+    "therapist": "the patients they are primary therapist of and those whose care team they are on",
+    "contributor": "only the patients whose care team they are on",
+    "viewer": "only the patients whose care team it is on, without session notes, and change nothing",
+}
+ROLE_LOSES = {
+    "lead": "Admin and every patient they are neither primary therapist of nor on the care team of",
+    "therapist": "the patients they are primary therapist of, unless on the care team",
+    "contributor": "session notes and adding scores, notes and equipment",
+}
+RANK = ("viewer", "contributor", "therapist", "lead")
+
+
+def role_consequence(username: str, old: str, new: str) -> str:
+    """What a change of role does to that account, at once and on every open page."""
+    lost = [ROLE_LOSES[r] for r in RANK[RANK.index(new) + 1: RANK.index(old) + 1] if r in ROLE_LOSES] \
+        if old in RANK and new in RANK else []
+    text = f"{username} will see {ROLE_SEES.get(new, 'what a ' + new + ' sees')}."
+    return text + (f" {username} loses {'; and '.join(lost)}, at once." if lost else "")
+
 
 class AdminView:
     def __init__(self, session: auth.PageSession):
@@ -31,37 +62,57 @@ class AdminView:
         self.store = session.store
         self.user_page = 1
         self.patient_page = 1
+        self.usernames: dict[str, str] = {}  # every account's, for the reassign confirmation
 
     async def build(self) -> None:
         ui.add_css(CSS)
         ui.label("Admin").classes("ot-page-title")
         self.create_card = section("Create an account", "person_add")
         with self.create_card, ui.row().classes("w-full items-start gap-2"):
-            username = ui.input("Username").props("outlined").classes("grow").mark("new-username")
-            email = ui.input("Email").props("outlined type=email").classes("grow").mark("new-email")
-            password = ui.input("Initial password", password=True).props("outlined").classes("grow") \
-                .mark("new-password")
-            role = ui.select({r: ROLE_LABELS[r] for r in ROLES}, value="contributor", label="Role") \
-                .props("outlined").style("min-width: 160px").mark("new-role")
-
-            async def create() -> None:
-                try:
-                    await self.store.create_user(principal=self.session.principal, username=username.value.strip(),
-                                                 email=email.value.strip(), password=password.value,
-                                                 role=role.value)
-                except StoreError as exc:
-                    ui.notify(exc.message, type="negative")
-                    return
-                ui.notify(f"Account {username.value.strip()} created", type="positive")
-                username.value = email.value = password.value = ""
-                await self.render_users()
-
-            ui.button("Create", icon="add", on_click=create).props("unelevated color=primary") \
+            self.new = {
+                "username": ui.input("Username").props("outlined").classes("grow").mark("new-username"),
+                "email": ui.input("Email").props("outlined type=email").classes("grow").mark("new-email"),
+                "password": ui.input("Initial password", password=True).props("outlined").classes("grow")
+                .mark("new-password"),
+                "role": ui.select({r: ROLE_LABELS[r] for r in ROLES}, value="contributor", label="Role")
+                .props("outlined").style("min-width: 160px").mark("new-role"),
+            }
+            for field in self.new.values():  # an edited field's error goes away
+                field.on_value_change(lambda e: setattr(e.sender, "error", None))
+            ui.button("Create", icon="add", on_click=self.create).props("unelevated color=primary") \
                 .style("height:56px").mark("create-user")
         self.users_card = section("Accounts", "manage_accounts").mark("users")
         self.patients_card = section("Primary therapist assignment", "assignment_ind").mark("assignment")
         await self.render_users()
         await self.render_patients()
+
+    async def create(self) -> None:
+        """Creates the account; on a refusal every field keeps its value and shows its problems."""
+        username, email, password = (self.new[n].value.strip() if n != "password" else self.new[n].value
+                                     for n in ("username", "email", "password"))
+        try:
+            await self.store.create_user(principal=self.session.principal, username=username, email=email,
+                                         password=password, role=self.new["role"].value)
+        except (InvalidInput, Taken) as exc:
+            problems = await self.store.new_account_problems(username=username, email=email, password=password)
+            errors: dict[str, list[str]] = {}
+            for problem in problems:
+                errors.setdefault(problem.field, []).append(auth.problem_text(problem))
+            errors.setdefault(exc.field, [auth.problem_text(exc)])  # a rule the check does not know
+            for name, field in self.new.items():
+                field.error = " ".join(errors[name]) if name in errors else None
+            if not set(errors) & set(self.new):
+                toast(exc.message, "negative")
+            return
+        except StoreError as exc:
+            toast(exc.message, "negative")
+            return
+        for name in ("username", "email", "password"):
+            self.new[name].value = ""
+        for field in self.new.values():
+            field.error = None
+        toast(f"Account {username} created")
+        await self.render_users()
 
     def _clear(self, card: ui.column) -> None:
         for child in list(card.default_slot.children)[1:]:
@@ -85,11 +136,11 @@ class AdminView:
                         ui.label(user.username).classes("font-medium")
                         if user.role == "viewer":
                             ui.switch("Full names on ward", value=bool(user.show_full_names),
-                                      on_change=lambda e, u=user: self.change(u.id, {"showFullNames": e.value})) \
+                                      on_change=lambda e, u=user: self.full_names(u, e)) \
                                 .props("dense").classes("text-xs").mark(f"names-{user.username}")
                     ui.label(user.email or "").classes("c-email text-sm ot-muted")
                     ui.select({r: ROLE_LABELS[r] for r in ROLES}, value=user.role,
-                              on_change=lambda e, u=user: self.change(u.id, {"role": e.value})) \
+                              on_change=lambda e, u=user: self.change_role(u, e)) \
                         .props("outlined dense" + (" disable" if me else "")).mark(f"role-{user.username}")
                     with ui.column().classes("gap-1"):
                         ui.badge("Active" if user.active else "Deactivated",
@@ -105,10 +156,11 @@ class AdminView:
                                 .mark(f"unlock-{user.username}")
                         if not me:
                             if user.active:
-                                ui.button("Deactivate", on_click=lambda u=user: self.change(u.id, {"active": False})) \
+                                ui.button("Deactivate", on_click=lambda u=user: self.deactivate(u)) \
                                     .props("flat dense color=negative").mark(f"deactivate-{user.username}")
                             else:
-                                ui.button("Reactivate", on_click=lambda u=user: self.change(u.id, {"active": True})) \
+                                ui.button("Reactivate", on_click=lambda u=user: self.change(
+                                    u.id, {"active": True}, f"{u.username} can sign in again")) \
                                     .props("flat dense color=primary").mark(f"reactivate-{user.username}")
             if pages > 1:
                 ui.pagination(1, pages, value=self.user_page, direction_links=True,
@@ -118,28 +170,58 @@ class AdminView:
         self.user_page = page
         await self.render_users()
 
-    async def change(self, user_id: str, changes: dict) -> None:
+    async def change(self, user_id: str, changes: dict, done: str) -> None:
         try:
             await self.store.update_user(principal=self.session.principal, user_id=user_id, changes=changes)
         except StoreError as exc:
-            ui.notify(exc.message, type="negative")
+            toast(exc.message, "negative")
         else:
-            ui.notify("Saved", type="positive")
+            toast(done)
         await self.render_users()
         if "role" in changes or "active" in changes:
             await self.render_patients()
+
+    async def deactivate(self, user: User) -> None:
+        if await confirm(f"Deactivate {user.username}?",
+                         f"{user.username} is signed out everywhere and can no longer sign in.", "Deactivate"):
+            await self.change(user.id, {"active": False}, f"{user.username} is deactivated")
+
+    async def change_role(self, user: User, event: ValueChangeEventArguments) -> None:
+        new = event.value
+        if new == user.role:  # unchanged, or put back after a Cancel
+            return
+        label = ROLE_LABELS.get(new, new)
+        if not await confirm(f"Make {user.username} {label}?", role_consequence(user.username, user.role, new),
+                             "Change role"):
+            event.sender.value = user.role
+            return
+        await self.change(user.id, {"role": new}, f"{user.username} is now {label}")
+
+    async def full_names(self, user: User, event: ValueChangeEventArguments) -> None:
+        """Turning names on asks first (anyone near the screen reads them); back to initials does not."""
+        if event.value == bool(user.show_full_names):
+            return
+        if event.value and not await confirm(
+                f"Show full names on {user.username}?",
+                f"The ward screen {user.username} will show patients' full names to anyone who can see it.",
+                "Show full names"):
+            event.sender.value = False
+            return
+        await self.change(user.id, {"showFullNames": event.value},
+                          f"{user.username} shows {'full names' if event.value else 'initials only'}")
 
     async def unlock(self, user_id: str) -> None:
         try:
             await self.store.unlock_user(principal=self.session.principal, user_id=user_id)
         except StoreError as exc:
-            ui.notify(exc.message, type="negative")
+            toast(exc.message, "negative")
         await self.render_users()
 
     async def render_patients(self) -> None:
         rows = await self.store.caseload(principal=self.session.principal)
         users = await self.store.list_users(principal=self.session.principal)
         therapists = {u.id: u.username for u in users if u.role == "therapist" and u.active}
+        self.usernames = {u.id: u.username for u in users}
         pages = max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE)
         self.patient_page = min(self.patient_page, pages)
         self._clear(self.patients_card)
@@ -154,7 +236,7 @@ class AdminView:
                     options = dict(therapists)
                     options.setdefault(row.primary_therapist_id, row.primary_therapist)
                     ui.select(options, value=row.primary_therapist_id,
-                              on_change=lambda e, r=row: self.assign(r.object_id, e.value)) \
+                              on_change=lambda e, r=row: self.assign(r, e)) \
                         .props(f"outlined dense data-testid=therapist-{row.object_id}").mark(f"therapist-{row.object_id}")
             if pages > 1:
                 ui.pagination(1, pages, value=self.patient_page, direction_links=True,
@@ -164,15 +246,34 @@ class AdminView:
         self.patient_page = page
         await self.render_patients()
 
-    async def assign(self, patient_id: str, therapist_id: str) -> None:
+    async def reassign_consequence(self, row: CaseloadRow, new: str) -> str:
+        old, patient = row.primary_therapist, row.display_name
         try:
-            await self.store.assign_therapist(principal=self.session.principal, patient_id=patient_id,
+            team = {u.id for u, _ in await self.store.care_team(principal=self.session.principal,
+                                                                 patient_id=row.object_id)}
+        except StoreError:
+            return f"{old} loses access to {patient} at once unless on the care team; {new} gains it."
+        if row.primary_therapist_id in team:
+            return f"{old} keeps access to {patient} as a member of the care team; {new} gains it."
+        return f"{old} loses access to {patient} at once; {new} gains it."
+
+    async def assign(self, row: CaseloadRow, event: ValueChangeEventArguments) -> None:
+        therapist_id = event.value
+        if therapist_id == row.primary_therapist_id:  # unchanged, or put back after a Cancel
+            return
+        new = self.usernames.get(therapist_id, "The new therapist")
+        if not await confirm(f"Make {new} primary therapist of {row.display_name}?",
+                             await self.reassign_consequence(row, new), "Reassign"):
+            event.sender.value = row.primary_therapist_id
+            return
+        try:
+            await self.store.assign_therapist(principal=self.session.principal, patient_id=row.object_id,
                                               therapist_id=therapist_id)
         except StoreError as exc:
-            ui.notify(exc.message, type="negative")
-            await self.render_patients()
-            return
-        ui.notify("Primary therapist changed", type="positive")
+            toast(exc.message, "negative")
+        else:
+            toast(f"{new} is now primary therapist of {row.display_name}")
+        await self.render_patients()
 
 
 @router.page("/admin", title="Admin · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)
