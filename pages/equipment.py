@@ -49,6 +49,11 @@ class BoardView:
                 ui.label("Checked out across your patients, updated live").classes("ot-muted")
         self.stats = ui.row().classes("w-full gap-4")
         self.out_card = section("Checked out now", "output").mark("board-out")
+        with self.out_card:  # a push rebuilds the rows, never the pager (it may have focus)
+            self.out_rows = ui.column().classes("w-full gap-3")
+            with ui.row().classes("w-full justify-center"):
+                self.pager = ui.pagination(1, 1, direction_links=True, on_change=lambda e: self.go(e.value)) \
+                    .props("size=lg")
         self.back_card = section("Returned in the last 24 hours", "input").mark("board-returned")
         self.render()
         live.watch(self.session, [class_topic("EquipmentLog"), class_topic("Patient")], self.on_batch)
@@ -72,10 +77,13 @@ class BoardView:
                     with ui.column().classes("gap-0"):
                         ui.label(str(value)).classes("eq-stat").mark(f"stat-{icon}")
                         ui.label(label).classes("ot-muted text-sm")
-        self._clear(self.out_card)
+        self.out_rows.clear()
         pages = max(1, (len(self.out) + PAGE_SIZE - 1) // PAGE_SIZE)
         self.page = min(self.page, pages)
-        with self.out_card:
+        self.pager.max = pages
+        self.pager.value = self.page
+        self.pager.set_visibility(pages > 1)
+        with self.out_rows:
             with ui.element("div").classes("eq-grid eq-head"):
                 for cls, text in (("", "Equipment"), ("", "Patient"), ("", "Status"), ("c-since", "Out since"),
                                   ("", "Out for")):
@@ -84,9 +92,6 @@ class BoardView:
                 self.row(item, statuses, now)
             if not self.out:
                 ui.label("Nothing is checked out.").classes("ot-empty w-full")
-            if pages > 1:
-                ui.pagination(1, pages, value=self.page, direction_links=True,
-                              on_change=lambda e: self.go(e.value)).props("size=lg")
         self._clear(self.back_card)
         with self.back_card:
             for item in self.returned[:50]:
@@ -99,9 +104,10 @@ class BoardView:
             if not self.returned:
                 ui.label("No returns in the last 24 hours.").classes("ot-empty w-full")
 
-    def go(self, page: int) -> None:
-        self.page = page
-        self.render()
+    def go(self, page: int | None) -> None:
+        if page and page != self.page:
+            self.page = page
+            self.render()
 
     def patient_cell(self, item: BoardItem) -> None:
         if self.session.role == VIEWER:
