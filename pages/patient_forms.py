@@ -233,7 +233,7 @@ class EquipmentForm:
         with Drafts.form(ui.row().classes("w-full items-start gap-2"), self.name):
             self.item = Drafts.field(ui.input("Equipment", validation=lambda v: too_long(v, NAME_LIMIT))
                                      .props("outlined").classes("grow").mark("equipment-name"), "name")
-            self.serial = Drafts.field(ui.input("Serial number (optional)",
+            self.serial = Drafts.field(ui.input("Serial (optional)",
                                                 validation=lambda v: too_long(v, SERIAL_LIMIT))
                                        .props("outlined").style("width: 190px").mark("equipment-serial"), "serial")
             self.button = ui.button("Check out", icon="output").props("unelevated color=primary") \

@@ -136,16 +136,22 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
     target = auth.safe_next(next)
     if await auth.session_of(request) is not None:
         return RedirectResponse(target, status_code=303)
-    card = _shell("Sign in", "Your team's live caseload, scores and equipment.")
+    if locked and not error:  # pages.live after the idle timeout: the lock screen
+        card = _shell("Screen locked", "Patient information is hidden while nobody is using this screen.")
+    else:
+        card = _shell("Sign in", "Your team's live caseload, scores and equipment.")
     # A native post's error (no script): a wrong password under its field, the others in the banner.
     message = auth.sign_in_message(error, minutes=minutes, seconds=seconds) if error else ""
     under_password = message if error == "invalid" else ""
     with card:
         if signed_out and not error:
             ui.label("You are signed out.").classes("ot-muted")
-        elif locked and not error:  # pages.live after the idle timeout
-            ui.label("Your session ended after a period of inactivity. Sign in again to continue.") \
-                .classes("ot-muted").props('role="status"')
+        elif locked and not error:
+            idle = int(auth.settings().session_idle_timeout.total_seconds() // 60)
+            with ui.row().classes("w-full items-start gap-2 no-wrap").props('role="status"').mark("lock-screen"):
+                ui.icon("lock", size="22px").classes("text-primary")
+                ui.label(f"Locked after {idle} minute{'s' if idle != 1 else ''} without activity. Sign in again "
+                         "to continue: anything you were typing is kept on this device.")
         elif expired and not error:
             ui.label("Your session ended (inactivity, its time limit, or a sign-out elsewhere). "
                      "Sign in again to continue.").classes("ot-muted").props('role="status"')

@@ -66,6 +66,7 @@ def test_reassigning_a_patient_ends_the_open_page_of_its_old_therapist(browser, 
     lead = sign_in(browser, e2e_server, "lead", "/admin")
     lead.locator(f"[data-testid=therapist-{pid}]").click()
     lead.get_by_role("option", name="therapist2", exact=True).click()
+    lead.locator("[data-testid=confirm-yes]").click()  # reassigning asks first
     expect(therapist.locator("[data-testid=access-ended]")).to_be_visible(timeout=PUSH)
     expect(therapist.get_by_text("Casey Marlow")).to_have_count(0)
     lead.context.close()

@@ -297,3 +297,57 @@ def test_screenshots_of_the_tablet_patient_page(browser, editing_server):
         tab(page, key)
         page.screenshot(path=str(SCREENSHOTS / f"patient-tablet-{key}.png"), full_page=True)
     page.context.close()
+
+
+def test_an_idle_page_locks_receives_no_patient_data_and_its_draft_comes_back(browser, tmp_path):
+    """ACCESS.md's idle timeout (1 minute here) on an open page: the lock screen, no pushes of
+    patient data after it, the draft kept; the ward screen (a viewer, exempt) stays live."""
+    import httpx
+
+    server = make_live_server(tmp_path, OT_SESSION_IDLE_MINUTES="1")
+    server.start()
+    try:
+        pid = patient_object_id(server, "DEMO-0001")
+        ward = sign_in(browser, server, "ward", "/ward", viewport={"width": 1920, "height": 1080})
+        page = sign_in(browser, server, "therapist", "/", viewport=TABLET)
+        frames: list[tuple[float, str]] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(
+            (time.monotonic(), payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))))
+        page.goto(f"{server.url}/patient/{pid}")
+        expect(page.locator("body[data-live=live]")).to_have_count(1, timeout=15_000)
+        tab(page, "notes")
+        note_text(page).fill("Draft typed before the lock")
+        expect(page.get_by_text("Avery Quill")).to_be_visible()
+
+        # No interaction from here: within the idle minute (and the sweeper's second) it locks.
+        expect(page).to_have_url(re.compile(r"/login\?locked=1"), timeout=90_000)
+        locked_at = time.monotonic()
+        expect(page.get_by_text(re.compile("locked", re.I)).first).to_be_visible()
+        assert "Avery Quill" not in page.content()
+
+        # A colleague changes the patient: the ward screen shows it, the locked page gets none of it.
+        marker = f"after-lock-{uuid.uuid4().hex[:8]}"
+        headers = {"X-Parse-Application-Id": "ot-tracker"}
+        login = httpx.post(f"{server.url}/parse/login", headers=headers,
+                           json={"username": "lead", "password": DEMO_PASSWORD})
+        headers["X-Parse-Session-Token"] = login.json()["sessionToken"]
+        changed = httpx.put(f"{server.url}/parse/classes/Patient/{pid}", headers=headers,
+                            json={"mobilityStatus": "supervision", "changeReason": marker})
+        assert changed.status_code == 200, changed.text
+        expect(ward.locator(f"[data-patient='{pid}']")).to_contain_text("Supervision", timeout=PUSH)
+        after = [text for at, text in frames if at >= locked_at]
+        assert not any(marker in text or "Avery Quill" in text or "Supervision" in text for text in after)
+
+        # Signing in again goes back to the patient, with the draft.
+        page.fill("input[name=username]", "therapist")
+        page.fill("input[name=password]", DEMO_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(rf"/patient/{pid}"))
+        expect(page.locator("body[data-live=live]")).to_have_count(1, timeout=15_000)
+        tab(page, "notes")
+        expect(note_text(page)).to_have_value("Draft typed before the lock")
+        expect(page.locator("[data-testid=status-badge]")).to_have_text("Supervision")
+        ward.context.close()
+        page.context.close()
+    finally:
+        server.stop()

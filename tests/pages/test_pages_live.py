@@ -164,6 +164,8 @@ async def test_notes_follow_ups_and_addenda(pages_app):
     await owner.should_see("Walked <b>10 m</b> with frame", retries=30)  # shown as text, not HTML
     await owner.should_see(marker="follow-up-flag")
     owner.find(marker="clear-follow-up").click()
+    await owner.should_see("Clear the follow-up?", retries=30)  # asks first, naming the consequence
+    owner.find(marker="confirm-yes").click()
     await owner.should_not_see(marker="follow-up-flag", retries=30)
     [note] = await w.store.find(principal=w.lead, class_name="SessionNote", where={"patient": w.patient.id})
     await w.store.add_note(principal=w.lead, patient_id=w.patient.id, session_type="treatment",
@@ -223,6 +225,8 @@ async def test_equipment_check_out_and_return_appear_on_the_board(pages_app):
     await lead.should_see("Zimmer frame", retries=30)
     await contributor.should_see(marker="equipment-return", retries=30)
     contributor.find(marker="equipment-return").click()
+    await contributor.should_see(marker="confirm-yes", retries=30)
+    contributor.find(marker="confirm-yes").click()
     await lead.should_see("Nothing is checked out.", retries=30)
 
 
@@ -230,7 +234,7 @@ async def test_care_team_changes_by_the_owner(pages_app):
     w = pages_app.world
     owner = await pages_app.signed_in("owner")
     await owner.open(f"/patient/{w.patient.id}")
-    await owner.should_see(marker="team-add", retries=30)
+    await owner.should_see(marker="remove-team-therapist", retries=30)  # the team (and the picker's options) loaded
     _one(owner, "team-add-select").value = w.users["outsider"].id
     owner.find(marker="team-add").click()
     await owner.should_see(marker="remove-outsider", retries=30)
@@ -265,6 +269,9 @@ async def test_admin_creates_a_user_and_assigns_a_therapist(pages_app):
     lead.find(marker="create-user").click()
     await lead.should_see(marker="user-newstudent", retries=30)
     _one(lead, f"therapist-{w.patient.id}").value = w.users["team_therapist"].id
+    await lead.should_see(marker="confirm-yes", retries=30)  # reassigning asks first
+    assert not w.store.access.owns(w.team_therapist, w.patient.id)
+    lead.find(marker="confirm-yes").click()
     await eventually(lambda: w.store.access.owns(w.team_therapist, w.patient.id))
 
 

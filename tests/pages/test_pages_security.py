@@ -29,7 +29,7 @@ async def test_h1_an_idle_page_gets_no_pushes_and_is_sent_to_sign_in(pages_app):
     await store.record_score(principal=writer, patient_id=w.patient.id, score_type="tug", value=17.5)
     await owner.should_not_see("17.5 s")  # past the idle limit, the push is not delivered
     assert store.hub.sweep() >= 1
-    await owner.should_see("Your session ended", retries=30)
+    await owner.should_see("Locked after 30 minutes without activity", retries=30)
     assert owner.back_history[-1].endswith(f"next=%2Fpatient%2F{w.patient.id}")
     await owner.should_not_see("Pat Example")
     response = await owner.http_client.get(f"/patient/{w.patient.id}")
