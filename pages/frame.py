@@ -168,7 +168,8 @@ def frame(session: PageSession, active: str, *, main_classes: str = "") -> Itera
             ui.button(icon="logout").props('type="submit" flat round color="white" aria-label="Sign out"') \
                 .tooltip("Sign out")
     with ui.column().classes(f"ot-main {main_classes}") as main:
-        offline_banner()
+        if active != "ward":  # the ward screen, where nobody types, says it in its own words
+            offline_banner()
         yield main
 
 
