@@ -27,8 +27,8 @@ def dialog(title: str, *, width: str = "520px", mark: str = "") -> Iterator[ui.d
     client = ui.context.client
     with client.layout:
         box = ui.dialog().props("persistent")
-        with box, ui.card().classes("gap-3").style(f"min-width: min({width}, 92vw)") \
-                .props(f'role="dialog" aria-modal="true" aria-labelledby="dlg-{box.id}"'):
+        box.props(f'aria-labelledby="dlg-{box.id}"')  # Quasar puts it on its role="dialog" element
+        with box, ui.card().classes("gap-3").style(f"min-width: min({width}, 92vw)"):
             ui.label(title).classes("text-lg font-semibold").props(f'id="dlg-{box.id}" role="heading" aria-level="2"')
             if mark:
                 box.mark(mark)

@@ -9,7 +9,7 @@ message shows under the field the store named.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +47,26 @@ def label_to_key(options: dict[str, str], label: Any) -> str | None:
     return next((k for k, v in options.items() if v == label), None)
 
 
-def error_at(fields: dict[str, ui.element], exc: InvalidInput, fallback: ui.element) -> None:
-    """The store's error under the field it names (else under the form's main field)."""
-    target = fields.get(exc.field or "", fallback)
-    target.error = exc.rule or exc.message  # type: ignore[attr-defined]
+async def stored(call: Awaitable[object], fields: dict[str, ui.element], fallback: ui.element, *,
+                 on_conflict: Callable[[Conflict], None] | None = None) -> bool:
+    """Runs one save; True once it is stored. A refusal shows under the field the store named (else
+    under the form's main field), or as a toast when no field is to blame; the values stay."""
+    try:
+        await call
+    except RepeatedRequest:
+        return True  # this very save reached the store before (its answer was lost): stored once
+    except Conflict as exc:
+        if on_conflict is None:
+            raise
+        on_conflict(exc)
+        return False
+    except InvalidInput as exc:
+        fields.get(exc.field or "", fallback).error = exc.rule or exc.message  # type: ignore[attr-defined]
+        return False
+    except StoreError as exc:
+        dialogs.toast(exc.message, "negative")
+        return False
+    return True
 
 
 class ScoreForm:
@@ -144,18 +160,11 @@ class ScoreForm:
             return
         raw = float(self.value.value)
         measure = self.measure.value
-        try:
-            await self.view.store.record_score(
+        if not await stored(self.view.store.record_score(
                 principal=self.view.session.principal, patient_id=self.view.pid, score_type=measure,
                 value=int(raw) if raw.is_integer() else raw, score_date=self.score_date(),
-                notes=(self.comment.value or "").strip() or None, request_key=key or new_key())
-        except RepeatedRequest:
-            pass  # this very save reached the store before (its answer was lost): saved once
-        except InvalidInput as exc:
-            error_at({"scoreValue": self.value, "scoreDate": self.day, "notes": self.comment}, exc, self.value)
-            return
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
+                notes=(self.comment.value or "").strip() or None, request_key=key or new_key()),
+                {"scoreValue": self.value, "scoreDate": self.day, "notes": self.comment}, self.value):
             return
         Drafts.done(self.name, key)
         self.value.value = None
@@ -203,17 +212,10 @@ class NoteForm:
             return
         if not self.text.validate():
             return
-        try:
-            await self.view.store.add_note(principal=self.view.session.principal, patient_id=self.view.pid,
-                                           session_type=self.kind.value, text=self.text.value.strip(),
-                                           follow_up=bool(self.follow.value), request_key=key or new_key())
-        except RepeatedRequest:
-            pass
-        except InvalidInput as exc:
-            error_at({"noteText": self.text, "sessionType": self.kind}, exc, self.text)
-            return
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
+        if not await stored(self.view.store.add_note(
+                principal=self.view.session.principal, patient_id=self.view.pid, session_type=self.kind.value,
+                text=self.text.value.strip(), follow_up=bool(self.follow.value), request_key=key or new_key()),
+                {"noteText": self.text, "sessionType": self.kind}, self.text):
             return
         Drafts.done(self.name, key)
         self.text.value = ""
@@ -254,17 +256,10 @@ class EquipmentForm:
             return
         if not (self.item.validate() and self.serial.validate()):
             return
-        try:
-            await self.view.store.check_out_equipment(
+        if not await stored(self.view.store.check_out_equipment(
                 principal=self.view.session.principal, patient_id=self.view.pid, name=self.item.value.strip(),
-                serial_number=(self.serial.value or "").strip() or None, request_key=key or new_key())
-        except RepeatedRequest:
-            pass
-        except InvalidInput as exc:
-            error_at({"equipmentName": self.item, "serialNumber": self.serial}, exc, self.item)
-            return
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
+                serial_number=(self.serial.value or "").strip() or None, request_key=key or new_key()),
+                {"equipmentName": self.item, "serialNumber": self.serial}, self.item):
             return
         Drafts.done(self.name, key)
         self.item.value = self.serial.value = ""
@@ -335,6 +330,16 @@ class StatusDialog:
                              "check the new status, then save again if your change is still right.",
                 "status-stale")
 
+    def conflict(self, exc: Conflict) -> None:
+        """Someone saved first: nothing was saved here; say so, keep the reason, and let a second
+        save (knowing the current status) go through."""
+        self.version = exc.current_version
+        now = self.statuses.get(str(exc.current), str(exc.current))
+        self.current.text = f"Current: {now}"
+        _notice(self.notice, f"Someone else changed the status to {now} while this dialog was open. "
+                             "Nothing was saved. Review the current status and save again if your "
+                             "change is still right.", "status-conflict")
+
     async def save(self, key: str | None) -> None:
         if self.choice.value == self.view.patient.mobility_status:
             self.choice.error = "This is already the current status: choose another"
@@ -345,25 +350,11 @@ class StatusDialog:
             return
         if not self.reason.validate():
             return
-        try:
-            await self.view.store.change_status(
+        if not await stored(self.view.store.change_status(
                 principal=self.view.session.principal, patient_id=self.view.pid, status=self.choice.value,
-                reason=self.reason.value.strip(), expected_version=self.version, request_key=key or new_key())
-        except RepeatedRequest:
-            pass
-        except Conflict as exc:
-            self.version = exc.current_version
-            now = self.statuses.get(str(exc.current), str(exc.current))
-            self.current.text = f"Current: {now}"
-            _notice(self.notice, f"Someone else changed the status to {now} while this dialog was open. "
-                                 "Nothing was saved. Review the current status and save again if your "
-                                 "change is still right.", "status-conflict")
-            return
-        except InvalidInput as exc:
-            error_at({"mobilityStatus": self.choice, "changeReason": self.reason}, exc, self.reason)
-            return
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
+                reason=self.reason.value.strip(), expected_version=self.version, request_key=key or new_key()),
+                {"mobilityStatus": self.choice, "changeReason": self.reason}, self.reason,
+                on_conflict=self.conflict):
             return
         Drafts.done(self.name, key)
         self.box.close()
@@ -417,17 +408,10 @@ class AddendumDialog:
             return
         if not self.text.validate():
             return
-        try:
-            await self.view.store.add_note(principal=self.view.session.principal, patient_id=self.view.pid,
-                                           session_type=self.note.session_type, text=self.text.value.strip(),
-                                           amends=self.note.id, request_key=key or new_key())
-        except RepeatedRequest:
-            pass
-        except InvalidInput as exc:
-            error_at({"noteText": self.text}, exc, self.text)
-            return
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
+        if not await stored(self.view.store.add_note(
+                principal=self.view.session.principal, patient_id=self.view.pid,
+                session_type=self.note.session_type, text=self.text.value.strip(), amends=self.note.id,
+                request_key=key or new_key()), {"noteText": self.text}, self.text):
             return
         Drafts.done(self.name, key)
         self.box.close()
@@ -461,17 +445,9 @@ class MarkErrorDialog:
             return
         if not self.reason.validate():
             return
-        try:
-            await self.view.store.mark_score_in_error(principal=self.view.session.principal,
-                                                      score_id=self.score.id, reason=self.reason.value.strip(),
-                                                      request_key=key or new_key())
-        except RepeatedRequest:
-            pass
-        except InvalidInput as exc:
-            error_at({"errorReason": self.reason}, exc, self.reason)
-            return
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
+        if not await stored(self.view.store.mark_score_in_error(
+                principal=self.view.session.principal, score_id=self.score.id, reason=self.reason.value.strip(),
+                request_key=key or new_key()), {"errorReason": self.reason}, self.reason):
             return
         Drafts.done(self.name, key)
         self.box.close()
