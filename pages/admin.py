@@ -79,6 +79,8 @@ class AdminView:
             }
             for field in self.new.values():  # an edited field's error goes away
                 field.on_value_change(lambda e: setattr(e.sender, "error", None))
+            for name in ("username", "email", "password"):  # Enter in a single-line field creates
+                self.new[name].on("keydown.enter", self.create)
             ui.button("Create", icon="add", on_click=self.create).props("unelevated color=primary") \
                 .style("height:56px").mark("create-user")
         self.users_card = section("Accounts", "manage_accounts").mark("users")
@@ -111,6 +113,7 @@ class AdminView:
             self.new[name].value = ""
         for field in self.new.values():
             field.error = None
+        self.new["username"].run_method("focus")
         toast(f"Account {username} created")
         await self.render_users()
 
