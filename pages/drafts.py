@@ -67,9 +67,10 @@ class Drafts:
     def __init__(self, user_id: str, patient_id: str) -> None:
         self.scope = f"{user_id}:{patient_id}"
 
-    @staticmethod
-    def form(element: ui.element, name: str) -> ui.element:
-        return element.props(f"data-draft-form={name}")
+    def form(self, element: ui.element, name: str) -> ui.element:
+        """The element holding one form's fields; its scope lets typing be kept before the page
+        has even connected."""
+        return element.props(f"data-draft-form={name} data-draft-scope={self.scope}")
 
     @staticmethod
     def field(element: ui.element, name: str, *, text: bool = True) -> ui.element:

@@ -99,10 +99,13 @@ TABS_JS = """
     var tab = event.target.closest && event.target.closest('[data-pt-tab]');
     if (tab) { show(tab.getAttribute('data-pt-tab')); window.scrollTo({top: 0}); }
   });
-  window.OTPatientTabs = { show: show, start: function () {
+  function start(tries) {
     var key = (location.hash || '').slice(1);
     show(/^(scores|notes|equipment|history|team)$/.test(key) ? key : 'scores');
-  } };
+    // The tab bar is rendered once the page's components mount (no socket needed): mark it then.
+    if (!document.querySelector('.pt-tabs [data-pt-tab]') && tries < 100) setTimeout(function () { start(tries + 1); }, 50);
+  }
+  start(0);
 })();
 </script>
 """
@@ -218,7 +221,6 @@ class PatientView:
                     self.history_live = self.build_section("history")
                     self.team_live = self.build_section("team")
         self.render_live()
-        ui.run_javascript("window.OTPatientTabs && window.OTPatientTabs.start()")
         self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch, at_once=self.at_once)
         live.on_team_change(self.pid, self.refresh_team)
         me = presence.Viewer(ui.context.client.id, self.session.principal.user_id, self.session.username,
@@ -274,7 +276,7 @@ class PatientView:
         for name, draft in drafts.items():
             if name in self.forms:
                 self.forms[name].restore(draft)
-            elif name == "status" or name.startswith("addendum:"):
+            elif name == "status" or name.startswith(("addendum:", "error:")):
                 self.waiting[name] = draft
         self.drafts.ready()
         self.render_draft_marks()
@@ -506,7 +508,7 @@ class PatientView:
         """The list's mark button: only for a row this page shows as markable."""
         score = next((s for s in self.scores if s.id == score_id), None)
         if score is not None and any(r["id"] == score_id and r["markable"] for r in self.score_list.rows):
-            MarkErrorDialog(self, score)
+            MarkErrorDialog(self, score, self.waiting.pop(f"error:{score.id}", None))
 
     # -- notes ------------------------------------------------------------------------------------
     def note_by_id(self, note_id: str) -> SessionNote | None:

@@ -78,7 +78,7 @@ class ScoreForm:
         self.view = view
         measures = view.catalogue.measures
         self.options = {k: f"{m.name} — {m.range_text}" for k, m in measures.items()}
-        with Drafts.form(ui.column().classes("w-full gap-1"), self.name):
+        with view.drafts.form(ui.column().classes("w-full gap-1"), self.name):
             with ui.row().classes("w-full items-start gap-2"):
                 self.measure = Drafts.field(
                     ui.select(self.options, label="Measure", value="barthel").props("outlined")
@@ -183,7 +183,7 @@ class NoteForm:
     def __init__(self, view: PatientView) -> None:
         self.view = view
         self.types = {k: t.label for k, t in view.catalogue.vocabulary["sessionType"].items()}
-        with Drafts.form(ui.column().classes("w-full gap-2"), self.name):
+        with view.drafts.form(ui.column().classes("w-full gap-2"), self.name):
             with ui.row().classes("w-full gap-2 items-center"):
                 self.kind = Drafts.field(ui.select(self.types, label="Session type", value="treatment")
                                          .props("outlined").classes("grow").mark("note-type"), "type", text=False)
@@ -232,7 +232,7 @@ class EquipmentForm:
 
     def __init__(self, view: PatientView) -> None:
         self.view = view
-        with Drafts.form(ui.row().classes("w-full items-start gap-2"), self.name):
+        with view.drafts.form(ui.row().classes("w-full items-start gap-2"), self.name):
             self.item = Drafts.field(ui.input("Equipment", validation=lambda v: too_long(v, NAME_LIMIT))
                                      .props("outlined").classes("grow").mark("equipment-name"), "name")
             self.serial = Drafts.field(ui.input("Serial (optional)",
@@ -290,7 +290,7 @@ class StatusDialog:
         with dialogs.dialog("Change mobility status", mark="status-dialog") as self.box:
             self.current = ui.label().classes("ot-muted")
             self.notice = ui.column().classes("w-full")
-            with Drafts.form(ui.column().classes("w-full gap-3"), self.name):
+            with view.drafts.form(ui.column().classes("w-full gap-3"), self.name):
                 self.choice = Drafts.field(
                     ui.select(self.statuses, label="New status", value=view.patient.mobility_status)
                     .props("outlined data-testid=status-select").classes("w-full").mark("status-select"),
@@ -375,7 +375,7 @@ class AddendumDialog:
                      "Notes are never edited; an addendum is kept under the note it corrects.") \
                 .classes("ot-muted")
             self.notice = ui.column().classes("w-full")
-            with Drafts.form(ui.column().classes("w-full"), self.name):
+            with view.drafts.form(ui.column().classes("w-full"), self.name):
                 self.text = Drafts.field(counted(
                     ui.textarea("Addendum", validation=lambda v: too_long(v, NOTE_LIMIT))
                     .props("outlined autogrow").classes("w-full").mark("addendum-text"), NOTE_LIMIT), "text")
@@ -421,13 +421,13 @@ class AddendumDialog:
 class MarkErrorDialog:
     """Marks a score entered in error, with a required reason."""
 
-    def __init__(self, view: PatientView, score: MobilityScore, on_done: Callable[[], None] | None = None) -> None:
+    def __init__(self, view: PatientView, score: MobilityScore, draft: Draft | None = None) -> None:
         self.view = view
         self.score = score
         self.name = f"error:{score.id}"
         with dialogs.dialog("Mark score entered in error", width="460px", mark="error-dialog") as self.box:
             ui.label("The score stays in the record, struck through, with your reason.").classes("ot-muted")
-            with Drafts.form(ui.column().classes("w-full"), self.name):
+            with view.drafts.form(ui.column().classes("w-full"), self.name):
                 self.reason = Drafts.field(ui.input("Reason (required)",
                                                     validation=lambda v: too_long(v, REASON_LIMIT))
                                            .props("outlined").classes("w-full").mark("error-reason"), "reason")
@@ -437,6 +437,8 @@ class MarkErrorDialog:
                 save = ui.button("Mark in error").props("unelevated color=negative").mark("error-save")
         Drafts.save_on(save, self.name, self.save)
         Drafts.save_on(self.reason, self.name, self.save, event="keydown.enter")
+        if draft is not None and isinstance(draft.values.get("reason"), str):
+            self.reason.value = draft.values["reason"]
         self.box.open()
 
     async def save(self, key: str | None) -> None:

@@ -5,7 +5,7 @@
 // data-draft-text when they hold free text). Entries are written here, on the device, as the user
 // types, so nothing depends on the server being reachable. The server reads them once the page is
 // connected (OTDrafts.load), puts them back into the fields, then calls OTDrafts.ready(); until then
-// nothing is written, so an empty field being built never overwrites a draft. Each entry carries the
+// what is typed is added to the draft but a field not typed in never wipes it. Each entry carries the
 // idempotency key its save is sent with: a save repeated after a lost answer is stored once.
 // Nothing here goes to a URL, a log or a cookie.
 (function () {
@@ -14,14 +14,14 @@
   var scope = null;
   var ready = false;
 
-  function storageKey(form) { return PREFIX + scope + ":" + form; }
-  function read(form) {
-    try { return JSON.parse(window.localStorage.getItem(storageKey(form)) || "null"); } catch (e) { return null; }
+  function storageKey(form, at) { return PREFIX + (at || scope) + ":" + form; }
+  function read(form, at) {
+    try { return JSON.parse(window.localStorage.getItem(storageKey(form, at)) || "null"); } catch (e) { return null; }
   }
-  function write(form, entry) {
-    try { window.localStorage.setItem(storageKey(form), JSON.stringify(entry)); } catch (e) { /* storage full */ }
+  function write(form, entry, at) {
+    try { window.localStorage.setItem(storageKey(form, at), JSON.stringify(entry)); } catch (e) { /* storage full */ }
   }
-  function drop(form) { window.localStorage.removeItem(storageKey(form)); }
+  function drop(form, at) { window.localStorage.removeItem(storageKey(form, at)); }
   function newKey() {
     var bytes = new Uint8Array(16);
     window.crypto.getRandomValues(bytes);  // randomUUID needs a secure context; a ward LAN may not be one
@@ -46,24 +46,30 @@
   }
 
   function serialize(el) {
-    if (!ready || !scope) return null;
+    var at = el.getAttribute("data-draft-scope") || scope;
+    if (!at) return null;
     var form = el.getAttribute("data-draft-form");
+    var entry = read(form, at);
+    var kept = (!ready && entry && entry.values) || {};
     var values = {};
     var typed = false;
     el.querySelectorAll("[data-draft-field]").forEach(function (field) {
+      var name = field.getAttribute("data-draft-field");
       var value = valueOf(field);
-      values[field.getAttribute("data-draft-field")] = value;
-      if (field.hasAttribute("data-draft-text") && typeof value === "string" && value.trim()) typed = true;
+      var text = field.hasAttribute("data-draft-text");
+      // Until the server has put the drafts back, a field not typed in yet keeps its draft.
+      if (name in kept && (!text || value === "")) value = kept[name];
+      values[name] = value;
+      if (text && typeof value === "string" && value.trim()) typed = true;
     });
-    var entry = read(form);
     if (!typed) {
-      if (entry && !entry.queued) drop(form);
+      if (ready && entry && !entry.queued) drop(form, at);
       return entry && entry.queued ? entry : null;
     }
     entry = entry || { key: newKey() };
     entry.values = values;
     entry.at = Date.now();
-    write(form, entry);
+    write(form, entry, at);
     return entry;
   }
 
@@ -79,7 +85,7 @@
     var waiting = 0;
     for (var i = 0; i < window.localStorage.length; i++) {
       var key = window.localStorage.key(i);
-      if (key && key.indexOf(PREFIX + scope + ":") === 0) {
+      if (key && scope && key.indexOf(PREFIX + scope + ":") === 0) {
         try { if (JSON.parse(window.localStorage.getItem(key)).queued) waiting++; } catch (e) { /* skip */ }
       }
     }
@@ -118,11 +124,12 @@
     // Called as a save is tapped: the entry's key goes with the save; offline, the entry is queued.
     submit: function (form) {
       var el = formElement(form);
-      var entry = el ? serialize(el) : read(form);
+      var at = (el && el.getAttribute("data-draft-scope")) || scope;
+      var entry = el ? serialize(el) : read(form, at);
       if (!entry) return null;
       if (!online()) {
         entry.queued = true;
-        write(form, entry);
+        write(form, entry, at);
         markQueued(form, true);
       }
       return entry.key;

@@ -367,3 +367,24 @@ def test_an_idle_page_locks_receives_no_patient_data_and_its_draft_comes_back(br
         page.context.close()
     finally:
         server.stop()
+
+
+def test_what_is_typed_before_the_page_has_connected_is_kept(browser, editing_server):
+    """A slow connection: the page shows before its socket connects (and before the server has put
+    any draft back). Typing then is kept on the device all the same, and comes back once connected."""
+    server = editing_server
+    pid = patient_object_id(server, "DEMO-0008")
+    page = sign_in(browser, server, "therapist2", "/", viewport=TABLET)
+    page.route_web_socket(re.compile(r"/_nicegui_ws/"), lambda ws: ws.close())  # the socket never opens
+    page.route(re.compile(r"/_nicegui_ws/"), lambda route: route.abort())  # nor its polling fallback
+    page.goto(f"{server.url}/patient/{pid}#notes")
+    expect(note_text(page)).to_be_visible()
+    expect(page.locator("body[data-live=live]")).to_have_count(0)
+    note_text(page).fill("Typed while the page was still connecting")
+    assert any(k.endswith(":note") for k in drafts_of(page))
+    # Another tab of the same browser, connected: the draft is there.
+    fresh = page.context.new_page()
+    fresh.goto(f"{server.url}/patient/{pid}#notes")
+    expect(fresh.locator("body[data-live=live]")).to_have_count(1, timeout=15_000)
+    expect(note_text(fresh)).to_have_value("Typed while the page was still connecting")
+    page.context.close()
