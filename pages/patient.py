@@ -777,6 +777,8 @@ class PatientView:
         # What an open dialog shows may now be stale: each says so beside its form.
         for dialog in list(self.open_dialogs):
             if isinstance(dialog, StatusDialog) and (resync or "Patient" in classes):
+                if "StatusHistory" not in classes:  # its history row may come in a later batch
+                    await self.load_history()
                 dialog.patient_changed(self.last_status_change_by())
             elif isinstance(dialog, AddendumDialog) and (resync or "SessionNote" in classes):
                 dialog.notes_changed()
