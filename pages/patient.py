@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse
-from nicegui import APIRouter, ui
+from nicegui import APIRouter, Client, background_tasks, ui
 
 from dashboard.access import LEAD, VIEWER
 from dashboard.errors import NotFound, StoreError
@@ -109,6 +109,13 @@ TABS_JS = """
 })();
 </script>
 """
+
+
+TABS_HTML = {viewer: "".join(
+    f'<button type="button" role="tab" data-pt-tab="{key}" aria-selected="false">'
+    f'<i class="q-icon notranslate material-icons" aria-hidden="true" style="font-size:20px">{icon}</i>'
+    f'<span>{label}</span></button>'
+    for key, label, icon in SECTIONS if not (viewer and key == "notes")) for viewer in (False, True)}
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -227,17 +234,12 @@ class PatientView:
                              self.session.role)
         presence.join(self.pid, me, self.render_presence)
         if self.can_record:
-            ui.timer(0, self.restore_drafts, once=True)  # runs once the page is connected
+            background_tasks.create(self.restore_once_connected(ui.context.client), name="restore-drafts")
 
     def build_tabs(self) -> None:
-        with ui.element("div").classes("pt-tabs").props('role="tablist" aria-label="Sections"').props("data-testid=section-tabs").mark("section-tabs"):
-            for key, label, icon in SECTIONS:
-                if key == "notes" and self.role == VIEWER:
-                    continue
-                with ui.element("button").props(f'type="button" role="tab" data-pt-tab={key} '
-                                                f'aria-selected="false"').mark(f"tab-{key}"):
-                    ui.icon(icon, size="20px")
-                    ui.label(label)
+        """One static element (fixed markup, no user data): switched by TABS_JS in the browser."""
+        ui.html(TABS_HTML[self.role == VIEWER], sanitize=False).classes("pt-tabs") \
+            .props('role="tablist" aria-label="Sections" data-testid=section-tabs').mark("section-tabs")
 
     def build_section(self, key: str, form: type | None = None) -> ui.column:
         """A section card: its title, its form (if the user may record) and its live region."""
@@ -267,6 +269,14 @@ class PatientView:
         ui.timer(0, self.refresh_team, once=True)
 
     # -- drafts -----------------------------------------------------------------------------------
+    async def restore_once_connected(self, client: Client) -> None:
+        try:
+            await client.connected(timeout=PAGE_BUILD_TIMEOUT)
+        except TimeoutError:
+            return  # never connected: the page is let go (socket_guard), and its drafts stay put
+        with client:
+            await self.restore_drafts()
+
     async def restore_drafts(self) -> None:
         """Puts back what this user typed for this patient on this device, and sends the saves that
         were tapped while the connection was down (each once: they carry their draft's key)."""
