@@ -388,3 +388,33 @@ def test_what_is_typed_before_the_page_has_connected_is_kept(browser, editing_se
     expect(fresh.locator("body[data-live=live]")).to_have_count(1, timeout=15_000)
     expect(note_text(fresh)).to_have_value("Typed while the page was still connecting")
     page.context.close()
+
+
+def test_score_note_and_check_out_are_each_at_most_three_taps_from_the_caseload(browser, editing_server):
+    server = editing_server
+    pid = patient_object_id(server, "DEMO-0006")
+    page = sign_in(browser, server, "therapist2", "/", viewport=TABLET)
+    marker = uuid.uuid4().hex[:6]
+
+    def from_caseload(section: str | None, fill, save: str) -> int:
+        page.goto(f"{server.url}/")
+        taps = 0
+        page.locator(f"[data-patient='{pid}']").click()
+        taps += 1
+        if section is not None:
+            page.locator(f"[data-pt-tab={section}]").click()
+            taps += 1
+        button = page.get_by_role("button", name=re.compile(save))
+        box = button.bounding_box()  # on the first screen: no scrolling between the taps
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= TABLET["height"], save
+        fill()  # typing, not tapping
+        button.click()
+        return taps + 1
+
+    assert from_caseload(None, lambda: score_value(page).fill("61"), "Save score") <= 3
+    expect(page.locator("[data-testid=score-list]")).to_contain_text("61", timeout=PUSH)
+    assert from_caseload("notes", lambda: note_text(page).fill(f"Seen on the ward {marker}"), "Save note") <= 3
+    expect(page.locator("[data-testid=note-feed]")).to_contain_text(marker, timeout=PUSH)
+    assert from_caseload("equipment", lambda: equipment_name(page).fill(f"Commode {marker}"), "Check out") <= 3
+    expect(page.locator("[data-testid=equipment-out]")).to_contain_text(f"Commode {marker}", timeout=PUSH)
+    page.context.close()

@@ -83,3 +83,18 @@ async def test_a_future_date_and_a_note_over_its_limit_are_refused_where_typed(p
     assert len(text.value) == 20_001
     assert await w.store.count(principal=w.lead, class_name="MobilityScore") == 0
     assert await w.store.count(principal=w.lead, class_name="SessionNote") == 0
+
+
+async def test_a_push_leaves_the_caseload_search_and_filters_as_typed(pages_app):
+    w = pages_app.world
+    lead = await pages_app.signed_in("lead")
+    await lead.open("/")
+    search, status = _one(lead, "search"), _one(lead, "status-filter")
+    search.value = "pat"
+    await lead.should_not_see("Quinn Sample")
+    await w.store.change_status(principal=w.owner, patient_id=w.patient.id, status="dependent", reason="fall")
+    await lead.should_see("Dependent", retries=30)
+    # The same input elements, still holding what was typed and picked; the list followed the push.
+    assert _one(lead, "search") is search and search.value == "pat"
+    assert _one(lead, "status-filter") is status
+    await lead.should_not_see("Quinn Sample")
