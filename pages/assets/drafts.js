@@ -136,11 +136,14 @@
     },
     // The server confirmed the save sent with `key`: the draft is done.
     done: function (form, key) {
+      // A read scheduled by the Save tap must not write the saved text back before the cleared
+      // field has rendered (it would become a new draft, with a new key).
+      clearTimeout(later);
       var entry = read(form);
       if (entry && (!key || entry.key === key)) drop(form);
       markQueued(form, false);
     },
-    discard: function (form) { drop(form); markQueued(form, false); },
+    discard: function (form) { clearTimeout(later); drop(form); markQueued(form, false); },
     // Signing out: every draft of that user on this device goes.
     forget: function (userId) {
       ready = false;  // the page is leaving: nothing may write a draft back after this
