@@ -26,7 +26,7 @@ FORM = re.compile(r"^[a-z]+(:[A-Za-z0-9_-]{1,32})?$")
 MAX_VALUE = 25_000  # a little over the longest text the store takes: longer is refused by the form
 LOAD_SECONDS = 5.0
 
-Save = Callable[[str | None], Awaitable[None]]
+Save = Callable[[str | None], Awaitable[bool]]  # True once stored
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,11 @@ class Drafts:
     @staticmethod
     def done(form: str, key: str | None) -> None:
         ui.run_javascript(f"window.OTDrafts && window.OTDrafts.done({json.dumps(form)}, {json.dumps(key)})")
+
+    @staticmethod
+    def unqueue(form: str) -> None:
+        """A queued save the store refused: the draft stays, waiting for the user, not resent."""
+        ui.run_javascript(f"window.OTDrafts && window.OTDrafts.unqueue({json.dumps(form)})")
 
     @staticmethod
     def discard(form: str) -> None:

@@ -293,12 +293,15 @@ class PatientView:
         for name, draft in drafts.items():
             if not draft.queued:
                 continue
+            sent = False
             if name in self.forms:
-                await self.forms[name].save(draft.key)
+                sent = await self.forms[name].save(draft.key)
             elif name == "status" and self.can_manage:
-                await self.open_status_dialog().save(draft.key)
+                sent = await self.open_status_dialog().save(draft.key)
             elif name.startswith("addendum:") and (note := self.note_by_id(name.split(":", 1)[1])) is not None:
-                await self.addendum(note).save(draft.key)
+                sent = await self.addendum(note).save(draft.key)
+            if not sent:  # refused (its reason shows under the field): kept, but not sent again unasked
+                self.drafts.unqueue(name)
 
     def render_draft_marks(self) -> None:
         """A chip on the buttons whose dialog holds a draft: the text is one tap away."""

@@ -151,13 +151,13 @@ class ScoreForm:
         if isinstance(values.get("comment"), str):
             self.comment.value = values["comment"]
 
-    async def save(self, key: str | None) -> None:
+    async def save(self, key: str | None) -> bool:
         if self.value.value is None:
             self.value.error = "Enter a value"
             self.value.run_method("focus")
-            return
+            return False
         if not (self.value.validate() and self.day.validate() and self.comment.validate()):
-            return
+            return False
         raw = float(self.value.value)
         measure = self.measure.value
         if not await stored(self.view.store.record_score(
@@ -165,7 +165,7 @@ class ScoreForm:
                 value=int(raw) if raw.is_integer() else raw, score_date=self.score_date(),
                 notes=(self.comment.value or "").strip() or None, request_key=key or new_key()),
                 {"scoreValue": self.value, "scoreDate": self.day, "notes": self.comment}, self.value):
-            return
+            return False
         Drafts.done(self.name, key)
         self.value.value = None
         self.value.error = None
@@ -173,6 +173,7 @@ class ScoreForm:
         self.day.value = date.today().isoformat()
         self.value.run_method("focus")
         dialogs.toast(f"{short_name(measure)} score saved")
+        return True
 
 
 class NoteForm:
@@ -205,24 +206,25 @@ class NoteForm:
         if isinstance(draft.values.get("text"), str):
             self.text.value = draft.values["text"]
 
-    async def save(self, key: str | None) -> None:
+    async def save(self, key: str | None) -> bool:
         if not (self.text.value or "").strip():
             self.text.error = "Write the note first"
             self.text.run_method("focus")
-            return
+            return False
         if not self.text.validate():
-            return
+            return False
         if not await stored(self.view.store.add_note(
                 principal=self.view.session.principal, patient_id=self.view.pid, session_type=self.kind.value,
                 text=self.text.value.strip(), follow_up=bool(self.follow.value), request_key=key or new_key()),
                 {"noteText": self.text, "sessionType": self.kind}, self.text):
-            return
+            return False
         Drafts.done(self.name, key)
         self.text.value = ""
         self.text.error = None
         self.follow.value = False
         self.kind.run_method("focus")
         dialogs.toast("Note saved")
+        return True
 
 
 class EquipmentForm:
@@ -249,23 +251,24 @@ class EquipmentForm:
             if isinstance(draft.values.get(field), str):
                 element.value = draft.values[field]
 
-    async def save(self, key: str | None) -> None:
+    async def save(self, key: str | None) -> bool:
         if not (self.item.value or "").strip():
             self.item.error = "Name the equipment"
             self.item.run_method("focus")
-            return
+            return False
         if not (self.item.validate() and self.serial.validate()):
-            return
+            return False
         if not await stored(self.view.store.check_out_equipment(
                 principal=self.view.session.principal, patient_id=self.view.pid, name=self.item.value.strip(),
                 serial_number=(self.serial.value or "").strip() or None, request_key=key or new_key()),
                 {"equipmentName": self.item, "serialNumber": self.serial}, self.item):
-            return
+            return False
         Drafts.done(self.name, key)
         self.item.value = self.serial.value = ""
         self.item.error = None
         self.item.run_method("focus")
         dialogs.toast("Checked out")
+        return True
 
 
 def _notice(host: ui.column, text: str, mark: str) -> None:
@@ -340,25 +343,26 @@ class StatusDialog:
                              "Nothing was saved. Review the current status and save again if your "
                              "change is still right.", "status-conflict")
 
-    async def save(self, key: str | None) -> None:
+    async def save(self, key: str | None) -> bool:
         if self.choice.value == self.view.patient.mobility_status:
             self.choice.error = "This is already the current status: choose another"
-            return
+            return False
         if not (self.reason.value or "").strip():
             self.reason.error = "A reason is required"
             self.reason.run_method("focus")
-            return
+            return False
         if not self.reason.validate():
-            return
+            return False
         if not await stored(self.view.store.change_status(
                 principal=self.view.session.principal, patient_id=self.view.pid, status=self.choice.value,
                 reason=self.reason.value.strip(), expected_version=self.version, request_key=key or new_key()),
                 {"mobilityStatus": self.choice, "changeReason": self.reason}, self.reason,
                 on_conflict=self.conflict):
-            return
+            return False
         Drafts.done(self.name, key)
         self.box.close()
         dialogs.toast(f"Status changed to {self.statuses.get(self.choice.value, '')}")
+        return True
 
 
 class AddendumDialog:
@@ -402,20 +406,21 @@ class AddendumDialog:
                              f"{datetime_text(latest.created_at)} while you were writing. Your text is kept: "
                              "read theirs under the note before saving.", "addendum-stale")
 
-    async def save(self, key: str | None) -> None:
+    async def save(self, key: str | None) -> bool:
         if not (self.text.value or "").strip():
             self.text.error = "Write the addendum first"
-            return
+            return False
         if not self.text.validate():
-            return
+            return False
         if not await stored(self.view.store.add_note(
                 principal=self.view.session.principal, patient_id=self.view.pid,
                 session_type=self.note.session_type, text=self.text.value.strip(), amends=self.note.id,
                 request_key=key or new_key()), {"noteText": self.text}, self.text):
-            return
+            return False
         Drafts.done(self.name, key)
         self.box.close()
         dialogs.toast("Addendum saved")
+        return True
 
 
 class MarkErrorDialog:
@@ -441,16 +446,17 @@ class MarkErrorDialog:
             self.reason.value = draft.values["reason"]
         self.box.open()
 
-    async def save(self, key: str | None) -> None:
+    async def save(self, key: str | None) -> bool:
         if not (self.reason.value or "").strip():
             self.reason.error = "A reason is required"
-            return
+            return False
         if not self.reason.validate():
-            return
+            return False
         if not await stored(self.view.store.mark_score_in_error(
                 principal=self.view.session.principal, score_id=self.score.id, reason=self.reason.value.strip(),
                 request_key=key or new_key()), {"errorReason": self.reason}, self.reason):
-            return
+            return False
         Drafts.done(self.name, key)
         self.box.close()
         dialogs.toast("Marked entered in error")
+        return True

@@ -143,6 +143,11 @@
       if (entry && (!key || entry.key === key)) drop(form);
       markQueued(form, false);
     },
+    unqueue: function (form) {
+      var entry = read(form);
+      if (entry) { entry.queued = false; write(form, entry); }
+      markQueued(form, false);
+    },
     discard: function (form) { clearTimeout(later); drop(form); markQueued(form, false); },
     // Signing out: every draft of that user on this device goes.
     forget: function (userId) {

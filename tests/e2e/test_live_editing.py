@@ -418,3 +418,24 @@ def test_score_note_and_check_out_are_each_at_most_three_taps_from_the_caseload(
     assert from_caseload("equipment", lambda: equipment_name(page).fill(f"Commode {marker}"), "Check out") <= 3
     expect(page.locator("[data-testid=equipment-out]")).to_contain_text(f"Commode {marker}", timeout=PUSH)
     page.context.close()
+
+
+def test_a_queued_save_the_store_refuses_stays_a_draft_and_is_not_sent_again(browser, editing_server):
+    server = editing_server
+    pid = patient_object_id(server, "DEMO-0007")
+    page = sign_in(browser, server, "therapist2", f"/patient/{pid}", viewport=TABLET)
+    scope = page.locator("[data-draft-form=equipment]").get_attribute("data-draft-scope")
+    too_long = "Walking frame " + "x" * 200  # over the store's 200 characters
+    # A check-out queued offline earlier (in another tab, before a restart): sent when the page opens.
+    page.evaluate("""([key, name]) => localStorage.setItem(key, JSON.stringify(
+        {key: 'ab'.repeat(16), values: {name: name, serial: ''}, queued: true}))""",
+                  [f"ot-draft:{scope}:equipment", too_long])
+    page.reload()
+    expect(page.locator("body[data-live=live]")).to_have_count(1, timeout=15_000)
+    tab(page, "equipment")
+    expect(page.get_by_text(re.compile(r"At most 200 characters"))).to_be_visible(timeout=PUSH)
+    expect(equipment_name(page)).to_have_value(too_long)  # kept where it was typed
+    entry = page.evaluate("(key) => JSON.parse(localStorage.getItem(key))", f"ot-draft:{scope}:equipment")
+    assert entry["queued"] is False and entry["values"]["name"] == too_long
+    assert rows(server, "SELECT count(*) FROM equipment_logs WHERE equipment_name = ?", too_long) == [(0,)]
+    page.context.close()
