@@ -1,10 +1,89 @@
 """The store's errors. Each maps to one HTTP status and one Parse error code (PARSE-API.md)."""
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ParseCode(IntEnum):
+    """Parse's error codes, named as in Parse.Error (the JS SDK's ParseError and Parse Server's
+    src): the `code` of every {"code","error"} answer. An IntEnum, so it encodes to JSON as the bare
+    number and compares equal to it."""
+
+    OTHER_CAUSE = -1
+    INTERNAL_SERVER_ERROR = 1
+    CONNECTION_FAILED = 100
+    OBJECT_NOT_FOUND = 101
+    INVALID_QUERY = 102
+    INVALID_CLASS_NAME = 103
+    MISSING_OBJECT_ID = 104
+    INVALID_KEY_NAME = 105
+    INVALID_POINTER = 106
+    INVALID_JSON = 107
+    COMMAND_UNAVAILABLE = 108
+    NOT_INITIALIZED = 109
+    INCORRECT_TYPE = 111
+    INVALID_CHANNEL_NAME = 112
+    PUSH_MISCONFIGURED = 115
+    OBJECT_TOO_LARGE = 116
+    OPERATION_FORBIDDEN = 119
+    CACHE_MISS = 120
+    INVALID_NESTED_KEY = 121
+    INVALID_FILE_NAME = 122
+    INVALID_ACL = 123
+    TIMEOUT = 124
+    INVALID_EMAIL_ADDRESS = 125
+    MISSING_CONTENT_TYPE = 126
+    MISSING_CONTENT_LENGTH = 127
+    INVALID_CONTENT_LENGTH = 128
+    FILE_TOO_LARGE = 129
+    FILE_SAVE_ERROR = 130
+    DUPLICATE_VALUE = 137
+    INVALID_ROLE_NAME = 139
+    EXCEEDED_QUOTA = 140
+    SCRIPT_FAILED = 141
+    VALIDATION_ERROR = 142
+    INVALID_IMAGE_DATA = 143
+    UNSAVED_FILE_ERROR = 151
+    INVALID_PUSH_TIME_ERROR = 152
+    FILE_DELETE_ERROR = 153
+    REQUEST_LIMIT_EXCEEDED = 155
+    DUPLICATE_REQUEST = 159
+    INVALID_EVENT_NAME = 160
+    FILE_DELETE_UNNAMED_ERROR = 161
+    INVALID_VALUE = 162
+    USERNAME_MISSING = 200
+    PASSWORD_MISSING = 201
+    USERNAME_TAKEN = 202
+    EMAIL_TAKEN = 203
+    EMAIL_MISSING = 204
+    EMAIL_NOT_FOUND = 205
+    SESSION_MISSING = 206
+    MUST_CREATE_USER_THROUGH_SIGNUP = 207
+    ACCOUNT_ALREADY_LINKED = 208
+    INVALID_SESSION_TOKEN = 209
+    LINKED_ID_MISSING = 250
+    INVALID_LINKED_SESSION = 251
+    UNSUPPORTED_SERVICE = 252
+    INVALID_SCHEMA_OPERATION = 255
+    AGGREGATE_ERROR = 600
+    FILE_READ_ERROR = 601
+    X_DOMAIN_REQUEST = 602
+
+
+class LiveQueryCode(IntEnum):
+    """The live-query protocol's own error codes (Parse LiveQuery server; PARSE-API.md), sent in
+    {"op":"error","code":N}. Distinct from ParseCode: 1-4 mean something else there. A bad session
+    is answered with ParseCode.INVALID_SESSION_TOKEN (209), as Parse's LiveQuery server does."""
+
+    BAD_MESSAGE = 1  # not JSON, not an object, a field it does not know, or a refused value
+    NOT_CONNECTED = 2  # an op before connect, or an unknown subscription
+    UNKNOWN_OP = 3
+    INVALID_KEY = 4  # the connect's application id is wrong
+
 
 class StoreError(Exception):
     http_status = 400
-    parse_code = 1
+    parse_code: int = ParseCode.INTERNAL_SERVER_ERROR
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -15,7 +94,7 @@ class NotAuthenticated(StoreError):
     """No session, or an expired or revoked one."""
 
     http_status = 401
-    parse_code = 209
+    parse_code = ParseCode.INVALID_SESSION_TOKEN
 
     def __init__(self, message: str = "Invalid session token"):
         super().__init__(message)
@@ -25,7 +104,7 @@ class NotFound(StoreError):
     """Absent, or not readable by the principal: the two answers are identical on purpose."""
 
     http_status = 404
-    parse_code = 101
+    parse_code = ParseCode.OBJECT_NOT_FOUND
 
     def __init__(self, message: str = "Object not found."):
         super().__init__(message)
@@ -35,7 +114,7 @@ class PermissionDenied(StoreError):
     """Readable, but not writable by the principal."""
 
     http_status = 403
-    parse_code = 119
+    parse_code = ParseCode.OPERATION_FORBIDDEN
 
     def __init__(self, message: str = "Permission denied"):
         super().__init__(message)
@@ -44,9 +123,9 @@ class PermissionDenied(StoreError):
 class InvalidInput(StoreError):
     """Bad input: names the field and the rule it broke."""
 
-    parse_code = 111
+    parse_code = ParseCode.INCORRECT_TYPE
 
-    def __init__(self, field: str, rule: str, *, code: int | None = None):
+    def __init__(self, field: str, rule: str, *, code: ParseCode | None = None):
         super().__init__(f"{field}: {rule}")
         self.field = field
         self.rule = rule
@@ -55,7 +134,7 @@ class InvalidInput(StoreError):
 
 
 class MissingField(InvalidInput):
-    parse_code = 142
+    parse_code = ParseCode.VALIDATION_ERROR
 
     def __init__(self, field: str):
         super().__init__(field, "is required")
@@ -65,7 +144,7 @@ class Conflict(StoreError):
     """The write was based on a stale version; carries what is current now."""
 
     http_status = 409
-    parse_code = 137  # Parse's DUPLICATE_VALUE is 137; the SDK treats any 4xx as final.
+    parse_code = ParseCode.DUPLICATE_VALUE  # the SDK treats any 4xx as final
 
     def __init__(self, field: str, current: object, current_version: int):
         super().__init__(
@@ -81,7 +160,7 @@ class RepeatedRequest(StoreError):
     nothing was written or published this time. `class_name` and `object_id` name the record the
     first request made or changed (the answer a lost connection kept from the caller)."""
 
-    parse_code = 159  # Parse's DUPLICATE_REQUEST; HTTP 400 as for the other refused inputs
+    parse_code = ParseCode.DUPLICATE_REQUEST  # HTTP 400 as for the other refused inputs
 
     def __init__(self, class_name: str, object_id: str):
         super().__init__("Duplicate request")
@@ -93,11 +172,11 @@ class Taken(StoreError):
     def __init__(self, field: str):
         super().__init__(f"{field}: already taken")
         self.field = field
-        self.parse_code = 202 if field == "username" else 203
+        self.parse_code = ParseCode.USERNAME_TAKEN if field == "username" else ParseCode.EMAIL_TAKEN
 
 
 class InvalidCredentials(StoreError):
-    parse_code = 101
+    parse_code = ParseCode.OBJECT_NOT_FOUND
     http_status = 404  # Parse answers a failed login with 404 / code 101.
 
     def __init__(self, message: str = "Invalid username/password."):
@@ -117,7 +196,7 @@ class RateLimited(StoreError):
     """Too many sign-in attempts from one address or for one account (Parse answers 429, code 100)."""
 
     http_status = 429
-    parse_code = 100
+    parse_code = ParseCode.CONNECTION_FAILED
 
     def __init__(self, seconds: int):
         super().__init__(f"Too many sign-in attempts. Try again in {seconds} seconds.")
