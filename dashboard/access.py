@@ -11,13 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.models import AuthSession, CareTeamMember, Patient, User, utcnow
 
-LEAD, THERAPIST, CONTRIBUTOR, VIEWER = "lead", "therapist", "contributor", "viewer"
+
+
+class Role(StrEnum):
+    """The four roles of ACCESS.md. A StrEnum: stored and sent as its text."""
+
+    LEAD = "lead"
+    THERAPIST = "therapist"
+    CONTRIBUTOR = "contributor"
+    VIEWER = "viewer"
+
+
+LEAD, THERAPIST, CONTRIBUTOR, VIEWER = Role.LEAD, Role.THERAPIST, Role.CONTRIBUTOR, Role.VIEWER
 # Sessions' clocks are pruned of ended ones when this many are kept (REST-only use has no sweep).
 PRUNE_AT_SESSIONS = 20_000
 

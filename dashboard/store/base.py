@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashboard.access import AccessIndex, Principal
+from dashboard.access import AccessIndex, Principal, Role
 from dashboard.catalogue import Catalogue, default_catalogue
 from dashboard.config import Settings
 from dashboard.db import CoreWriteConn, Database
@@ -126,6 +126,20 @@ class StoreBase:
         if not isinstance(patient_id, str) or not self.access.sees_patient(principal, patient_id):
             raise NotFound(f"{field}: no such patient" if field else "Object not found.")
         return role
+
+    def permissions(self, *, principal: Principal | None, patient_id: str | None = None) -> "Permissions":
+        """What the principal may do now (the live role), on `patient_id` when given: the same rule
+        functions the writes enforce (rules.py). NotAuthenticated without a current session;
+        NotFound for a patient it cannot see."""
+        from dashboard.store.rules import Permissions
+
+        role = self._role(principal)
+        assert principal is not None
+        if patient_id is not None:
+            self._require_sees(principal, patient_id)
+        return Permissions(user_id=principal.user_id, role=Role(role), patient_id=patient_id,
+                           owns=patient_id is not None and self.access.owns(principal, patient_id),
+                           full_names=self.access.full_names(principal))
 
     # -- transactions ---------------------------------------------------------------------------
     @asynccontextmanager
