@@ -97,6 +97,3 @@ PATIENT_RECORDS = ("MobilityScore", "EquipmentLog", "SessionNote", "StatusHistor
 # Fields no viewer push or ward screen may carry.
 PRIVATE_FIELDS = frozenset(n for spec in CLASSES.values() for n, f in spec.items() if f.private)
 
-
-def class_name_of(obj: models.Base) -> str:
-    return obj.class_name  # type: ignore[attr-defined]
