@@ -8,8 +8,13 @@ run concurrently under WAL. PostgreSQL uses one engine for both.
 `transact` is the fast write path (record creates, audit rows): a job is a plain synchronous
 function of a `WriteConn`. On SQLite, jobs queued meanwhile are committed together (group commit):
 the whole batch runs as one call on the writer connection's own thread, each job inside its own
-SAVEPOINT, so a job that raises is undone alone and the others still commit. On PostgreSQL each
-job is its own transaction.
+SAVEPOINT, so a job that raises is undone alone and the others still commit; every job is answered
+before the connection goes back to the pool. On PostgreSQL each job is its own transaction.
+
+That one call borrows aiosqlite's and SQLAlchemy's internals (dashboard/sqlite_writer.py checks them
+at start-up). When the check fails, or OT_FAST_PATHS_OFF=sqlite-batch, the same batch, with the same
+savepoints and answers, runs through `AsyncConnection.run_sync` and public API instead (slower: one
+hop to the driver's thread per statement). `Database.batch_path` says which; dashboard/FAST-PATHS.md.
 
 SQLite's WAL is moved into the database file by a background checkpoint once a second, from a read
 connection. By default the committing writer does it every 1,000 pages, which stalled that one
@@ -19,7 +24,6 @@ at a larger size.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -28,13 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Table, event, insert, text
-from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql import Executable
 
-from dashboard import patterns
+from dashboard import patterns, sqlite_writer
 from dashboard.models import Base
+from dashboard.sqlite_writer import SqliteWriteConn
 
 T = TypeVar("T")
 log = logging.getLogger("ot_tracker.db")
@@ -84,11 +88,12 @@ class WriteConn(Protocol):
 
     def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Runs a Core statement; its rows as tuples of raw column values (read plain columns only:
-        on SQLite no result processing is applied, so a datetime column comes back as text)."""
+        on SQLite's fast path no result processing is applied, so a datetime column comes back as text)."""
 
 
 class CoreWriteConn:
-    """A WriteConn over a SQLAlchemy Connection (PostgreSQL, through `run_sync`)."""
+    """A WriteConn over a SQLAlchemy Connection, through `run_sync` (PostgreSQL, and SQLite's public
+    fallback batch path)."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -101,56 +106,6 @@ class CoreWriteConn:
     def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         result = self.conn.execute(statement, dict(params))
         return [tuple(r) for r in result] if result.returns_rows else []
-
-
-# The write engine's dialect (aiosqlite's), so raw inserts store values exactly as the ORM does.
-_SQLITE = SQLiteDialect_aiosqlite()
-
-
-@functools.cache
-def _sqlite_insert(table: Table, keys: tuple[str, ...]) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
-    """INSERT text for these columns, with each column type's own bind processor, so values are
-    stored exactly as the ORM stores them (UTC datetimes as text, booleans as 0/1)."""
-    quote = _SQLITE.identifier_preparer.quote
-    columns = [table.c[k] for k in keys]
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
-           f"VALUES ({', '.join('?' for _ in columns)})")
-    return sql, tuple(c.type.dialect_impl(_SQLITE).bind_processor(_SQLITE) for c in columns)
-
-
-@functools.cache
-def _sqlite_statement(statement: Executable) -> tuple[Any, str, tuple[tuple[str, Callable[[Any], Any] | None], ...]]:
-    """Compiled once: the SQL text and, per positional parameter, its name and bind processor."""
-    compiled = statement.compile(dialect=_SQLITE)
-    names = tuple(compiled.positiontup or ())
-    processors = tuple(compiled.binds[n].type.dialect_impl(_SQLITE).bind_processor(_SQLITE) for n in names)
-    return compiled, compiled.string, tuple(zip(names, processors))
-
-
-class SqliteWriteConn:
-    """A WriteConn over the raw sqlite3 connection, on the writer connection's own thread."""
-
-    dialect = "sqlite"
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        keys = tuple(rows[0])
-        sql, processors = _sqlite_insert(table, keys)
-        params = [tuple(v if p is None else p(v) for p, v in zip(processors, (row[k] for k in keys)))
-                  for row in rows]
-        if len(params) == 1:
-            self.conn.execute(sql, params[0])
-        else:
-            self.conn.executemany(sql, params)
-
-    def fetch(self, statement: Executable, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        compiled, sql, binds = _sqlite_statement(statement)
-        values = compiled.construct_params(dict(params))
-        return self.conn.execute(sql, tuple(values[n] if p is None else p(values[n]) for n, p in binds)).fetchall()
 
 
 @dataclass
@@ -184,6 +139,23 @@ def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Queued]) -> list[tuple
     return outcomes
 
 
+def _run_batch_public(conn: Connection, batch: Sequence[_Queued]) -> list[tuple[bool, Any]]:
+    """`_run_batch` through SQLAlchemy's public API (the fallback): one transaction for the batch,
+    each job in a savepoint, statements through `Connection.execute`. Runs inside `run_sync`."""
+    writer = CoreWriteConn(conn)
+    outcomes: list[tuple[bool, Any]] = []
+    with conn.begin():  # the engine's begin hook makes it BEGIN IMMEDIATE; a failed COMMIT rolls back
+        for item in batch:
+            try:
+                with conn.begin_nested():
+                    result = item.job(writer)
+            except Exception as exc:  # noqa: BLE001 - this job's answer; the others go on
+                outcomes.append((False, exc))
+            else:
+                outcomes.append((True, result))
+    return outcomes
+
+
 def _settle(batch: Sequence[_Queued], outcomes: Sequence[tuple[bool, Any]]) -> None:
     for item, (ok, value) in zip(batch, outcomes):
         if item.future.done():  # the caller was cancelled; its write stands
@@ -212,6 +184,9 @@ class Database:
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._queue: list[_Queued] = []
         self._writer: asyncio.Task[None] | None = None
+        # How each group-commit batch runs: on aiosqlite's thread (fast) or through run_sync (public API).
+        self.batch_path = "per-job" if self.dialect != "sqlite" else \
+            sqlite_writer.FALLBACK if sqlite_writer.fast_path_problem() else sqlite_writer.FAST
         self._checkpointer: asyncio.Task[None] | None = None
 
     @property
@@ -264,9 +239,15 @@ class Database:
                 # The pool's one write connection: ORM write sessions and batches take turns.
                 async with self.write_engine.connect() as conn:
                     driver = (await conn.get_raw_connection()).driver_connection
-                    # aiosqlite runs a function on the connection's own thread: the whole batch is
-                    # one hop there and back instead of one per statement.
-                    outcomes = await driver._execute(_run_batch, driver._conn, batch)  # type: ignore[union-attr]
+                    if self.batch_path == sqlite_writer.FAST and (problem := sqlite_writer.driver_problem(driver)):
+                        self.batch_path = sqlite_writer.FALLBACK
+                        log.warning("group commit: %s; batches go through run_sync from now on", problem)
+                    if self.batch_path == sqlite_writer.FAST:
+                        # The whole batch is one hop to the connection's thread and back instead of one
+                        # per statement (the fast path: dashboard/sqlite_writer.py).
+                        outcomes = await sqlite_writer.on_driver_thread(driver, _run_batch, batch)
+                    else:
+                        outcomes = await conn.run_sync(_run_batch_public, batch)
                     # Answer before the pool's check-in (its reset is one more hop to that thread).
                     _settle(batch, outcomes)
             except BaseException as exc:  # noqa: BLE001 - nothing committed: every job gets the error
