@@ -8,12 +8,15 @@ on the client's engine.io socket directly, which never suspends: an iteration ru
 messages still leave in order, with the same ids and history (replayed after a reconnect).
 
 `install()` makes NiceGUI create this outbox for every client; everything else is NiceGUI's own.
-It leans on NiceGUI's and python-socketio's internals, so it only installs on the NiceGUI minor
-versions it was checked against; on any other, the pages keep NiceGUI's outbox (slower, same result).
+It leans on NiceGUI's and python-socketio's internals, so it only installs on the exact NiceGUI
+versions it was checked against (a patch release may fix NiceGUI's loop or its history replay); on any
+other, or with OT_FAST_PATHS_OFF=outbox, the pages keep NiceGUI's outbox (slower, same result).
+`nicegui_problem()` is the version gate that pages/score_list.py's raw path shares.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import logging
 import time
@@ -24,8 +27,11 @@ from nicegui import outbox as nicegui_outbox
 from nicegui.dependencies import JsComponent
 from socketio import packet
 
+from dashboard import fast_paths
+
+NAME = "outbox"
 NAMESPACE = "/"
-CHECKED_NICEGUI = ("3.18.",)  # minor versions whose outbox and socket.io use this was checked against
+CHECKED_NICEGUI = ("3.18.0",)  # exact versions whose outbox and socket.io use this was checked against
 log = logging.getLogger("ot_tracker.pages")
 
 
@@ -104,17 +110,38 @@ class Outbox(nicegui_outbox.Outbox):
         self.next_message_id += 1
 
 
-def installable() -> bool:
+@functools.cache
+def nicegui_problem() -> str | None:
+    """Why the installed NiceGUI is not one the pages' raw paths were checked against (None: it is)."""
     version = importlib.metadata.version("nicegui")
-    return version.startswith(CHECKED_NICEGUI) and callable(getattr(core.sio, "_send_packet", None))
+    if version not in CHECKED_NICEGUI:
+        return f"NiceGUI {version} is not one of {', '.join(CHECKED_NICEGUI)}"
+    return None
+
+
+def _problem() -> str | None:
+    if fast_paths.switched_off(NAME):
+        return f"{fast_paths.ENV} names it"
+    if problem := nicegui_problem():
+        return problem
+    sio = core.sio
+    # python-socketio moves independently of NiceGUI (within NiceGUI's and our pins).
+    for owner, name in ((sio, "_send_packet"), (sio, "packet_class"), (sio.manager, "get_participants")):
+        if not callable(getattr(owner, name, None)):
+            return f"python-socketio has no {type(owner).__name__}.{name}"
+    return None
+
+
+def installable() -> bool:
+    return _problem() is None
 
 
 def install() -> bool:
     """Every client created from now on gets this outbox; False (NiceGUI's own stays) on a NiceGUI
-    this was not checked against."""
-    if not installable():
-        log.warning("pages: NiceGUI %s is not one the fast outbox was checked against; using NiceGUI's own",
-                    importlib.metadata.version("nicegui"))
+    this was not checked against, or when switched off."""
+    problem = _problem()
+    fast_paths.report(NAME, problem, fast="the pages' outbox (pages/outbox.py)", fallback="NiceGUI's outbox")
+    if problem:
         return False
     nicegui_client.Outbox = Outbox  # type: ignore[misc]
     return True

@@ -1,6 +1,9 @@
 // A patient's score rows and their "Show more" button as one element. The rows live in the `state`
 // prop; a pushed score changes it in place through `insert`/`put` (one small message per page)
 // instead of a re-sent element. Values are shown by interpolation, never as HTML.
+// `insert` and `put` are called only on the raw path that pages/score_list.py gates on the NiceGUI
+// version (getElement() and the echart's update_chart() are NiceGUI's); otherwise `state` arrives
+// through ordinary element updates.
 export default {
   template: `
     <div>
