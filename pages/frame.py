@@ -80,30 +80,16 @@ body[data-live="reconnecting"] .ot-save .q-btn__content::after { content: "· se
 LIVE_JS = """
 <script>
 (function () {
+  // Listeners beside NiceGUI's own, never instead of them: NiceGUI still decides when a page reloads
+  // (a refused handshake after a server restart, a connection timeout after its polling retry).
   function mark(state) { document.body && document.body.setAttribute('data-live', state); }
-  var reloading = false;
-  function reloadWhenServerAnswers() {
-    // A restarted server has lost this page's state: reload, but only once it answers, so a
-    // wall screen never lands on a browser error page that nobody is there to dismiss.
-    if (reloading) return; reloading = true;
-    (function probe() {
-      fetch('/status', {cache: 'no-store'}).then(function (r) {
-        if (r.ok) { window.location.reload(); } else { setTimeout(probe, 1500); }
-      }).catch(function () { setTimeout(probe, 1500); });
-    })();
-  }
   function attach() {
     if (!window.socket) { setTimeout(attach, 50); return; }
     var s = window.socket;
     s.on('connect', function () { mark('live'); });
     s.on('disconnect', function () { mark('reconnecting'); });
+    s.on('connect_error', function () { mark('reconnecting'); });
     s.io.on('reconnect_attempt', function () { mark('reconnecting'); });
-    s.off('connect_error');
-    s.on('connect_error', function (err) {
-      mark('reconnecting');
-      var m = err && err.message;
-      if (m === 'timeout' || m === 'Implicit handshake failed') reloadWhenServerAnswers();
-    });
     if (s.connected) mark('live');
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', attach); else attach();
