@@ -4,21 +4,19 @@
 page in the publishing step, already checked against the principal's access at that moment and
 shaped for its role. With `at_once`, the page may apply a delivery there and then (a push to P
 pages then wakes no page task at all); otherwise, and for whatever arrives while a batch is being
-applied, deliveries wait in order for the page's one task, which hands each batch to the page inside
-its client context. An access end drops what still waits for that patient; a page that falls too far
-behind gets a resync. The subscription closes when the client is deleted (tab closed, not reconnected).
+applied, deliveries wait in order in the page's `Mailbox` (dashboard.hub) for the page's one task,
+which hands each batch to the page inside its client context. An access end drops what still waits
+for that patient; a page that falls too far behind gets a resync. The subscription closes when the client is deleted (tab closed, not reconnected).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import quote
 
 from nicegui import Client, background_tasks, ui
 
-from dashboard.hub import RESYNC, Delivery, Subscription, Topic
+from dashboard.hub import Delivery, DeliveryKind, Mailbox, Subscription, Topic
 from pages.auth import PageSession, safe_next
 
 log = logging.getLogger("ot_tracker.pages")
@@ -33,59 +31,31 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
     `at_once(delivery)` may apply a delivery in the publishing step; it returns False to leave it
     to `on_batch`."""
     client = ui.context.client
-    pending: deque[Delivery] = deque()
-    wake = asyncio.Event()
-    busy = False
-    limit = session.store.hub.queue_size
 
-    def take(delivery: Delivery) -> None:
+    def apply_now(delivery: Delivery) -> bool:
         if client.is_deleted:
-            return
-        if delivery.kind == "access_ended":
-            # What waits for this patient is no longer deliverable (as in the hub's own buffers).
-            kept = [d for d in pending if delivery.patient_id is not None and d.patient_id != delivery.patient_id]
-            pending.clear()
-            pending.extend(kept)
-        elif at_once is not None and not pending and not busy:
-            with client:
-                try:
-                    if at_once(delivery):
-                        return
-                except Exception:  # noqa: BLE001 - one failed refresh must not end the page's feed
-                    log.exception("live refresh failed on %s", client.page.path)
-                    return
-        if len(pending) >= limit:
-            pending.clear()
-            pending.append(RESYNC)
-        else:
-            pending.append(delivery)
-        wake.set()
+            return True  # a page that has gone takes nothing
+        with client:
+            try:
+                return at_once(delivery)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - one failed refresh must not end the page's feed
+                log.exception("live refresh failed on %s", client.page.path)
+                return True
 
-    sub = session.store.hub.subscribe(session.principal, topics, sink=take)
+    box = Mailbox(session.store.hub.queue_size, at_once=apply_now if at_once is not None else None)
+    sub = session.store.hub.subscribe(session.principal, topics, sink=box)
 
     async def pump() -> None:
-        nonlocal busy
         try:
-            while True:
-                if not pending:
-                    if sub.closed:
-                        return
-                    wake.clear()
-                    await wake.wait()
-                    continue
+            # A status change arrives as Patient + StatusHistory; they are applied as one batch.
+            async for batch in box.batches():
                 if client.is_deleted:
                     return
-                # A status change arrives as Patient + StatusHistory; they are applied as one batch.
-                batch = list(pending)
-                pending.clear()
-                busy = True
                 with client:
                     try:
                         await on_batch(batch)
                     except Exception:  # noqa: BLE001 - one failed refresh must not end the page's feed
                         log.exception("live refresh failed on %s", client.page.path)
-                    finally:
-                        busy = False
         finally:
             sub.close()
 
@@ -108,7 +78,7 @@ def end_with_session(session: PageSession) -> Subscription:
     client = ui.context.client
 
     def take(delivery: Delivery) -> None:
-        if delivery.kind == "access_ended" and delivery.patient_id is None and not client.is_deleted:
+        if delivery.kind == DeliveryKind.ACCESS_ENDED and delivery.patient_id is None and not client.is_deleted:
             session_id = session.principal.session_id
             over = session.store.access.session_over(session_id) if session_id else None
             # Idle: the lock screen (sign in again to continue; drafts stay on the device).
@@ -122,7 +92,7 @@ def end_with_session(session: PageSession) -> Subscription:
 
 
 # -- page-to-page signals for what the hub does not carry (care team lists) -------------------------
-# Process-local like the hub's local bridge. A signal only says "re-read this"; each page re-reads
+# Process-local like the hub. A signal only says "re-read this"; each page re-reads
 # through the store as its own principal, so nothing is shown that the store would not return.
 _listeners: dict[str, tuple[Client, str, Callable[[], Awaitable[None]]]] = {}
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.support import World, domain_snapshot, outcome_of, refusal_count
+from tests.support import World, domain_snapshot, mailbox, outcome_of, refusal_count
 from dashboard.hub import class_topic, patient_topic
 from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory, User
 
@@ -463,9 +463,9 @@ PRIVATE = {"noteText", "dateOfBirth", "patientId", "notes"}
 async def test_viewer_pushes_never_carry_note_text_date_of_birth_or_patient_id(ctx: Ctx):
     store, w = ctx.store, ctx.world
     p = w.patient.id
-    viewer_sub = store.hub.subscribe(w.viewer, [patient_topic(p)] + [class_topic(c) for c in (
+    viewer_sub = mailbox(store.hub, w.viewer, [patient_topic(p)] + [class_topic(c) for c in (
         "Patient", "MobilityScore", "SessionNote", "EquipmentLog", "StatusHistory")])
-    lead_sub = store.hub.subscribe(w.lead, [patient_topic(p)])
+    lead_sub = mailbox(store.hub, w.lead, [patient_topic(p)])
 
     await store.update(principal=w.lead, class_name="Patient", object_id=p,
                        changes={"dateOfBirth": datetime(1948, 5, 17, tzinfo=UTC), "mobilityStatus": "dependent"})
@@ -473,8 +473,9 @@ async def test_viewer_pushes_never_carry_note_text_date_of_birth_or_patient_id(c
     await store.record_score(principal=w.owner, patient_id=p, score_type="barthel", value=70,
                              notes="Private score note.")
 
-    lead_got = [d async for d in _drain(lead_sub)]
-    viewer_got = [d async for d in _drain(viewer_sub)]
+    # Everything already delivered: the store publishes synchronously after each commit.
+    lead_got = lead_sub.drain()
+    viewer_got = viewer_sub.drain()
     # The lead, as a control, received the private fields that the viewer must not.
     assert any("dateOfBirth" in (d.data or {}) and "patientId" in (d.data or {}) for d in lead_got)
     assert any(d.class_name == "SessionNote" and "noteText" in (d.data or {}) for d in lead_got)
@@ -486,9 +487,3 @@ async def test_viewer_pushes_never_carry_note_text_date_of_birth_or_patient_id(c
     patient_push = next(d for d in viewer_got if d.class_name == "Patient")
     assert patient_push.data["displayName"] == "P.E."  # initials: no lead turned full names on
     assert patient_push.data["mobilityStatus"] == "dependent"
-
-
-async def _drain(sub):
-    """Everything already delivered: the store publishes synchronously after each commit."""
-    while (delivery := sub.get_nowait()) is not None:
-        yield delivery

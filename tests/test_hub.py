@@ -1,7 +1,8 @@
 """Live updates (ACCESS.md, "Live updates"): who receives what, when access ends, and hub hygiene.
 
-The store publishes synchronously right after each commit, so once a write has returned, every
-delivery it causes is already queued: `get_nowait()` returning None is a real "nothing came".
+Subscriptions here are what pages hold: a `Mailbox` as the hub's sink. The store publishes
+synchronously right after each commit, so once a write has returned, every delivery it causes is
+already in the mailbox: `drain()` returning [] is a real "nothing came".
 """
 from __future__ import annotations
 
@@ -12,23 +13,16 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import event, select
 
-from tests.support import World
-from dashboard.hub import Delivery, Subscription, class_topic, patient_topic
+from tests.support import World, mailbox
+from dashboard.hub import RESYNC, Delivery, DeliveryKind, Event, Mailbox, class_topic, patient_topic
 from dashboard.models import Patient, StatusHistory
 
 ALL_CLASSES = ("Patient", "MobilityScore", "SessionNote", "EquipmentLog", "StatusHistory")
 
 
-def drain(sub: Subscription) -> list[Delivery]:
-    out = []
-    while (delivery := sub.get_nowait()) is not None:
-        out.append(delivery)
-    return out
-
-
 async def test_owner_score_reaches_lead_subscriber(world: World):
     store = world.store
-    sub = store.hub.subscribe(world.lead, [patient_topic(world.patient.id)])
+    sub = mailbox(store.hub, world.lead, [patient_topic(world.patient.id)])
     score = await store.record_score(principal=world.owner, patient_id=world.patient.id,
                                      score_type="barthel", value=55)
     delivery = await sub.get(timeout=5)
@@ -39,23 +33,23 @@ async def test_owner_score_reaches_lead_subscriber(world: World):
 async def test_only_subscribers_who_may_read_receive_an_event(world: World):
     store, p = world.store, world.patient.id
     topics = [class_topic("MobilityScore"), class_topic("SessionNote")]
-    lead = store.hub.subscribe(world.lead, topics)
-    outsider = store.hub.subscribe(world.outsider, topics)
-    other_therapist = store.hub.subscribe(world.other_therapist, topics)
-    viewer = store.hub.subscribe(world.viewer, topics)
+    lead = mailbox(store.hub, world.lead, topics)
+    outsider = mailbox(store.hub, world.outsider, topics)
+    other_therapist = mailbox(store.hub, world.other_therapist, topics)
+    viewer = mailbox(store.hub, world.viewer, topics)
 
     score = await store.record_score(principal=world.owner, patient_id=p, score_type="berg", value=41)
     note = await store.add_note(principal=world.owner, patient_id=p, session_type="review", text="Better today.")
 
-    assert [d.object_id for d in drain(lead)] == [score.id, note.id]
-    assert drain(outsider) == []
-    assert drain(other_therapist) == []
-    assert [d.object_id for d in drain(viewer)] == [score.id]  # a viewer never reads notes
+    assert [d.object_id for d in lead.drain()] == [score.id, note.id]
+    assert outsider.drain() == []
+    assert other_therapist.drain() == []
+    assert [d.object_id for d in viewer.drain()] == [score.id]  # a viewer never reads notes
     # Q's events reach Q's therapist, not P's team.
     q_score = await store.record_score(principal=world.lead, patient_id=world.other_patient.id,
                                        score_type="tug", value=11.5)
-    assert [d.object_id for d in drain(other_therapist)] == [q_score.id]
-    assert drain(viewer) == [] and drain(outsider) == []
+    assert [d.object_id for d in other_therapist.drain()] == [q_score.id]
+    assert viewer.drain() == [] and outsider.drain() == []
 
 
 # -- access that ends ----------------------------------------------------------------------------
@@ -100,61 +94,61 @@ async def test_access_that_ends_stops_delivery_at_once_and_says_so(world: World,
     store, p = world.store, world.patient.id
     victim_kind, revoke = REVOCATIONS[how]
     victim = getattr(world, victim_kind)
-    page = store.hub.subscribe(victim, [patient_topic(p)])  # an open patient page
-    listing = store.hub.subscribe(victim, [class_topic(c) for c in ALL_CLASSES])  # a list page
-    lead = store.hub.subscribe(world.lead, [patient_topic(p)])
+    page = mailbox(store.hub, victim, [patient_topic(p)])  # an open patient page
+    listing = mailbox(store.hub, victim, [class_topic(c) for c in ALL_CLASSES])  # a list page
+    lead = mailbox(store.hub, world.lead, [patient_topic(p)])
 
     control = await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=60)
-    assert [d.object_id for d in drain(page)] == [control.id]
-    assert [d.object_id for d in drain(listing)] == [control.id]
-    drain(lead)
+    assert [d.object_id for d in page.drain()] == [control.id]
+    assert [d.object_id for d in listing.drain()] == [control.id]
+    lead.drain()
 
     # Queued while access still held, never read: must not be handed over once access has ended.
     await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=61)
     assert await revoke(world) == victim_kind
 
     for sub in (page, listing):
-        got = drain(sub)
+        got = sub.drain()
         assert {d.kind for d in got} == {"access_ended"}, [(d.kind, d.class_name) for d in got]
         assert p in {d.patient_id for d in got}
     after = await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=62)
     await store.change_status(principal=world.lead, patient_id=p, status="dependent", reason=None)
-    assert drain(page) == [] and drain(listing) == []
-    assert after.id in {d.object_id for d in drain(lead)}  # the control: the lead still receives
+    assert page.drain() == [] and listing.drain() == []
+    assert after.id in {d.object_id for d in lead.drain()}  # the control: the lead still receives
 
 
 async def test_logout_closes_the_subscriptions(world: World):
     hub = world.store.hub
     baseline = hub.subscription_count
-    sub = hub.subscribe(world.team_contributor, [patient_topic(world.patient.id)])
+    sub = mailbox(hub, world.team_contributor, [patient_topic(world.patient.id)])
     assert hub.subscription_count == baseline + 1
     await world.store.log_out(principal=world.team_contributor)
-    assert sub.closed and hub.subscription_count == baseline
-    assert [d.patient_id for d in drain(sub)] == [world.patient.id, None]
+    assert sub.closed and sub.subscription.closed and hub.subscription_count == baseline
+    assert [d.patient_id for d in sub.drain()] == [world.patient.id, None]
     assert await sub.get(timeout=5) is None  # closed: returns at once, nothing more
 
 
 async def test_newly_assigned_therapist_is_granted_and_then_receives(world: World):
     store, p = world.store, world.patient.id
-    newcomer = store.hub.subscribe(world.other_therapist, [class_topic("MobilityScore")])
+    newcomer = mailbox(store.hub, world.other_therapist, [class_topic("MobilityScore")])
     await store.assign_therapist(principal=world.lead, patient_id=p, therapist_id=world.users["other_therapist"].id)
-    got = drain(newcomer)
+    got = newcomer.drain()
     assert [(d.kind, d.patient_id) for d in got] == [("access_granted", p)]
     score = await store.record_score(principal=world.lead, patient_id=p, score_type="fac", value=4)
-    assert [d.object_id for d in drain(newcomer)] == [score.id]
+    assert [d.object_id for d in newcomer.drain()] == [score.id]
 
 
 async def test_added_care_team_member_is_granted(world: World):
     store, p = world.store, world.patient.id
-    outsider = store.hub.subscribe(world.outsider, [class_topic("MobilityScore")])
+    outsider = mailbox(store.hub, world.outsider, [class_topic("MobilityScore")])
     await store.add_care_team_member(principal=world.owner, patient_id=p, user_id=world.users["outsider"].id)
-    assert [(d.kind, d.patient_id) for d in drain(outsider)] == [("access_granted", p)]
+    assert [(d.kind, d.patient_id) for d in outsider.drain()] == [("access_granted", p)]
 
 
 # -- only committed writes are published --------------------------------------------------------
 async def test_a_rolled_back_write_publishes_nothing(world: World):
     store, p = world.store, world.patient.id
-    lead = store.hub.subscribe(world.lead, [patient_topic(p)] + [class_topic(c) for c in ALL_CLASSES])
+    lead = mailbox(store.hub, world.lead, [patient_topic(p)] + [class_topic(c) for c in ALL_CLASSES])
 
     def refuse_history(*_args: object) -> None:
         raise RuntimeError("status_history insert failed")
@@ -166,22 +160,22 @@ async def test_a_rolled_back_write_publishes_nothing(world: World):
     finally:
         event.remove(StatusHistory, "before_insert", refuse_history)
 
-    assert drain(lead) == []
+    assert lead.drain() == []
     async with store.db.read() as session:
         assert (await session.get(Patient, p)).mobility_status == "supervision"
         assert list(await session.scalars(select(StatusHistory.to_value).where(
             StatusHistory.patient_id == p, StatusHistory.status_type == "mobilityStatus"))) == ["supervision"]
     # The store still works, and a committed change is published.
     await store.change_status(principal=world.owner, patient_id=p, status="bed_bound", reason="x")
-    assert {d.class_name for d in drain(lead)} == {"Patient", "StatusHistory"}
+    assert {d.class_name for d in lead.drain()} == {"Patient", "StatusHistory"}
 
 
 # -- a stuck subscriber --------------------------------------------------------------------------
 async def test_a_stuck_subscriber_does_not_delay_others_and_is_told_to_resync(world: World):
     store, p = world.store, world.patient.id
-    stuck = store.hub.subscribe(world.lead, [class_topic("MobilityScore")], maxsize=3)
-    healthy = [store.hub.subscribe(world.owner, [patient_topic(p)]),
-               store.hub.subscribe(world.team_therapist, [class_topic("MobilityScore")])]
+    stuck = mailbox(store.hub, world.lead, [class_topic("MobilityScore")], maxsize=3)
+    healthy = [mailbox(store.hub, world.owner, [patient_topic(p)]),
+               mailbox(store.hub, world.team_therapist, [class_topic("MobilityScore")])]
     count = 20
 
     async def write() -> list[str]:
@@ -191,7 +185,7 @@ async def test_a_stuck_subscriber_does_not_delay_others_and_is_told_to_resync(wo
                                                  value=i)).id)
         return ids
 
-    async def read(sub: Subscription) -> list[tuple[str, float]]:
+    async def read(sub: Mailbox) -> list[tuple[str, float]]:
         got = []
         while len(got) < count:
             delivery = await sub.get(timeout=10)
@@ -207,7 +201,7 @@ async def test_a_stuck_subscriber_does_not_delay_others_and_is_told_to_resync(wo
 
     first = await stuck.get(timeout=5)
     assert first is not None and first.kind == "resync"
-    rest = drain(stuck)
+    rest = stuck.drain()
     assert len(rest) <= 3 and all(d.kind == "create" for d in rest)
     assert [d.object_id for d in rest] == written[len(written) - len(rest):]
 
@@ -217,7 +211,7 @@ async def test_closed_subscriptions_leave_nothing_behind(world: World):
     hub, p = world.store.hub, world.patient.id
     baseline = hub.subscription_count
     for i in range(100):
-        sub = hub.subscribe(world.owner, [patient_topic(p), class_topic("MobilityScore")])
+        sub = mailbox(hub, world.owner, [patient_topic(p), class_topic("MobilityScore")])
         if i == 50:
             await world.store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=50)
             assert (await sub.get(timeout=5)).kind == "create"
@@ -227,3 +221,140 @@ async def test_closed_subscriptions_leave_nothing_behind(world: World):
     assert hub._by_topic == {} and hub._by_user == {}  # no empty sets left to grow either
     # A closed subscription returns at once instead of waiting.
     assert await sub.get(timeout=5) is None
+
+
+# -- routing by patient and class ----------------------------------------------------------------
+async def test_a_write_of_one_class_on_a_patient_visits_no_subscriber_of_another_class(world: World, monkeypatch):
+    """A subscription pinned to P's scores (a live query on one patient's scores) costs a note on P
+    nothing: not one access check, not one call. A whole-patient page still gets the note."""
+    from dashboard.access import Principal
+
+    store, hub, p = world.store, world.store.hub, world.patient.id
+    # The lead, who may read everything (so a visit would be a delivery), as an object of its own so
+    # that the hub's access checks for these subscriptions can be counted.
+    pinned = Principal(world.lead.user_id, world.lead.session_id, world.lead.username)
+    checks = 0
+    can_read = hub.access.can_read
+
+    def counting(principal, *args, **kwargs):
+        nonlocal checks
+        checks += principal is pinned
+        return can_read(principal, *args, **kwargs)
+
+    monkeypatch.setattr(hub.access, "can_read", counting)
+    visits: list[Delivery] = []
+    pinned_subs = [hub.subscribe(pinned, [patient_topic(p, "MobilityScore")], sink=visits.append)
+                   for _ in range(100)]
+    whole = mailbox(hub, world.lead, [patient_topic(p)])
+
+    note = await store.add_note(principal=world.owner, patient_id=p, session_type="review", text="Walked to the door.")
+    assert visits == [] and checks == 0
+    assert note.id in {d.object_id for d in whole.drain()}
+
+    score = await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=45)
+    assert [d.object_id for d in visits] == [score.id] * 100 and checks == 100  # the control
+    assert score.id in {d.object_id for d in whole.drain()}
+    # Routing by patient and class still knows which patient such a subscription watches.
+    assert pinned_subs[0].watches_patient(p) and not pinned_subs[0].watches_patient(world.other_patient.id)
+    for sub in pinned_subs:
+        sub.close()
+
+
+async def test_access_ended_reaches_a_patient_and_class_subscription(world: World):
+    store, p = world.store, world.patient.id
+    scores = mailbox(store.hub, world.team_therapist, [patient_topic(p, "MobilityScore")])
+    await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=30)
+    await store.remove_care_team_member(principal=world.owner, patient_id=p, user_id=world.users["team_therapist"].id)
+    assert [(d.kind, d.patient_id) for d in scores.drain()] == [(DeliveryKind.ACCESS_ENDED, p)]
+    await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=31)
+    assert scores.drain() == []
+
+
+# -- the mailbox -----------------------------------------------------------------------------------
+async def test_a_mailbox_that_overflows_holds_one_resync_then_what_came_after(world: World):
+    store, p = world.store, world.patient.id
+    box = mailbox(store.hub, world.lead, [class_topic("MobilityScore")], maxsize=3)
+    ids = [(await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=v)).id
+           for v in range(10)]
+    got = box.drain()
+    assert got[0] == RESYNC and [d for d in got if d.kind == DeliveryKind.RESYNC] == [RESYNC]
+    assert box.overflows == 3
+    # What committed after the overflow follows the resync, in order.
+    assert [d.object_id for d in got[1:]] == ids[len(ids) - len(got) + 1:] and len(got[1:]) <= 2
+    score = await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=99)
+    assert [d.object_id for d in box.drain()] == [score.id]  # it took a resync, not a closed door
+
+
+async def test_access_that_ends_for_one_patient_drops_only_that_patients_queued_deliveries(world: World):
+    store, p, q = world.store, world.patient.id, world.other_patient.id
+    member = world.users["other_therapist"].id  # Q's therapist, for now also on P's care team
+    await store.add_care_team_member(principal=world.owner, patient_id=p, user_id=member)
+    listing = mailbox(store.hub, world.other_therapist, [class_topic("MobilityScore")])
+    on_p = await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=20)
+    on_q = await store.record_score(principal=world.lead, patient_id=q, score_type="barthel", value=21)
+    also_p = await store.record_score(principal=world.lead, patient_id=p, score_type="barthel", value=22)
+    assert len(listing) == 3 and {on_p.id, also_p.id} < {d.object_id for d in listing._queue}
+    await store.remove_care_team_member(principal=world.owner, patient_id=p, user_id=member)
+    assert [(d.kind, d.object_id) for d in listing.drain()] == [("create", on_q.id), ("access_ended", p)]
+
+
+def test_an_end_of_everything_keeps_only_the_access_ends():
+    box = Mailbox(8)
+    box(Delivery(DeliveryKind.CREATE, "MobilityScore", "s1", "P"))
+    box(Delivery(DeliveryKind.ACCESS_ENDED, "Patient", "P", "P"))
+    box(Delivery(DeliveryKind.CREATE, "MobilityScore", "s2", "Q"))
+    box(Delivery(DeliveryKind.ACCESS_ENDED))
+    assert [(d.kind, d.patient_id) for d in box.drain()] == [("access_ended", "P"), ("access_ended", None)]
+
+
+async def test_at_once_applies_in_the_publishing_step_only_while_nothing_waits():
+    applied: list[str] = []
+    box = Mailbox(8, at_once=lambda d: applied.append(d.object_id) or True)
+    box(Delivery(DeliveryKind.CREATE, "MobilityScore", "first", "P"))
+    assert applied == ["first"] and len(box) == 0
+    batches = box.batches()
+    box.at_once, refuse = (lambda d: False), box.at_once  # the page leaves this one to its batch
+    box(Delivery(DeliveryKind.CREATE, "SessionNote", "n1", "P"))
+    box.at_once = refuse
+    assert [d.object_id for d in await anext(batches)] == ["n1"]
+    # While that batch is being applied, a new delivery waits its turn behind it.
+    box(Delivery(DeliveryKind.CREATE, "MobilityScore", "second", "P"))
+    assert applied == ["first"] and len(box) == 1
+    assert [d.object_id for d in await anext(batches)] == ["second"]
+    box.close()
+    assert [b async for b in batches] == []
+
+
+async def test_subscriptions_are_context_managers(world: World):
+    hub, p = world.store.hub, world.patient.id
+    baseline = hub.subscription_count
+    with mailbox(hub, world.lead, [patient_topic(p)]) as box:
+        score = await world.store.record_score(principal=world.owner, patient_id=p, score_type="fac", value=3)
+        assert [d.object_id for d in box.drain()] == [score.id]
+    assert box.closed and hub.subscription_count == baseline
+    seen: list[Delivery] = []
+    with hub.subscribe(world.lead, [patient_topic(p)], sink=seen.append) as sub:
+        assert hub.subscription_count == baseline + 1
+    assert sub.closed and hub.subscription_count == baseline
+    await world.store.record_score(principal=world.owner, patient_id=p, score_type="fac", value=4)
+    assert seen == []
+
+
+# -- records on deliveries -------------------------------------------------------------------------
+async def test_a_delivery_carries_its_record_shaped_once_per_viewer_variant(world: World):
+    from dashboard.record_types import ScoreRecord
+
+    store, p = world.store, world.patient.id
+    lead = mailbox(store.hub, world.lead, [patient_topic(p)])
+    viewers = [mailbox(store.hub, world.viewer, [patient_topic(p)]) for _ in range(2)]
+    score = await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=55,
+                                     notes="Private score note.")
+    (to_lead,) = [d for d in lead.drain() if d.class_name == "MobilityScore"]
+    assert isinstance(to_lead.record, ScoreRecord)
+    assert (to_lead.record.id, to_lead.record.score_value, to_lead.record.notes) == (score.id, 55.0,
+                                                                                      "Private score note.")
+    to_viewers = [d for box in viewers for d in box.drain() if d.class_name == "MobilityScore"]
+    assert len(to_viewers) == 2 and to_viewers[0].record.notes is None  # a viewer's record: no private fields
+    assert to_viewers[0].record is to_viewers[1].record  # one record per variant, however many receive it
+    event = Event("create", "PatientActivity", p, p, {"className": "PatientActivity", "objectId": p})
+    assert event.record("lead", False) is None  # a class without a record type

@@ -19,16 +19,9 @@ from dashboard.models import MobilityScore, RequestKey, SessionNote, StatusHisto
 from dashboard.store.request_keys import REQUEST_KEY_LIFETIME
 from tests.api.conftest import api  # noqa: F401 - the REST client fixture, on both databases
 from tests.api.test_rest import pointer, score_body
-from tests.support import domain_snapshot
+from tests.support import domain_snapshot, mailbox
 
 KEY = "0f6c7a46-6c1f-4b1a-9d7c-5f1f1f1f1f1f"  # what the SDKs send: a UUID
-
-
-def _drain(sub) -> list:
-    out = []
-    while (delivery := sub.get_nowait()) is not None:
-        out.append(delivery)
-    return out
 
 
 async def _count(store, model, **where) -> int:
@@ -80,14 +73,14 @@ SAVES = {
 async def test_a_repeated_save_is_stored_published_and_audited_once(world, save):
     store, (action, prepare, do) = world.store, SAVES[save]
     target = await prepare(world)
-    sub = store.hub.subscribe(world.lead, [class_topic(c) for c in
+    sub = mailbox(store.hub, world.lead, [class_topic(c) for c in
                                            ("MobilityScore", "SessionNote", "EquipmentLog", "StatusHistory",
                                             "Patient")] + [patient_topic(world.patient.id)])
     trail_before = len(await store.audit_trail(principal=world.lead, limit=1000))
 
     first = await do(world, target, KEY)
     after_first = await domain_snapshot(store.db)
-    published = _drain(sub)
+    published = sub.drain()
     assert any(d.object_id == first.id for d in published)
 
     with pytest.raises(RepeatedRequest) as repeat:
@@ -95,7 +88,7 @@ async def test_a_repeated_save_is_stored_published_and_audited_once(world, save)
     assert (repeat.value.class_name, repeat.value.object_id) == (first.class_name, first.id)
     assert (repeat.value.parse_code, repeat.value.http_status, repeat.value.message) == (159, 400, "Duplicate request")
     assert await domain_snapshot(store.db) == after_first  # not one row, nor one column, written again
-    assert _drain(sub) == []  # the hub published the save once
+    assert sub.drain() == []  # the hub published the save once
 
     trail = await store.audit_trail(principal=world.lead, limit=1000)
     new = trail[:len(trail) - trail_before]  # newest first
@@ -189,7 +182,7 @@ async def test_a_key_that_is_not_1_to_64_letters_digits_or_dashes_is_refused(wor
 
 async def test_concurrent_duplicates_end_as_one_row_and_one_repeat(world):
     store, p = world.store, world.patient.id
-    sub = store.hub.subscribe(world.lead, [class_topic("MobilityScore"), class_topic("Patient"),
+    sub = mailbox(store.hub, world.lead, [class_topic("MobilityScore"), class_topic("Patient"),
                                            class_topic("StatusHistory")])
     score = lambda: store.record_score(principal=world.owner, patient_id=p, score_type="barthel",  # noqa: E731
                                        value=55, request_key="same-score")
@@ -205,7 +198,7 @@ async def test_concurrent_duplicates_end_as_one_row_and_one_repeat(world):
     results = await asyncio.gather(status(), status(), return_exceptions=True)
     assert sorted(type(r).__name__ for r in results) == ["Patient", "RepeatedRequest"], results
     assert await _count(store, StatusHistory, patient_id=p, to_value="dependent") == 1
-    published = _drain(sub)
+    published = sub.drain()
     assert [d.object_id for d in published if d.class_name == "MobilityScore"] == [made.id]
     assert len([d for d in published if d.class_name == "Patient"]) == 1
 

@@ -18,7 +18,7 @@ from dashboard import db as db_module
 from dashboard.errors import NotFound
 from dashboard.hub import Event, class_topic
 from dashboard.serialize import to_parse
-from tests.support import domain_snapshot
+from tests.support import domain_snapshot, mailbox
 
 TABLES = {"MobilityScore": "mobility_scores", "SessionNote": "session_notes", "EquipmentLog": "equipment_logs",
           "StatusHistory": "status_history", "PatientActivity": "patient_activity", "Patient": "patients"}
@@ -37,19 +37,12 @@ def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
-def _drain(sub) -> list:
-    out = []
-    while (delivery := sub.get_nowait()) is not None:
-        out.append(delivery)
-    return out
-
-
 async def test_one_bad_create_among_concurrent_ones_is_refused_alone(world, monkeypatch):
     store, p = world.store, world.patient.id
     note_on_q = await store.add_note(principal=world.lead, patient_id=world.other_patient.id,
                                      session_type="review", text="Stable.")
     sizes = _batch_sizes(monkeypatch)
-    sub = store.hub.subscribe(world.lead, [class_topic("MobilityScore"), class_topic("SessionNote")])
+    sub = mailbox(store.hub, world.lead, [class_topic("MobilityScore"), class_topic("SessionNote")])
     trail_before = len(await store.audit_trail(principal=world.lead, limit=1000))
     start = datetime.now(timezone.utc) - timedelta(hours=1)
 
@@ -74,7 +67,7 @@ async def test_one_bad_create_among_concurrent_ones_is_refused_alone(world, monk
     notes = await store.find(principal=world.lead, class_name="SessionNote", where={"patient": p}, limit=100)
     assert notes == []
 
-    deliveries = _drain(sub)
+    deliveries = sub.drain()
     assert sorted(d.object_id for d in deliveries) == sorted(ids)  # each published once, the bad one never
     assert all(d.kind == "create" and d.class_name == "MobilityScore" for d in deliveries)
 
@@ -118,7 +111,7 @@ async def test_nothing_is_published_before_its_commit(world, database_url, monke
     store, p = world.store, world.patient.id
     other = sqlite3.connect(make_url(database_url).database)
     seen: list[tuple[str, bool]] = []
-    publish = store.hub.publish
+    dispatch = store.hub.dispatch
 
     def checking(item) -> None:
         if isinstance(item, Event) and item.class_name in TABLES:
@@ -126,9 +119,9 @@ async def test_nothing_is_published_before_its_commit(world, database_url, monke
             found = other.execute(f"SELECT count(*) FROM {TABLES[item.class_name]} WHERE {key} = ?",
                                   (item.object_id,)).fetchone()[0]
             seen.append((item.class_name, found == 1))
-        publish(item)
+        dispatch(item)
 
-    monkeypatch.setattr(store.hub, "publish", checking)
+    monkeypatch.setattr(store.hub, "dispatch", checking)
     try:
         await asyncio.gather(
             *(store.record_score(principal=world.owner, patient_id=p, score_type="berg", value=i) for i in range(3)),
@@ -163,7 +156,7 @@ async def test_a_failed_commit_stores_and_publishes_nothing_and_the_next_write_w
         pytest.skip("group commit is SQLite's")
     real = db_module._run_batch
     monkeypatch.setattr(db_module, "_run_batch", lambda conn, batch: real(_CommitFails(conn), batch))
-    sub = store.hub.subscribe(world.lead, [class_topic("MobilityScore"), class_topic("SessionNote")])
+    sub = mailbox(store.hub, world.lead, [class_topic("MobilityScore"), class_topic("SessionNote")])
     before = await domain_snapshot(store.db)
     results = await asyncio.gather(
         *(store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=i) for i in range(3)),
@@ -171,11 +164,11 @@ async def test_a_failed_commit_stores_and_publishes_nothing_and_the_next_write_w
         return_exceptions=True)
     assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
     assert await domain_snapshot(store.db) == before
-    assert _drain(sub) == []
+    assert sub.drain() == []
 
     monkeypatch.setattr(db_module, "_run_batch", real)
     score = await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=5)
-    assert [d.object_id for d in _drain(sub)] == [score.id]
+    assert [d.object_id for d in sub.drain()] == [score.id]
 
 
 async def test_sqlite_moves_its_write_ahead_log_into_the_database_file_in_the_background(world, database_url):
