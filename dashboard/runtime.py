@@ -34,6 +34,7 @@ def settle_garbage_collector() -> None:
     that took up to 190 ms, and it struck during deliveries. Everything alive once the server has
     started (modules, NiceGUI, SQLAlchemy's compiled caches, the access index) is frozen out of
     collection, and collections run less often. Cyclic garbage is still collected.
+    Listed with the other fast paths in dashboard/FAST-PATHS.md.
     """
     gc.collect()
     gc.freeze()
