@@ -9,18 +9,20 @@ against the subscription's `where` and against what the subscriber could read:
 
 "Could read and matched before" is known exactly: each subscription tracks the objects currently in
 its view (seeded by one store query when it starts, then kept by the events; bounded). When access
-to a patient ends, the tracked objects of that patient leave. If the hub's buffer for a subscriber
-overflowed, the subscription is re-read from the store and the difference is sent.
+to a patient ends, the tracked objects of that patient leave.
 
 The hub hands each delivery straight to its subscription's handler here (a sink: no task per
 subscription), which works out the event and writes it to the socket in the same step when nothing
 is queued ahead of it: a push to a thousand sockets is a thousand writes, not a thousand task
-wake-ups. Only a socket whose client stops reading queues; a sender task, started then, waits on it
-(with a time limit), so a slow socket only ever holds back itself. A socket that falls SEND_QUEUE messages behind
-has its queued events dropped and its subscriptions re-read (resync).
+wake-ups. Only a socket whose client stops reading queues; a sender task,
+started then, waits on it (with a time limit), so a slow socket only ever holds back itself. A
+socket that falls SEND_QUEUE messages behind has its queued events dropped and its subscriptions
+re-read from the store, and the difference is sent (resync).
 When access to a patient ends, that patient's queued messages are dropped before they are sent.
-Malformed messages get protocol errors (1 bad message, 2 not connected or unknown subscription,
-3 unknown op, 209 bad session); nothing a client sends ends the server or the handler.
+Malformed messages get protocol errors (errors.LiveQueryCode: BAD_MESSAGE, NOT_CONNECTED or an
+unknown subscription, UNKNOWN_OP, INVALID_KEY; a bad session ParseCode.INVALID_SESSION_TOKEN); nothing
+a client sends ends the server or the handler. A subscription pinned to one patient is routed by
+patient and class, so the patient's other classes never reach it.
 """
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ from dashboard.access import Principal
 from dashboard.api import wire
 from dashboard.api.matcher import Matcher
 from dashboard.config import Settings
-from dashboard.errors import NotAuthenticated, StoreError
-from dashboard.hub import RESYNC, Delivery, class_topic, patient_topic
+from dashboard.errors import LiveQueryCode, NotAuthenticated, ParseCode, StoreError
+from dashboard.hub import CHANGES, RESYNC, Delivery, DeliveryKind, class_topic, patient_topic
 from dashboard.schema import PATIENT_RECORDS
 from dashboard.store import Store
 
@@ -200,7 +202,8 @@ class Connection:
                         async with asyncio.timeout_at(connect_by):
                             message = await self.ws.receive()
                     except TimeoutError:
-                        await self.send(_error(1, f"Send connect within {CONNECT_TIMEOUT_SECONDS:g} s of opening"))
+                        await self.send(_error(LiveQueryCode.BAD_MESSAGE,
+                                               f"Send connect within {CONNECT_TIMEOUT_SECONDS:g} s of opening"))
                         break
                 if message["type"] == "websocket.disconnect":
                     break
@@ -336,21 +339,23 @@ class Connection:
         request_id: object = None
         try:
             if text is None or len(text) > MAX_MESSAGE_CHARS:
-                raise ProtocolError(1, f"Messages must be JSON text of at most {MAX_MESSAGE_CHARS} characters")
+                raise ProtocolError(LiveQueryCode.BAD_MESSAGE,
+                                    f"Messages must be JSON text of at most {MAX_MESSAGE_CHARS} characters")
             try:
                 message = json.loads(text, parse_constant=_no_constant)
             except (ValueError, RecursionError):
-                raise ProtocolError(1, "The message is not valid JSON") from None
+                raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "The message is not valid JSON") from None
             if not isinstance(message, dict):
-                raise ProtocolError(1, "The message must be a JSON object")
+                raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "The message must be a JSON object")
             request_id = message.get("requestId")
             op = message.get("op")
             handler = {"connect": self._connect, "subscribe": self._subscribe, "update": self._update,
                        "unsubscribe": self._unsubscribe}.get(op) if isinstance(op, str) else None
             if handler is None:
-                raise ProtocolError(3, f"Unknown op {str(op)[:40]!r}", request_id=request_id)
+                raise ProtocolError(LiveQueryCode.UNKNOWN_OP, f"Unknown op {str(op)[:40]!r}", request_id=request_id)
             if op != "connect" and not self.connected:
-                raise ProtocolError(2, "Not connected: send connect first", request_id=request_id)
+                raise ProtocolError(LiveQueryCode.NOT_CONNECTED, "Not connected: send connect first",
+                                    request_id=request_id)
             if op != "connect" and self.principal is not None and not await self.store.touch_session(self.principal):
                 self._end_session()  # a message is activity, but not on a session that is over
                 return
@@ -363,29 +368,29 @@ class Connection:
             await self.send(_error(exc.parse_code, exc.message, request_id))
         except Exception:  # noqa: BLE001 - a handler fault is reported, never fatal
             log.exception("live query: unexpected error")
-            await self.send(_error(1, "The message could not be handled", request_id))
+            await self.send(_error(LiveQueryCode.BAD_MESSAGE, "The message could not be handled", request_id))
 
     async def _resolve(self, token: object, request_id: object = None) -> Principal:
         if not isinstance(token, str) or not token:
-            raise ProtocolError(209, "Invalid session token", request_id=request_id)
+            raise ProtocolError(ParseCode.INVALID_SESSION_TOKEN, "Invalid session token", request_id=request_id)
         try:
             return await self.store.resolve_session(token)
         except NotAuthenticated as exc:
-            raise ProtocolError(209, exc.message, request_id=request_id) from None
+            raise ProtocolError(ParseCode.INVALID_SESSION_TOKEN, exc.message, request_id=request_id) from None
 
     async def _connect(self, message: dict[str, Any]) -> None:
         if self.connected:
-            raise ProtocolError(1, "Already connected")
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "Already connected")
         unknown = message.keys() - {"op", "applicationId", "sessionToken", "installationId", "clientKey",
                                     "javascriptKey", "masterKey", "restAPIKey", "windowsKey"}
         if unknown:
-            raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not a connect field")
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, f"{sorted(unknown)[0][:40]} is not a connect field")
         app_id = message.get("applicationId")
         if not isinstance(app_id, str) or not hmac.compare_digest(
                 app_id.encode("utf-8", "surrogatepass"), self.server.settings.parse_app_id.encode()):
-            raise ProtocolError(4, "Key in request is not valid", close=True)
+            raise ProtocolError(LiveQueryCode.INVALID_KEY, "Key in request is not valid", close=True)
         if message.get("masterKey"):
-            raise ProtocolError(4, "Key in request is not valid", close=True)
+            raise ProtocolError(LiveQueryCode.INVALID_KEY, "Key in request is not valid", close=True)
         token = message.get("sessionToken")
         if token is not None:
             try:
@@ -400,29 +405,33 @@ class Connection:
     def _parse_query(self, message: dict[str, Any]) -> tuple[int, str, dict[str, Any], dict[str, Any] | None, frozenset[str] | None]:
         request_id = message.get("requestId")
         if not isinstance(request_id, int) or isinstance(request_id, bool) or not 0 < request_id < 2**53:
-            raise ProtocolError(1, "requestId must be a positive whole number")
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "requestId must be a positive whole number")
         unknown = message.keys() - {"op", "requestId", "query", "sessionToken"}
         if unknown:
-            raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not a subscribe field", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, f"{sorted(unknown)[0][:40]} is not a subscribe field",
+                                request_id=request_id)
         query = message.get("query")
         if not isinstance(query, dict):
-            raise ProtocolError(1, "query must be an object with className and where", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "query must be an object with className and where",
+                                request_id=request_id)
         if "fields" in query:
-            raise ProtocolError(1, "query.fields is not supported; use keys", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "query.fields is not supported; use keys",
+                                request_id=request_id)
         unknown = query.keys() - {"className", "where", "keys", "watch"}
         if unknown:
-            raise ProtocolError(1, f"query.{sorted(unknown)[0][:40]} is not supported", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, f"query.{sorted(unknown)[0][:40]} is not supported",
+                                request_id=request_id)
         class_name = query.get("className")
         if not isinstance(class_name, str) or not class_name or len(class_name) > 64:
-            raise ProtocolError(1, "query.className must name a class", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "query.className must name a class", request_id=request_id)
         where = query.get("where") or {}
         if not isinstance(where, dict):
-            raise ProtocolError(1, "query.where must be an object", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "query.where must be an object", request_id=request_id)
         try:
             keys = wire.parse_keys(class_name, query.get("keys"))
             watch_tree = wire.parse_keys(class_name, query.get("watch"), "watch")
         except StoreError as exc:
-            raise ProtocolError(1, exc.message, request_id=request_id) from None
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, exc.message, request_id=request_id) from None
         watch = frozenset(watch_tree) if watch_tree else None
         return request_id, class_name, where, keys, watch
 
@@ -430,17 +439,19 @@ class Connection:
         request_id, class_name, where, keys, watch = self._parse_query(message)
         if not replacing:
             if request_id in self.subscriptions:
-                raise ProtocolError(1, "requestId is already in use on this connection", request_id=request_id)
+                raise ProtocolError(LiveQueryCode.BAD_MESSAGE, "requestId is already in use on this connection",
+                                    request_id=request_id)
             if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-                raise ProtocolError(1, f"At most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                raise ProtocolError(LiveQueryCode.BAD_MESSAGE,
+                                    f"At most {MAX_SUBSCRIPTIONS} subscriptions per connection",
                                     request_id=request_id)
         token = message.get("sessionToken")
         principal = await self._resolve(token, request_id) if token is not None else self.principal
         if principal is None:
-            raise ProtocolError(209, "A session token is required", request_id=request_id)
+            raise ProtocolError(ParseCode.INVALID_SESSION_TOKEN, "A session token is required", request_id=request_id)
         sub = LiveSubscription(request_id, class_name, where, keys, watch, principal)
         pinned = _pinned_patient(class_name, where)
-        topic = patient_topic(pinned) if pinned else class_topic(class_name)
+        topic = patient_topic(pinned, class_name) if pinned else class_topic(class_name)
         # Subscribed before the view is read, so nothing committed in between is missed: deliveries
         # wait in `pending` until the view is seeded.
         sub.hub_sub = self.store.hub.subscribe(principal, [topic], sink=lambda d: self._on_delivery(sub, d))
@@ -465,17 +476,20 @@ class Connection:
     async def _update(self, message: dict[str, Any]) -> None:
         request_id = message.get("requestId")
         if not isinstance(request_id, int) or request_id not in self.subscriptions:
-            raise ProtocolError(2, "No subscription with this requestId", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.NOT_CONNECTED, "No subscription with this requestId",
+                                request_id=request_id)
         await self._subscribe(message, replacing=True)
 
     async def _unsubscribe(self, message: dict[str, Any]) -> None:
         request_id = message.get("requestId")
         unknown = message.keys() - {"op", "requestId"}
         if unknown:
-            raise ProtocolError(1, f"{sorted(unknown)[0][:40]} is not an unsubscribe field", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.BAD_MESSAGE, f"{sorted(unknown)[0][:40]} is not an unsubscribe field",
+                                request_id=request_id)
         sub = self.subscriptions.pop(request_id, None) if isinstance(request_id, int) else None
         if sub is None:
-            raise ProtocolError(2, "No subscription with this requestId", request_id=request_id)
+            raise ProtocolError(LiveQueryCode.NOT_CONNECTED, "No subscription with this requestId",
+                                request_id=request_id)
         self._drop(sub)
         await self.send(json.dumps({"op": "unsubscribed", "clientId": self.client_id, "requestId": request_id}))
 
@@ -520,19 +534,19 @@ class Connection:
 
     def _apply(self, sub: LiveSubscription, delivery: Delivery) -> None:
         kind = delivery.kind
-        if kind == "access_ended":
+        if kind == DeliveryKind.ACCESS_ENDED:
             self._access_ended(sub, delivery.patient_id)
             return
-        if kind == "access_granted":
+        if kind == DeliveryKind.ACCESS_GRANTED:
             if delivery.patient_id:
                 sub.granted.add(delivery.patient_id)
             return
-        if kind == "resync" or delivery.class_name != sub.class_name or kind not in ("create", "update", "delete"):
+        if kind not in CHANGES or delivery.class_name != sub.class_name:
             return
         object_id = delivery.object_id
         before, after = delivery.before, delivery.data
         known = sub.tracked.get(object_id)
-        if kind == "create":
+        if kind == DeliveryKind.CREATE:
             if known is not None:
                 return  # already in the view read from the store (it committed before that read)
             was_in = False
@@ -541,16 +555,16 @@ class Connection:
         else:
             was_in = known is not None or (
                 sub.matcher.matches(before) and delivery.patient_id not in sub.granted)  # type: ignore[union-attr]
-        is_in = kind != "delete" and sub.matcher.matches(after)  # type: ignore[union-attr]
+        is_in = kind != DeliveryKind.DELETE and sub.matcher.matches(after)  # type: ignore[union-attr]
         if was_in and is_in:
             op = "update"
             if sub.watch and before is not None and after is not None and all(
                     before.get(f) == after.get(f) for f in sub.watch):
                 op = ""
         elif was_in:
-            op = "leave" if kind != "delete" else "delete"
+            op = "leave" if kind != DeliveryKind.DELETE else "delete"
         elif is_in:
-            op = "create" if kind == "create" else "enter"
+            op = "create" if kind == DeliveryKind.CREATE else "enter"
         else:
             op = ""
         if is_in and after is not None:
@@ -570,7 +584,7 @@ class Connection:
         sub.tracked[object_id] = Tracked(_patient_of(sub.class_name, data), data["createdAt"], data["updatedAt"])
 
     def _on_session_event(self, delivery: Delivery) -> None:
-        if delivery.kind == "access_ended" and delivery.patient_id is None:
+        if delivery.kind == DeliveryKind.ACCESS_ENDED and delivery.patient_id is None:
             self._end_session()
 
     def _end_session(self) -> None:
@@ -580,7 +594,7 @@ class Connection:
         self._ending = True
         for sub in list(self.subscriptions.values()):
             self._access_ended(sub, None)  # each subscription: its leaves, then its own 209
-        self._enqueue(_error(209, "The session has ended; sign in again"))
+        self._enqueue(_error(ParseCode.INVALID_SESSION_TOKEN, "The session has ended; sign in again"))
         self.closing = True
         asyncio.get_running_loop().create_task(self._close_when_sent())
 
@@ -611,7 +625,7 @@ class Connection:
             self.subscriptions.pop(sub.request_id, None)
             if sub.hub_sub is not None:
                 sub.hub_sub.close()
-            self._enqueue(_error(209, "The session has ended", sub.request_id))
+            self._enqueue(_error(ParseCode.INVALID_SESSION_TOKEN, "The session has ended", sub.request_id))
             if not self.subscriptions and not self._ending and (
                     self.principal is None or self.store.access.role(self.principal) is None):
                 self._end_session()

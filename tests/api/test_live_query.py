@@ -303,3 +303,29 @@ async def test_a_socket_that_falls_behind_catches_up_with_every_object_once(api,
     assert all(o is not None and len(o) == 1 and o[0] in ("create", "enter") for o in ops), ops
     assert any(o == ["enter"] for o in ops)  # some came through the re-read, not as their own event
     await behind.nothing()
+
+
+async def test_a_pinned_subscription_is_not_visited_by_another_class_of_its_patient(api, lq_url, monkeypatch):
+    """A live query on one patient's scores is routed by patient and class: that patient's notes
+    never reach its handler (zero calls), its scores do."""
+    from dashboard.api import live_query
+
+    calls: list[str] = []
+    on_delivery = live_query.Connection._on_delivery
+
+    def counting(self, sub, delivery):
+        calls.append(delivery.class_name)
+        return on_delivery(self, sub, delivery)
+
+    monkeypatch.setattr(live_query.Connection, "_on_delivery", counting)
+    w = api.world
+    owner = await open_client(lq_url, api.tokens["owner"])
+    await subscribe(owner, 1, "MobilityScore", patient_where(w))
+    await api.store.add_note(principal=w.lead, patient_id=w.patient.id, session_type="review", text="Calm.")
+    assert calls == []
+    score = await api.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel", value=50)
+    event = await owner.recv()
+    assert (event["op"], event["object"]["objectId"]) == ("create", score.id)
+    assert calls == ["MobilityScore"]
+    await owner.ws.close()
+
