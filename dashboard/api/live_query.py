@@ -14,7 +14,7 @@ to a patient ends, the tracked objects of that patient leave.
 The hub hands each delivery straight to its subscription's handler here (a sink: no task per
 subscription), which works out the event and writes it to the socket in the same step when nothing
 is queued ahead of it: a push to a thousand sockets is a thousand writes, not a thousand task
-wake-ups. Only a socket whose client stops reading queues; a sender task,
+wake-ups (`start_now`, a fenced fast path). Only a socket whose client stops reading queues; a sender task,
 started then, waits on it (with a time limit), so a slow socket only ever holds back itself. A
 socket that falls SEND_QUEUE messages behind has its queued events dropped and its subscriptions
 re-read from the store, and the difference is sent (resync).
@@ -31,6 +31,7 @@ import hmac
 import json
 import logging
 import secrets
+import sys
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -134,14 +135,90 @@ def _pinned_patient(class_name: str, where: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _start_now(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None] | None:
-    """Runs `coro` up to its first suspension in this step, as Python 3.12's eager tasks do.
-    None when it finished (a socket write that did not have to wait); else a task finishing it."""
+# -- writing in the delivering step (REVIEW-CODE.md section 3) ------------------------------------
+# A socket write should start in the step that delivers the event, so that a push to a thousand
+# sockets is a thousand writes, not a thousand task wake-ups. Python 3.12 does that publicly
+# (`asyncio.Task(..., eager_start=True)`). On 3.11 the coroutine is stepped by hand, which relies on
+# CPython's Future protocol (`Future._asyncio_future_blocking`); a check at import confirms it still
+# works as assumed, or else every write becomes a plain task (correct, one wake-up per write).
+EAGER_TASK = "eager-task"  # Python >= 3.12: public
+HAND_STEPPED = "hand-stepped"  # CPython 3.11, checked at import
+PLAIN_TASK = "task"  # the fallback
+
+
+def _hand_stepping_works() -> bool:
+    """Steps two coroutines by hand on a scratch loop, as `_step_by_hand` does, and checks each step."""
+    if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11):
+        return False
+    loop = asyncio.new_event_loop()
+    try:
+        async def instant() -> str:
+            return "done"
+
+        async def waits(future: asyncio.Future[str]) -> str:
+            return await future
+
+        done = instant()
+        try:
+            done.send(None)
+            return False
+        except StopIteration as stop:
+            if stop.value != "done":
+                return False
+        future: asyncio.Future[str] = loop.create_future()
+        coro = waits(future)
+        yielded = coro.send(None)
+        if yielded is not future or getattr(future, "_asyncio_future_blocking", None) is not True:
+            coro.close()
+            return False
+        future._asyncio_future_blocking = False
+        future.set_result("ok")
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value == "ok"
+        coro.close()
+        return False
+    except Exception:  # noqa: BLE001 - any surprise means: do not step by hand
+        return False
+    finally:
+        loop.close()
+
+
+def _choose_send_path() -> str:
+    if sys.version_info >= (3, 12):
+        return EAGER_TASK
+    if _hand_stepping_works():
+        return HAND_STEPPED
+    log.warning("live query: stepping a socket write by hand is not supported here; every write is a task")
+    return PLAIN_TASK
+
+
+SEND_PATH = _choose_send_path()
+
+
+def start_now(coro: Coroutine[Any, Any, Any], path: str | None = None) -> asyncio.Task[Any] | None:
+    """Runs `coro` up to its first suspension in this step. None when it finished (a socket write
+    that did not have to wait; an exception it raised is raised here); else a task finishing it."""
+    path = path or SEND_PATH
+    loop = asyncio.get_running_loop()
+    if path == HAND_STEPPED:
+        return _step_by_hand(coro, loop)
+    if path == EAGER_TASK:
+        task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        if task.done():
+            task.result()
+            return None
+        return task
+    return loop.create_task(coro)
+
+
+def _step_by_hand(coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None] | None:
     try:
         waiting_on = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_finish(coro, waiting_on))
+    return loop.create_task(_finish(coro, waiting_on))
 
 
 async def _finish(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
@@ -270,7 +347,7 @@ class Connection:
     def _write(self, text: str) -> None:
         """Writes now; a write that has to wait (the client is not reading) is left to the sender."""
         try:
-            self._stalled = _start_now(self.ws.send_text(text))
+            self._stalled = start_now(self.ws.send_text(text))
         except Exception:  # noqa: BLE001 - the socket is gone; the sender closes it
             self._failed = self.closing = True
             self._start_sender()

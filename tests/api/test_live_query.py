@@ -329,3 +329,67 @@ async def test_a_pinned_subscription_is_not_visited_by_another_class_of_its_pati
     assert calls == ["MobilityScore"]
     await owner.ws.close()
 
+
+# -- the socket write in the delivering step (a fenced fast path) ---------------------------------
+def test_the_socket_write_fast_path_in_use_is_the_one_for_this_python():
+    """3.12+: the public eager task; CPython 3.11: the hand-stepped coroutine, which passed its check
+    at import. Only if that check fails is every write a plain task (slower, still correct)."""
+    import sys
+
+    from dashboard.api import live_query
+
+    expected = live_query.EAGER_TASK if sys.version_info >= (3, 12) else live_query.HAND_STEPPED
+    assert live_query.SEND_PATH == expected
+    assert live_query._hand_stepping_works() is (sys.version_info[:2] == (3, 11))
+
+
+async def test_every_write_path_sends_in_order_and_reports_a_failure():
+    from dashboard.api import live_query
+
+    paths = [live_query.PLAIN_TASK, live_query.SEND_PATH]
+    for path in dict.fromkeys(paths):
+        sent: list[str] = []
+        gate = asyncio.Event()
+
+        async def write(text: str, wait: bool = False) -> None:
+            if wait:
+                await gate.wait()
+            sent.append(text)
+
+        first = live_query.start_now(write("now"), path)
+        if path == live_query.PLAIN_TASK:
+            assert first is not None
+            await first
+        else:
+            assert first is None  # written in this step: no task at all
+        assert sent == ["now"]
+        stalled = live_query.start_now(write("later", wait=True), path)
+        assert stalled is not None and not stalled.done() and sent == ["now"]
+        gate.set()
+        await stalled
+        assert sent == ["now", "later"]
+
+        async def broken() -> None:
+            raise ConnectionError("gone")
+
+        try:
+            task = live_query.start_now(broken(), path)
+            if task is not None:
+                await task
+        except ConnectionError:
+            pass
+        else:
+            raise AssertionError(f"{path}: a failed write went unnoticed")
+
+
+async def test_live_queries_work_on_the_plain_task_fallback(api, lq_url, monkeypatch):
+    from dashboard.api import live_query
+
+    monkeypatch.setattr(live_query, "SEND_PATH", live_query.PLAIN_TASK)
+    w = api.world
+    owner = await open_client(lq_url, api.tokens["owner"])
+    await subscribe(owner, 1, "MobilityScore", patient_where(w))
+    ids = [(await api.store.record_score(principal=w.lead, patient_id=w.patient.id, score_type="barthel",
+                                         value=v)).id for v in range(5)]
+    assert [(await owner.recv())["object"]["objectId"] for _ in ids] == ids
+    await owner.ws.close()
