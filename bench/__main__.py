@@ -18,9 +18,11 @@ from bench.report import rewrite_readme, table_rows
 from bench.server import raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("floor", "fanout", "pages", "isolation", "writes", "caseload", "memory")
+SCENARIOS = ("floor", "fanout", "pages", "isolation", "isolation-writes", "writes", "caseload", "memory", "growth")
 # Run only when named (--only): the resource-limit attacks (REVIEW-SECURITY H3/H4) push the server towards gigabytes.
 OPT_IN = ("resources",)
+# In a full run, not in a plain --quick (the smoke test's set of scenarios): `--quick --only NAME` runs them scaled down.
+NOT_QUICK = ("isolation-writes", "growth")
 
 
 @dataclass
@@ -31,18 +33,22 @@ class Context:
     fanout_sizes: list[int]
     pages_wait: float | None = None
     pages_settle: float | None = None
+    driver: str | None = None  # isolation-writes and growth: "wrk", "aiohttp" or "auto" (wrk when on PATH)
 
 
 def plan(quick: bool) -> dict:
     if quick:
         return {"fanout": ([5, 20], 5), "pages": ([3, 6], 2), "isolation": (3, 20, 5),
-                "writes": ([1, 16], 40), "memory": [0, 10, 20]}
+                "isolation-writes": (50, 200), "writes": ([1, 16], 40), "memory": [0, 10, 20],
+                "growth": (2000, 500)}
+    # isolation-writes: (subscribers on X, SessionNote creates per phase); growth: (records, window).
     return {"fanout": ([50, 200, 1000], 100), "pages": ([50, 200, 500], 10), "isolation": (10, 1000, 100),
-            "writes": ([1, 16], 2000), "memory": [0, 250, 500, 1000]}
+            "isolation-writes": (1000, 2000), "writes": ([1, 16], 2000), "memory": [0, 250, 500, 1000],
+            "growth": (20000, 1000)}
 
 
 async def run_one(name: str, ctx: Context, p: dict) -> dict:
-    from bench.scenarios import caseload, floor, live, memory, pages, resources
+    from bench.scenarios import caseload, floor, growth, live, memory, pages, resources
 
     if name == "floor":
         return await floor.run(ctx)
@@ -59,8 +65,13 @@ async def run_one(name: str, ctx: Context, p: dict) -> dict:
         return await pages.run(ctx, sizes, writes)
     if name == "isolation":
         return await live.isolation(ctx, *p["isolation"])
+    if name == "isolation-writes":
+        return await live.isolation_writes(ctx, *p["isolation-writes"])
     if name == "writes":
         return await live.writes(ctx, *p["writes"])
+    if name == "growth":
+        records, window = p["growth"]
+        return await growth.run(ctx, records, window, tuple(p.get("growth_kinds") or growth.KINDS))
     if name == "caseload":
         return await caseload.run(ctx)
     if name == "memory":
@@ -88,9 +99,19 @@ async def main_async(args: argparse.Namespace) -> int:
         p["pages"] = (args.pages_sizes or sizes, args.pages_writes or writes)
     if args.fanout_sizes:
         p["fanout"] = (args.fanout_sizes, p["fanout"][1])
+    if args.isolation_subscribers or args.isolation_creates:
+        subs, creates = p["isolation-writes"]
+        p["isolation-writes"] = (args.isolation_subscribers or subs, args.isolation_creates or creates)
+    if args.growth_records or args.growth_window:
+        records, window = p["growth"]
+        records = args.growth_records or records
+        p["growth"] = (records, args.growth_window or min(window, max(1, records // 4)))
+    if args.growth_kinds:
+        p["growth_kinds"] = args.growth_kinds
     ctx = Context(quick=args.quick, database_url=args.database_url, chromium=not args.quick and not args.no_chromium,
-                  fanout_sizes=p["fanout"][0], pages_wait=args.pages_wait, pages_settle=args.pages_settle)
-    names = [args.only] if args.only else list(SCENARIOS)
+                  fanout_sizes=p["fanout"][0], pages_wait=args.pages_wait, pages_settle=args.pages_settle,
+                  driver=args.driver)
+    names = [args.only] if args.only else [n for n in SCENARIOS if not (args.quick and n in NOT_QUICK)]
     if "floor" not in names:
         names.insert(0, "floor")  # every run carries its own floor
     results: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
@@ -152,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages-wait", type=float, help="seconds each update may take before it counts as lost (15)")
     parser.add_argument("--pages-settle", type=float,
                         help="seconds to keep counting late updates after a page count's writes (30)")
+    parser.add_argument("--driver", choices=("auto", "wrk", "aiohttp"), default="auto",
+                        help="load generator of isolation-writes and growth (auto: wrk when on PATH)")
+    parser.add_argument("--isolation-subscribers", type=int,
+                        help="isolation-writes: live-query subscribers on X's MobilityScore (1000)")
+    parser.add_argument("--isolation-creates", type=int,
+                        help="isolation-writes: SessionNote creates per phase, four phases X Y Y X (2000)")
+    parser.add_argument("--growth-records", type=int, help="growth: creates to the one patient, per kind (20000)")
+    parser.add_argument("--growth-window", type=int,
+                        help="growth: creates per burst; first / last burst are compared (1000, or records/4)")
+    parser.add_argument("--growth-kinds", type=lambda t: tuple(k for k in t.split(",") if k),
+                        help="growth: notes,scores (default both)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per scenario")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args))

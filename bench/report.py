@@ -85,6 +85,16 @@ def table_rows(results: dict) -> list[tuple]:
                      "≤ 10% slower", "", "", _verdict(worst, 10)))
 
     sqlite_rate = _get(floor, "sqlite_insert_commit", "per_second")
+    iw = s.get("isolation-writes", {})
+    if iw.get("completed"):
+        x_rate, y_rate, pct = _get(iw, "x", "per_second"), _get(iw, "y", "per_second"), iw.get("x_vs_y_pct")
+        rows.append((f"topic isolation, writes: SessionNote creates c{iw['concurrency']} /s on X "
+                     f"({iw['subscribers_on_x']} MobilityScore subs) vs Y (none) [{iw['driver']}]",
+                     f"{x_rate} vs {y_rate} ({pct}%; events to subs {iw.get('events_to_subscribers')}, "
+                     f"control lost {iw.get('control_lost')})",
+                     "X ≥ 90% of Y", f"bare SQLite insert+commit {sqlite_rate}/s",
+                     f"{ratio(sqlite_rate, x_rate)} / {ratio(sqlite_rate, y_rate)}",
+                     "MISSES" if not iw.get("all_delivered", True) else _verdict(pct, 90, lower_is_better=False)))
     for key in sorted((k for k in s.get("writes", {}) if k.startswith("c") and k[1:].isdigit()), key=lambda k: int(k[1:])):
         rate = _get(s, "writes", key, "per_second")
         if rate is None:
@@ -119,6 +129,19 @@ def table_rows(results: dict) -> list[tuple]:
     if per_sub is not None:
         rows.append(("memory per live-query subscriber (KiB, slope)", per_sub, "≤ 50 KB (48.8 KiB)", "", "",
                      _verdict(per_sub, 48.8)))
+    grow = s.get("growth", {})
+    if grow.get("completed"):
+        for kind in grow.get("kinds", []):
+            g = grow.get(kind) or {}
+            first, last, pct = g.get("first_per_second"), g.get("last_per_second"), g.get("last_vs_first_pct")
+            rows.append((f"growth: {g.get('class')} creates c{grow['concurrency']} /s on one patient, first → last "
+                         f"{grow['window']} of {grow['records']} (fresh patient after) [{grow['driver']}]",
+                         f"{first} → {last} ({pct}%); fresh {g.get('fresh_per_second')}"
+                         + (f"; refused {g['refused']}" if g.get("refused") else ""),
+                         "last ≥ 90% of first", f"bare SQLite insert+commit {sqlite_rate}/s",
+                         f"{ratio(sqlite_rate, first)} / {ratio(sqlite_rate, last)}",
+                         "MISSES" if g.get("refused") or g.get("errors") else
+                         _verdict(pct, 90, lower_is_better=False)))
     if echo is not None:
         rows.append(("floor: websocket echo round trip p50 / p99 ms",
                      f"{echo} / {_get(floor, 'websocket', 'echo_rtt', 'p99_ms')}", "", "", "", "floor"))

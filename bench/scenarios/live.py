@@ -1,4 +1,5 @@
-"""Live-query scenarios: 1. fan-out, 3. topic isolation, 4. writes (REST creates with their pushes)."""
+"""Live-query scenarios: 1. fan-out, 3. topic isolation (3b. isolation-writes: throughput beside subscribers),
+4. writes (REST creates with their pushes)."""
 from __future__ import annotations
 
 import asyncio
@@ -185,3 +186,66 @@ async def writes(ctx, concurrency_levels: list[int], total: int) -> dict:
         finally:
             await subs.close()
     return out
+
+
+async def isolation_writes(ctx, subscribers: int, creates: int, concurrency: int = 16) -> dict:
+    """3b. Throughput beside subscribers: SessionNote creates at `concurrency` on X, which has `subscribers`
+    live queries on its MobilityScore, and the same creates on Y, which has none; same server, same run.
+
+    Phases X, Y, Y, X (drift in the machine's load falls on both sides alike), `creates` each. The
+    subscribers must receive none of the notes; three MobilityScore creates on X at the end must reach
+    every one of them (the subscriptions were live throughout)."""
+    from bench.scenarios.load import burst, pick_driver
+
+    driver = pick_driver(getattr(ctx, "driver", None))
+    async with Workspace("isolation-writes", ctx.database_url) as ws:
+        async with open_store(ws.db.url, ws.data_dir) as store:
+            world = await build_world(store, patients=2, therapists=1, members=min(subscribers, 20))
+        server = await asyncio.to_thread(ws.start_server)
+        x, y = world.patients[0], world.patients[1]
+        token = world.lead.token
+        arrivals = Arrivals(expected=subscribers)
+        subs = Subscribers(server.ws_url, arrivals)
+        rest = RestClient(server.url, connections=1)
+        phases: list[tuple[str, dict]] = []
+        try:
+            t0 = time.perf_counter()
+            await subs.open([(world.members[i % len(world.members)].token, patient_query(x))
+                             for i in range(subscribers)])
+            subscribe_s = time.perf_counter() - t0
+            for patient in (x, y):  # warm-up, not counted
+                await burst(driver, server.url, "SessionNote", patient, token, min(100, creates), concurrency)
+            for name in ("x", "y", "y", "x"):
+                b = await burst(driver, server.url, "SessionNote", x if name == "x" else y, token, creates,
+                                concurrency)
+                phases.append((name, b.as_dict()))
+            await asyncio.sleep(0.5)  # a stray push of a note would still be on its way
+            leaked = sum(len(t) for t in arrivals.times.values())
+            control = await _writes(rest, arrivals, token, x, 3, subscribers)
+            errors = subs.errors
+        finally:
+            await rest.close()
+            await subs.close()
+
+    def side(name: str) -> dict:
+        mine = [p for n, p in phases if n == name]
+        created = sum(p["created"] for p in mine)
+        seconds = sum(p["seconds"] for p in mine)
+        return {"created": created, "seconds": round(seconds, 3),
+                "per_second": round(created / seconds, 1) if seconds else None,
+                "phases_per_second": [p["per_second"] for p in mine],
+                "latency_p50_ms": [p["latency_p50_ms"] for p in mine],
+                "latency_p99_ms": [p["latency_p99_ms"] for p in mine]}
+
+    xs, ys = side("x"), side("y")
+    request_errors = [e for _, p in phases for e in p["errors"]][:5]
+    refused = sum(p["answers"] - p["created"] for _, p in phases)
+    ratio_pct = round(100 * xs["per_second"] / ys["per_second"], 1) if xs["per_second"] and ys["per_second"] else None
+    return {"completed": True, "driver": driver, "concurrency": concurrency, "subscribers_on_x": subscribers,
+            "subscribe_all_s": round(subscribe_s, 3), "creates_per_phase": creates, "order": [n for n, _ in phases],
+            "x": xs, "y": ys, "x_vs_y_pct": ratio_pct, "refused": refused, "events_to_subscribers": leaked,
+            "control_lost": control["lost"], "control_duplicates": control["duplicates"],
+            "control_latency": summary_ms(control["latency"]),
+            "all_delivered": (leaked == 0 and control["lost"] == 0 and control["duplicates"] == 0 and not errors
+                              and refused == 0 and not request_errors),
+            "errors": (errors[:5] + request_errors)[:5]}
