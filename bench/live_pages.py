@@ -7,18 +7,13 @@ temporary folder; Chromium is the system one (/usr/bin/chromium).
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.server import BenchServer
+
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 PASSWORD = "demo-password-2026"
@@ -31,29 +26,6 @@ OBSERVE = """() => {
     if (first && first.textContent.trim() === String(window.__want)) window.__seen = Date.now();
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
-
-
-def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OT_DATA_DIR": str(folder), "OT_PORT": str(port), "OT_SECRET_KEY": "bench-secret",
-           "OT_LOCKOUT_ATTEMPTS": "1000"}
-    for name in ("measures.json", "vocabulary.json", "demo.json"):
-        (folder / name).write_bytes((ROOT / "data" / name).read_bytes())
-    subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=env, check=True, capture_output=True, cwd=ROOT)
-    process = subprocess.Popen([sys.executable, "-m", "dashboard", "serve"], env=env, cwd=ROOT,
-                               stdout=open(folder / "server.log", "wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/status", timeout=1):
-                return process, url
-        except OSError:
-            time.sleep(0.1)  # the port is not open yet
-    process.kill()
-    raise SystemExit("server did not start")
 
 
 def sign_in(browser, url: str, username: str, path: str):
@@ -74,8 +46,10 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        process, url = start_server(Path(tmp))
+        server = BenchServer(Path(tmp)).load_demo()  # SQLite in the folder, the demo logins
+        url = server.url
         try:
+            server.start()
             with sqlite3.connect(Path(tmp) / "ot-tracker.sqlite3") as db:
                 pid = db.execute("SELECT id FROM patients WHERE patient_id = 'DEMO-0001'").fetchone()[0]
             with sync_playwright() as p:
@@ -99,8 +73,7 @@ def main() -> None:
                         "() => document.querySelector('input[data-testid=score-value]').value === ''")
                 browser.close()
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            server.stop()
     samples.sort()
     p95 = samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
     print(f"save click -> other browser, {len(samples)} saves: p50 {statistics.median(samples):.0f} ms, "

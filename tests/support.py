@@ -1,14 +1,13 @@
-"""Helpers shared by the tests: the world of principals, a live server process, write snapshots.
+"""Helpers shared by the tests: the world of principals, a live server process, waiting, write snapshots.
 
 Plain functions and classes, imported as `tests.support` (fixtures live in conftest.py).
 """
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.server import Server, error_records
 from dashboard.access import Principal
 from dashboard.config import Settings
 from dashboard.db import Database
@@ -68,77 +67,92 @@ async def build_world(store: Store) -> World:
                  **principals)
 
 
-# -- a real server process, for browser tests, the Parse SDK script and the benchmarks ---------------
-@dataclass
+# -- a real server process, for browser tests, the Parse SDK script and the HTTP checks ----------------
+# The launcher is bench.server.Server (the benchmarks' too); this adds the tests' settings, the demo
+# data, and the check that fails a test when the server logged an ERROR from an ot_tracker logger.
+TEST_SETTINGS = {"OT_SECRET_KEY": "live-test-secret", "OT_LOCKOUT_ATTEMPTS": "1000",
+                 "OT_LOGIN_RATE_PER_MINUTE": "10000"}
+RUNNING: "set[LiveServer]" = set()  # started and not yet stopped, for the per-test check in conftest.py
+# Loggers whose ERROR records the running test expects (its `allow_errors` marker); set by conftest.py.
+allowed_error_loggers: tuple[str, ...] = ()
+
+
+def is_allowed(logger: str, allowed: tuple[str, ...]) -> bool:
+    return any(logger == name or logger.startswith(name + ".") for name in allowed)
+
+
 class LiveServer:
-    url: str
-    port: int
-    data_dir: Path
-    env: dict[str, str]
-    process: "subprocess.Popen[bytes] | None" = None
+    """A `bench.server.Server` as the tests use it: `url`, `port`, `data_dir`, `env` (the environment
+    it runs with), `start`, `stop`, `restart`. Its log is read for ot_tracker ERROR records after each
+    test (conftest.py) and when it stops; each line is judged once."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.checked = 0  # characters of server.log already judged
+
+    url = property(lambda self: self.server.url)
+    port = property(lambda self: self.server.port)
+    data_dir = property(lambda self: self.server.data_dir)
+    process = property(lambda self: self.server.process)
+    env = property(lambda self: self.server.env())
 
     def start(self) -> None:
-        import subprocess
-        import sys
-
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
-        env = {k: v for k, v in self.env.items() if not k.startswith("PYTEST_")}
-        self.process = subprocess.Popen([sys.executable, "-m", "dashboard", "serve"], env=env,
-                                        stdout=log, stderr=subprocess.STDOUT)
-        self.wait_ready()
+        self.server.start()
+        RUNNING.add(self)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/status", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)  # polling a port that is not open yet: there is no event to wait on
-        raise TimeoutError(f"server not ready: {(self.data_dir / 'server.log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-        self.process = None
+        self.server.wait_ready(timeout)
 
     def restart(self) -> None:
-        self.stop()
-        self.start()
+        self.server.restart()
+
+    def stop(self) -> None:
+        """Stops the process; raises if its log holds ERROR records from ot_tracker (shutdown's included)
+        that no check has seen and the running test does not allow."""
+        RUNNING.discard(self)
+        self.server.stop()
+        errors = self.new_errors(allowed_error_loggers)
+        if errors:
+            raise AssertionError(f"the server at {self.data_dir} logged ERROR records:\n" + "\n".join(errors))
+
+    def new_errors(self, allowed: tuple[str, ...] = ()) -> list[str]:
+        """The ERROR lines from ot_tracker loggers logged since the last call, but those of `allowed` loggers."""
+        text = self.server.log_text()
+        found = error_records(text[self.checked:])
+        self.checked = len(text)
+        return [line for logger, line in found if not is_allowed(logger, allowed)]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def assert_no_logged_errors(log_dir: Path) -> None:
+    """No ERROR records from ot_tracker loggers in the server logs (*server.log) kept in `log_dir`:
+    for servers the tests do not start themselves (the benchmarks' Workspace keeps its logs there)."""
+    logs = sorted(log_dir.glob("*server.log"))
+    assert logs, f"no server logs in {log_dir}"
+    errors = [f"[{path.name}] {line}" for path in logs for _, line in error_records(path.read_text(errors="replace"))]
+    assert not errors, f"{len(errors)} ERROR records from ot_tracker loggers:\n" + "\n".join(errors)
 
 
 def make_live_server(data_dir: Path, **env_overrides: str) -> LiveServer:
     """Migrated SQLite and demo data (data/demo.json logins) in `data_dir`, not yet started."""
-    import subprocess
-    import sys
+    return LiveServer(Server(data_dir, settings={**TEST_SETTINGS, **env_overrides}).load_demo())
 
-    port = free_port()
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
-    env = {**inherited, "OT_DATA_DIR": str(data_dir), "OT_PORT": str(port), "OT_HOST": "127.0.0.1",
-           "OT_SECRET_KEY": "live-test-secret", "OT_LOCKOUT_ATTEMPTS": "1000",
-           "OT_LOGIN_RATE_PER_MINUTE": "10000", **env_overrides}
-    for name in ("measures.json", "vocabulary.json", "demo.json"):
-        (data_dir / name).write_bytes((Path(__file__).parent.parent / "data" / name).read_bytes())
-    # Its output is kept beside the server's log, so the suite's log grep reads it too.
-    with open(data_dir / "demo.log", "ab") as log:
-        subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=env, check=True, stdout=log,
-                       stderr=subprocess.STDOUT)
-    return LiveServer(url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir, env=env)
+
+# -- waiting for a background effect ----------------------------------------------------------------------
+async def eventually(check, timeout: float = 3.0) -> None:
+    """Waits until `check()` (or the coroutine it returns) is true: for effects of background work, such as
+    a click's handler (a task in NiceGUI's simulation). Polls every 20 ms: there is no event to wait on."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
 
 
 # -- helpers for tests that check what a refused call left behind ------------------------------------
@@ -191,13 +205,3 @@ async def outcome_of(awaitable) -> tuple[str, object]:
     except InvalidInput as exc:
         return "400", exc
     return "ok", result
-
-
-def mailbox(hub, principal: Principal, topics, *, maxsize: int | None = None):
-    """A hub subscription as a page holds one: a `Mailbox` (dashboard.hub) as its sink. Returns the
-    mailbox (`drain()`, `get()`, `close()`, `.subscription`); a context manager that closes both."""
-    from dashboard.hub import Mailbox
-
-    box = Mailbox(maxsize or hub.queue_size)
-    hub.subscribe(principal, topics, sink=box)
-    return box

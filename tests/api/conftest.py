@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 
 from dashboard import models
 from dashboard.api import mount
+from tests.support import PASSWORD, eventually
 
 APP_ID = "test-app-id"
-from tests.support import PASSWORD
 USERNAMES = {"lead": "lead", "owner": "owner", "other_therapist": "other-therapist",
              "team_therapist": "team-therapist", "team_contributor": "team-contributor",
              "outsider": "outsider", "viewer": "viewer"}
@@ -112,8 +112,9 @@ async def lq_url(api):
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
+    await eventually(lambda: server.started or task.done(), timeout=10)  # uvicorn has no "listening" event
+    if task.done():
+        task.result()  # it failed to start: its exception
     yield f"ws://127.0.0.1:{port}/parse"
     server.should_exit = True
     await asyncio.wait_for(task, 10)

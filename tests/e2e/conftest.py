@@ -27,11 +27,9 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def e2e_server(tmp_path_factory: pytest.TempPathFactory):
-    server = make_live_server(tmp_path_factory.mktemp("e2e"))
-    server.start()
-    yield server
-    server.stop()
+def e2e_server(live_server: LiveServer) -> LiveServer:
+    """The session's server (tests/conftest.py `live_server`), under the name the browser tests use."""
+    return live_server
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from dashboard.errors import PermissionDenied
-from tests.pages.conftest import eventually
+from tests.support import eventually
 
 
 def _one(user, marker: str):

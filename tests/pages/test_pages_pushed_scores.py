@@ -8,7 +8,7 @@ from typing import Any
 from nicegui import ui
 from nicegui.element import Element
 
-from tests.pages.conftest import eventually
+from tests.support import eventually
 
 DAY = timedelta(days=1)
 START = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ from dashboard.access import Principal
 from dashboard.models import utcnow
 from dashboard.rate_limit import LoginLimiter
 from pages import auth, socket_guard
-from tests.pages.conftest import eventually
+from tests.support import eventually
 from tests.support import PASSWORD
 
 

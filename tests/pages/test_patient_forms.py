@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from tests.pages.conftest import eventually
+from tests.support import eventually
 
 
 def _one(user, marker: str):
