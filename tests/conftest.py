@@ -6,6 +6,7 @@ database, created on first use.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from dashboard.db import Database
 from dashboard.store import Store
+from tests import support
 from tests.support import World, build_world, make_live_server, settings_for
 
 # One database per pytest process, so parallel runs on one machine never truncate each other's rows.
@@ -106,13 +108,60 @@ async def world(store: Store) -> World:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory):
-    """One server for the session, with the demo data; tests make their own changes through it."""
+    """One server for the session, with the demo data; tests make their own changes through it.
+    The browser tests use it too (their `e2e_server`)."""
     server = make_live_server(tmp_path_factory.mktemp("live"))
     server.start()
     yield server
     server.stop()
 
 
+# ==== ERROR records fail the test (as NiceGUI's `user` fixture does, nicegui/testing/user_plugin.py) =====
+# Our code logs and carries on where a failure must not stop the others (a page's refresh, a subscriber's
+# sink, a socket's send); in a test, such a record is a failure. Every ERROR or CRITICAL record of a logger
+# under `ot_tracker` logged in this process from the test's setup to its teardown fails it, and so does
+# every such line in the log of a server process (tests.support.LiveServer) that was running meanwhile.
+# A test that provokes one on purpose names the loggers: @pytest.mark.allow_errors("ot_tracker.hub").
+ERROR_LOGGERS = "ot_tracker"
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def describe_error(record: logging.LogRecord) -> str:
+    """The logger and message of a record, and the exception it carries."""
+    text = f"{record.name}: {record.getMessage()}"
+    if record.exc_info and record.exc_info[1] is not None:
+        text += f"  [{type(record.exc_info[1]).__name__}: {record.exc_info[1]}]"
+    return text
+
+
+@pytest.fixture(autouse=True)
+def fail_on_logged_errors(request: pytest.FixtureRequest):
+    allowed = tuple(name for marker in request.node.iter_markers("allow_errors") for name in marker.args)
+    handler = _ErrorRecords()
+    logger = logging.getLogger(ERROR_LOGGERS)
+    logger.addHandler(handler)
+    support.allowed_error_loggers = allowed  # for a server that stops during this test
+    for server in list(support.RUNNING):  # lines from before this test were judged after the one before
+        server.new_errors(allowed)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        support.allowed_error_loggers = ()
+    errors = [describe_error(r) for r in handler.records if not support.is_allowed(r.name, allowed)]
+    for server in list(support.RUNNING):
+        errors += [f"[{server.data_dir / 'server.log'}] {line}" for line in server.new_errors(allowed)]
+    if errors:
+        pytest.fail(f"{len(errors)} ERROR records from {ERROR_LOGGERS} loggers (mark the test "
+                    f"allow_errors(logger) if it provokes them on purpose):\n" + "\n".join(errors), pytrace=False)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -153,8 +202,8 @@ class SessionLogs:
     handler: "_SessionLogHandler | None" = None
 
     def server_logs(self) -> list[Path]:
-        """The stdout/stderr files of the server subprocesses (tests.support.LiveServer writes
-        data_dir/server.log, and every data_dir is under this session's basetemp)."""
+        """The stdout/stderr files of the server subprocesses (bench.server.Server, the launcher behind
+        tests.support.LiveServer, writes data_dir/server.log; every data_dir is under this session's basetemp)."""
         return sorted(self.basetemp.rglob("*.log")) if self.basetemp is not None else []
 
 
@@ -190,6 +239,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from dashboard import log_privacy
 
     config.addinivalue_line("markers", "runs_last: run after every other test (the whole-suite log grep)")
+    config.addinivalue_line("markers", "allow_errors(*loggers): the test provokes ERROR records from these "
+                                       "loggers (and their children) on purpose; others still fail it")
     if config.stash.get(_SESSION_LOGS, None) is not None:
         return
     logs = SessionLogs()

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark harness: `python -m bench --quick` runs every scenario at tiny scale
-against real server processes. It checks that each completes and every delivery arrives, not timings."""
+against real server processes. It checks that each completes, every delivery arrives and no server
+logs an ERROR from our code (ot_tracker loggers), not timings."""
 from __future__ import annotations
 
 import json
@@ -8,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import assert_no_logged_errors
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_quick_completes_every_scenario(tmp_path: Path) -> None:
     out = tmp_path / "quick.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
+    env["BENCH_LOG_DIR"] = str(tmp_path / "server-logs")  # each scenario's server log, kept for the check below
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
@@ -29,3 +33,4 @@ def test_bench_quick_completes_every_scenario(tmp_path: Path) -> None:
     assert scenarios["isolation"]["lost"] == 0 and scenarios["isolation"]["events_to_others"] == 0
     assert all(v["pushes_lost"] == 0 for k, v in scenarios["writes"].items() if k.startswith("c") and k[1:].isdigit())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_no_logged_errors(tmp_path / "server-logs")
