@@ -40,6 +40,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from dashboard import fast_paths
 from dashboard.access import Principal
 from dashboard.api import wire
 from dashboard.api.matcher import Matcher
@@ -140,10 +141,12 @@ def _pinned_patient(class_name: str, where: Mapping[str, Any]) -> str | None:
 # sockets is a thousand writes, not a thousand task wake-ups. Python 3.12 does that publicly
 # (`asyncio.Task(..., eager_start=True)`). On 3.11 the coroutine is stepped by hand, which relies on
 # CPython's Future protocol (`Future._asyncio_future_blocking`); a check at import confirms it still
-# works as assumed, or else every write becomes a plain task (correct, one wake-up per write).
+# works as assumed, or else every write becomes a plain task (correct, one wake-up per write), as it
+# does when OT_FAST_PATHS_OFF names "live-query-write".
 EAGER_TASK = "eager-task"  # Python >= 3.12: public
 HAND_STEPPED = "hand-stepped"  # CPython 3.11, checked at import
 PLAIN_TASK = "task"  # the fallback
+FAST_PATH = "live-query-write"  # its name for OT_FAST_PATHS_OFF
 
 
 def _hand_stepping_works() -> bool:
@@ -186,12 +189,14 @@ def _hand_stepping_works() -> bool:
 
 
 def _choose_send_path() -> str:
-    if sys.version_info >= (3, 12):
-        return EAGER_TASK
-    if _hand_stepping_works():
-        return HAND_STEPPED
-    log.warning("live query: stepping a socket write by hand is not supported here; every write is a task")
-    return PLAIN_TASK
+    """Which path writes start on in this process; reported through fast_paths (FAST-PATHS.md)."""
+    fast, problem = (EAGER_TASK, None) if sys.version_info >= (3, 12) else (HAND_STEPPED, None)
+    if fast_paths.switched_off(FAST_PATH):
+        problem = f"{fast_paths.ENV} names it"
+    elif fast == HAND_STEPPED and not _hand_stepping_works():
+        problem = f"stepping a coroutine by hand is not checked for {sys.implementation.name} {sys.version.split()[0]}"
+    fast_paths.report(FAST_PATH, problem, fast=fast, fallback=PLAIN_TASK)
+    return PLAIN_TASK if problem else fast
 
 
 SEND_PATH = _choose_send_path()

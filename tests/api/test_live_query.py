@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from dashboard import fast_paths
 from tests.api.conftest import APP_ID
 
 TIMEOUT = 5
@@ -341,6 +342,16 @@ def test_the_socket_write_fast_path_in_use_is_the_one_for_this_python():
     expected = live_query.EAGER_TASK if sys.version_info >= (3, 12) else live_query.HAND_STEPPED
     assert live_query.SEND_PATH == expected
     assert live_query._hand_stepping_works() is (sys.version_info[:2] == (3, 11))
+    assert fast_paths.active()[live_query.FAST_PATH] == expected  # what the start-up log said
+
+
+def test_the_socket_write_fast_path_can_be_switched_off(monkeypatch):
+    from dashboard.api import live_query
+
+    monkeypatch.setenv(fast_paths.ENV, live_query.FAST_PATH)
+    assert live_query._choose_send_path() == live_query.PLAIN_TASK
+    monkeypatch.delenv(fast_paths.ENV)
+    assert live_query._choose_send_path() == live_query.SEND_PATH
 
 
 async def test_every_write_path_sends_in_order_and_reports_a_failure():
