@@ -205,3 +205,13 @@ async def outcome_of(awaitable) -> tuple[str, object]:
     except InvalidInput as exc:
         return "400", exc
     return "ok", result
+
+
+def mailbox(hub, principal: Principal, topics, *, maxsize: int | None = None):
+    """A hub subscription as a page holds one: a `Mailbox` (dashboard.hub) as its sink. Returns the
+    mailbox (`drain()`, `get()`, `close()`, `.subscription`); a context manager that closes both."""
+    from dashboard.hub import Mailbox
+
+    box = Mailbox(maxsize or hub.queue_size)
+    hub.subscribe(principal, topics, sink=box)
+    return box
