@@ -1,10 +1,9 @@
 """Who may see what (shared/spec/ACCESS.md), answered from an in-memory index.
 
-The index is loaded once from the database and kept current by the store, which updates it right
-after each commit that changes a patient's therapist, a care team, a role, an account's state or a
-session. The store's reads and the hub's per-recipient checks both ask it, so there is one rule.
-It is per process: a multi-process deployment must carry the same invalidations over the hub's
-bridge.
+The index is loaded once from the database and kept current by the change feed (changes.py), which
+applies every committed access mutation (a patient's therapist, a care team, a role, an account's
+state, revoked sessions) in the order of the change log. The store's reads and the hub's
+per-recipient checks both ask it, so there is one rule.
 """
 from __future__ import annotations
 
@@ -85,9 +84,16 @@ class AccessIndex:
         self._revoked_sessions: set[str] = set()
         self._sessions: dict[str, SessionClock] = {}
 
+    def clear(self) -> None:
+        self._patients.clear()
+        self._users.clear()
+        self._member_of.clear()
+        self._primary_of.clear()
+        self._revoked_sessions.clear()
+        self._sessions.clear()
+
     async def load(self, session: AsyncSession) -> None:
-        self.__init__(clock=self.clock, idle_timeout=self.idle_timeout,  # type: ignore[misc]
-                      viewer_exempt=self.viewer_exempt)
+        self.clear()
         for uid, role, active, username, names in await session.execute(
             select(User.id, User.role, User.active, User.username, User.show_full_names)
         ):
@@ -138,7 +144,7 @@ class AccessIndex:
         if self.viewer_exempt and (role or self._role_of(clock.user_id)) == VIEWER:
             return None
         now = self.clock()
-        if now < clock.ends_at:  # type: ignore[operator] - set by track_session
+        if clock.ends_at is not None and now < clock.ends_at:
             return None
         return "expired" if now >= clock.expires_at else "idle"
 
@@ -216,20 +222,15 @@ class AccessIndex:
         visible = self.visible_patient_ids(Principal(user_id))
         return set(self._patients) if visible is None else visible
 
-    def watchers(self, patient_id: str) -> set[str]:
-        """Users who see the patient now, leads included."""
-        access = self._patients.get(patient_id)
-        if access is None:
-            return set()
-        out = {uid for uid, u in self._users.items() if u.active and u.role == LEAD}
-        out |= {uid for uid in access.members if self._users.get(uid, _UserAccess("", False, "")).active}
-        therapist = self._users.get(access.primary_therapist_id)
-        if therapist and therapist.active and therapist.role == THERAPIST:
-            out.add(access.primary_therapist_id)
-        return out
-
     def session_revoked(self, session_id: str | None) -> bool:
         return session_id in self._revoked_sessions
+
+    def primary_therapist(self, patient_id: str) -> str | None:
+        access = self._patients.get(patient_id)
+        return access.primary_therapist_id if access else None
+
+    def active_leads(self) -> set[str]:
+        return {uid for uid, u in self._users.items() if u.role == Role.LEAD and u.active}
 
     def full_names(self, principal: Principal) -> bool:
         user = self._users.get(principal.user_id)
@@ -260,8 +261,3 @@ class AccessIndex:
     def revoke_session(self, session_id: str) -> None:
         self._revoked_sessions.add(session_id)
 
-
-def session_alive(row: AuthSession, now: datetime, idle_limit_seconds: float) -> bool:
-    if row.revoked_at is not None or now >= row.expires_at:
-        return False
-    return (now - row.last_seen_at).total_seconds() < idle_limit_seconds

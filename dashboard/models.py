@@ -10,6 +10,8 @@ import secrets
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    DDL,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -153,7 +156,9 @@ class SessionNote(Timestamps, Versioned, Base):
 
 class StatusHistory(Timestamps, Base):
     __tablename__ = "status_history"
-    __table_args__ = (Index("ix_history_patient_created", "patient_id", "created_at"),)
+    __table_args__ = (Index("ix_history_patient_created", "patient_id", "created_at"),
+                      # The next sequence is max(sequence) of the patient: a lookup, not a scan.
+                      Index("ix_history_patient_sequence", "patient_id", "sequence"))
     class_name = "StatusHistory"
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True, default=new_object_id)
@@ -265,3 +270,40 @@ class PatientActivity(Base):
     last_session_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     open_follow_ups: Mapped[int] = mapped_column(Integer, default=0)
     equipment_out: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChangeLog(Base):
+    """Committed changes as data: one row per write transaction, inserted by that transaction as its
+    last statement, holding its record events and access mutations in order (dashboard/changes.py).
+
+    `seq` follows commit order. SQLite has one writer, so its AUTOINCREMENT rowid does (and a
+    rolled-back write takes no number). On PostgreSQL an identity value is taken at INSERT, not at
+    COMMIT; a trigger numbers the row under a transaction-scoped advisory lock instead, so numbers
+    follow commit order and a reader sees a prefix with only permanent holes (SCALE-OUT.md §3).
+    """
+
+    __tablename__ = "change_log"
+    __table_args__ = (Index("ix_change_log_at", "at"), {"sqlite_autoincrement": True})
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    body: Mapped[str] = mapped_column(Text)  # JSON: a list of changes
+
+
+# The numbering on PostgreSQL; the migration (0005) creates the same objects.
+CHANGE_LOG_ADVISORY_LOCK = 7_310_001
+CHANGE_LOG_PG_DDL = (
+    "CREATE SEQUENCE IF NOT EXISTS change_seq",
+    "ALTER TABLE change_log ALTER COLUMN seq DROP DEFAULT",
+    f"""CREATE OR REPLACE FUNCTION change_log_number() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock({CHANGE_LOG_ADVISORY_LOCK});
+    NEW.seq := nextval('change_seq');
+    RETURN NEW;
+END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS change_log_number ON change_log",
+    "CREATE TRIGGER change_log_number BEFORE INSERT ON change_log FOR EACH ROW EXECUTE FUNCTION change_log_number()",
+)
+for _statement in CHANGE_LOG_PG_DDL:
+    event.listen(ChangeLog.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import ClassVar
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class UserRecord:
     class_name: ClassVar[str] = "_User"
     id: str
@@ -27,7 +27,7 @@ class UserRecord:
     show_full_names: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PatientRecord:
     class_name: ClassVar[str] = "Patient"
     id: str
@@ -42,7 +42,7 @@ class PatientRecord:
     archived: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ScoreRecord:
     class_name: ClassVar[str] = "MobilityScore"
     id: str
@@ -60,7 +60,7 @@ class ScoreRecord:
     error_marked_by_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NoteRecord:
     class_name: ClassVar[str] = "SessionNote"
     id: str
@@ -76,7 +76,7 @@ class NoteRecord:
     amends_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class EquipmentRecord:
     class_name: ClassVar[str] = "EquipmentLog"
     id: str
@@ -92,7 +92,7 @@ class EquipmentRecord:
     returned_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HistoryRecord:
     class_name: ClassVar[str] = "StatusHistory"
     id: str
@@ -106,6 +106,22 @@ class HistoryRecord:
     change_reason: str | None = None
     equipment_log_id: str | None = None
     sequence: int = 0
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit row: who did what to which record, when, and the outcome; never a PHI value."""
+
+    id: int
+    at: datetime
+    actor_id: str | None
+    action: str
+    class_name: str
+    object_id: str | None
+    patient_ref: str | None
+    outcome: str
+    detail: str | None
+    address: str | None
 
 
 Record = UserRecord | PatientRecord | ScoreRecord | NoteRecord | EquipmentRecord | HistoryRecord

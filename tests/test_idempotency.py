@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
+from dashboard.record_types import ScoreRecord
 from dashboard.errors import Conflict, InvalidInput, MissingField, NotFound, PermissionDenied, RepeatedRequest
 from dashboard.hub import class_topic, patient_topic
 from dashboard.models import MobilityScore, RequestKey, SessionNote, StatusHistory
@@ -187,8 +188,8 @@ async def test_concurrent_duplicates_end_as_one_row_and_one_repeat(world):
     score = lambda: store.record_score(principal=world.owner, patient_id=p, score_type="barthel",  # noqa: E731
                                        value=55, request_key="same-score")
     results = await asyncio.gather(score(), score(), return_exceptions=True)
-    [made] = [r for r in results if isinstance(r, MobilityScore)]
-    [repeat] = [r for r in results if not isinstance(r, MobilityScore)]
+    [made] = [r for r in results if isinstance(r, ScoreRecord)]
+    [repeat] = [r for r in results if not isinstance(r, ScoreRecord)]
     assert isinstance(repeat, RepeatedRequest), repeat  # never an IntegrityError
     assert repeat.object_id == made.id
     assert await _count(store, MobilityScore, patient_id=p) == 1
@@ -196,7 +197,7 @@ async def test_concurrent_duplicates_end_as_one_row_and_one_repeat(world):
     status = lambda: store.change_status(principal=world.owner, patient_id=p, status="dependent",  # noqa: E731
                                          reason="Fell", request_key="same-status")
     results = await asyncio.gather(status(), status(), return_exceptions=True)
-    assert sorted(type(r).__name__ for r in results) == ["Patient", "RepeatedRequest"], results
+    assert sorted(type(r).__name__ for r in results) == ["PatientRecord", "RepeatedRequest"], results
     assert await _count(store, StatusHistory, patient_id=p, to_value="dependent") == 1
     published = sub.drain()
     assert [d.object_id for d in published if d.class_name == "MobilityScore"] == [made.id]

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dashboard.store.accounts import SignedIn
-from dashboard.store.bulk import BulkMixin
-from dashboard.store.caseload import BoardItem, CaseloadMixin, CaseloadRow, LatestScore
+from dashboard.store.care_team import TeamMember
+from dashboard.store.caseload import BoardItem, CaseloadRow, LatestScore
+from dashboard.store.imports import ImportsMixin
+from dashboard.store.rules import Permissions
 
 
-class Store(BulkMixin, CaseloadMixin):
+class Store(ImportsMixin):
     """Accounts, records, care teams and read models, each in its own module under store/."""
 
 
-__all__ = ["Store", "SignedIn", "CaseloadRow", "LatestScore", "BoardItem"]
+__all__ = ["Store", "SignedIn", "CaseloadRow", "LatestScore", "BoardItem", "Permissions", "TeamMember"]

@@ -7,15 +7,17 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from typing import cast
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard import password_rules
-from dashboard.access import LEAD, Principal
+from dashboard.access import Principal, Role
+from dashboard.changes import revoke_mutation, user_mutation
 from dashboard.errors import (
+    ParseCode,
     AccountLocked,
     InvalidCredentials,
     InvalidInput,
@@ -26,10 +28,13 @@ from dashboard.errors import (
     RateLimited,
     Taken,
 )
-from dashboard.models import ROLES, AuthSession, LoginThrottle, User, new_object_id
+from dashboard.models import AuthSession, LoginThrottle, User, new_object_id
+from dashboard.record_types import UserRecord
 from dashboard.names import MAX_INPUT, account_key, email_key
 from dashboard.passwords import new_session_token, token_hash
-from dashboard.store.base import AUDIT, StoreBase, Tx, audited
+from dashboard.serialize import record_of
+from dashboard.store.base import AUDIT, Tx, audited
+from dashboard.store.read import ReadMixin, is_object_id
 from dashboard.store.query import text_problem
 from dashboard.store.request_keys import check_request_key
 
@@ -42,11 +47,6 @@ LAST_SEEN_GRANULARITY_SECONDS = 30
 SESSION_CACHE_SIZE = 10_000
 
 
-def _is_id(value: object) -> bool:
-    """Could be an object id: text of at most 16 characters that a database can compare."""
-    return isinstance(value, str) and 0 < len(value) <= 16 and not text_problem(value)
-
-
 @dataclass
 class _CachedSession:
     session_id: str
@@ -55,12 +55,12 @@ class _CachedSession:
 
 @dataclass(frozen=True)
 class SignedIn:
-    user: User
+    user: UserRecord
     token: str
     principal: Principal
 
 
-class AccountsMixin(StoreBase):
+class AccountsMixin(ReadMixin):
     # -- validation -----------------------------------------------------------------------------
     def _check_username(self, username: object) -> str:
         if username is None or username == "":
@@ -78,7 +78,7 @@ class AccountsMixin(StoreBase):
         if not isinstance(email, str):
             raise InvalidInput("email", "must be text")
         if len(email) > 254 or not EMAIL_RULE.match(email) or text_problem(email):
-            raise InvalidInput("email", "must be an email address", code=125)
+            raise InvalidInput("email", "must be an email address", code=ParseCode.INVALID_EMAIL_ADDRESS)
         return email_key(email)
 
     def _password_problems(self, password: object) -> list[InvalidInput]:
@@ -90,24 +90,25 @@ class AccountsMixin(StoreBase):
         problems = []
         if len(password) < self.settings.min_password_length:
             problems.append(InvalidInput(
-                "password", f"must be at least {self.settings.min_password_length} characters", code=142))
+                "password", f"must be at least {self.settings.min_password_length} characters", code=ParseCode.VALIDATION_ERROR))
         if len(password) > 1024:
-            problems.append(InvalidInput("password", "must be at most 1024 characters", code=142))
+            problems.append(InvalidInput("password", "must be at most 1024 characters", code=ParseCode.VALIDATION_ERROR))
         weakness = password_rules.weakness(password) or text_problem(password)
         if weakness:
-            problems.append(InvalidInput("password", weakness, code=142))
+            problems.append(InvalidInput("password", weakness, code=ParseCode.VALIDATION_ERROR))
         return problems
 
     def _check_password(self, password: object) -> str:
         problems = self._password_problems(password)
-        if problems:
-            raise problems[0]
-        return password  # type: ignore[return-value]
+        if problems or not isinstance(password, str):
+            raise problems[0] if problems else MissingField("password")
+        return password
 
-    def _check_role(self, role: object) -> str:
-        if role not in ROLES:
-            raise InvalidInput("role", f"must be one of: {', '.join(ROLES)}")
-        return role  # type: ignore[return-value]
+    @staticmethod
+    def _check_role(role: object) -> Role:
+        if not isinstance(role, str) or role not in Role.__members__.values():
+            raise InvalidInput("role", f"must be one of: {', '.join(Role)}")
+        return Role(role)
 
     async def _hash(self, password: str) -> str:
         return await asyncio.to_thread(self.hasher.hash, password)
@@ -115,22 +116,24 @@ class AccountsMixin(StoreBase):
     # -- creating users -------------------------------------------------------------------------
     async def _insert_user(self, *, username: str, email: str, password: str, role: str,
                            actor: Principal | None, audit_action: str,
-                           request_key: str | None = None) -> tuple[User, str | None]:
+                           request_key: str | None = None) -> tuple[UserRecord, str | None]:
         password_hash = await self._hash(password)
         user = User(id=new_object_id(), username=username, username_key=account_key(username), email=email,
                     password_hash=password_hash, role=role, active=True)
         token = new_session_token() if actor is None else None
+        session_row = None
         async with self._write() as tx:
             await self._claim_request_key(tx, actor, request_key, "_User", user.id)
             await self._ensure_unique(tx, username=username, email=email)
             tx.session.add(user)
             await tx.session.flush()
-            session_row = self._new_session(tx, user.id, token) if token else None
+            if token:
+                session_row = self._new_session(tx, user.id, token)
             tx.audit(actor or Principal(user.id), audit_action, "_User", object_id=user.id)
-            tx.after_commit.append(lambda: self.access.put_user(
-                user.id, role=user.role, active=True, username=user.username))
-        del session_row
-        return user, token
+            tx.changes.append(user_mutation(user.id, role=user.role, active=True, username=user.username))
+        if session_row is not None:
+            self._track(session_row)
+        return record_of(user), token
 
     async def _ensure_unique(self, tx: Tx, *, username: str | None = None, email: str | None = None) -> None:
         taken = await self._taken(tx.session, username=username, email=email)
@@ -179,18 +182,19 @@ class AccountsMixin(StoreBase):
         password = self._check_password(password)
         try:
             user, token = await self._insert_user(username=username, email=email, password=password,
-                                                  role="contributor", actor=None, audit_action="signup")
+                                                  role=Role.CONTRIBUTOR, actor=None, audit_action="signup")
         except IntegrityError as exc:  # a concurrent sign-up won the race
             raise Taken("username") from exc
-        assert token is not None
+        if token is None:  # pragma: no cover - a sign-up always opens a session
+            raise NotAuthenticated()
         session_id = await self._session_id_for(token)
         return SignedIn(user, token, Principal(user.id, session_id, user.username))
 
     @audited("create")
     async def create_user(self, *, principal: Principal | None, username: str, email: str,
                           password: str, role: str, class_name: str = "_User",
-                          request_key: str | None = None) -> User:
-        if self._role(principal) != LEAD:
+                          request_key: str | None = None) -> UserRecord:
+        if self._role(principal) != Role.LEAD:
             raise PermissionDenied("Only a lead creates accounts")
         user, _ = await self._insert_user(
             username=self._check_username(username), email=self._check_email(email),
@@ -198,11 +202,11 @@ class AccountsMixin(StoreBase):
             actor=principal, audit_action="create", request_key=check_request_key(request_key))
         return user
 
-    async def bootstrap_lead(self, *, username: str, email: str, password: str) -> User:
+    async def bootstrap_lead(self, *, username: str, email: str, password: str) -> UserRecord:
         """The command line's way to make the first lead of an empty installation."""
         user, _ = await self._insert_user(
             username=self._check_username(username), email=self._check_email(email),
-            password=self._check_password(password), role=LEAD, actor=Principal("cli"),
+            password=self._check_password(password), role=Role.LEAD, actor=Principal("cli"),
             audit_action="create")
         return user
 
@@ -212,14 +216,18 @@ class AccountsMixin(StoreBase):
         row = AuthSession(token_hash=token_hash(token), user_id=user_id, created_at=now,
                           last_seen_at=now, expires_at=now + self.settings.session_lifetime)
         tx.session.add(row)
-        tx.after_commit.append(lambda: self.access.track_session(
-            row.id, user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at))
         return row
+
+    def _track(self, row: AuthSession) -> None:
+        """A new session's clocks, once it is committed (this process's cache; others read it)."""
+        self.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
 
     async def _session_id_for(self, token: str) -> str:
         async with self.db.read() as session:
-            return await session.scalar(
-                select(AuthSession.id).where(AuthSession.token_hash == token_hash(token)))  # type: ignore[return-value]
+            found = await session.scalar(select(AuthSession.id).where(AuthSession.token_hash == token_hash(token)))
+        if found is None:
+            raise NotAuthenticated()
+        return str(found)
 
     def _limit_sign_in(self, address: str, username: object) -> None:
         """Attempts per minute per client address and per account key; RateLimited beyond."""
@@ -265,7 +273,8 @@ class AccountsMixin(StoreBase):
             if existing is not None:
                 await tx.session.delete(existing)
             tx.audit(Principal(user.id), "login", "_User", object_id=user.id, address=address)
-        return SignedIn(user, token, Principal(user.id, row.id, user.username))
+        self._track(row)
+        return SignedIn(record_of(user), token, Principal(user.id, row.id, user.username))
 
     async def _audit_sign_in(self, account: str | None, address: str | None, outcome: str) -> None:
         """A refused sign-in: the account tried (when it exists), where from, wrong or locked."""
@@ -366,8 +375,7 @@ class AccountsMixin(StoreBase):
         async with self._write() as tx:
             revoked = await self._revoke_sessions(tx, principal.user_id)
             tx.audit(principal, "logout", "_User", object_id=principal.user_id)
-            self._access_change(tx, {principal.user_id},
-                                lambda: [self.access.revoke_session(s) for s in revoked], ended=True)
+            tx.changes.append(revoke_mutation(principal.user_id, revoked))
 
     async def _revoke_sessions(self, tx: Tx, user_id: str) -> list[str]:
         ids = list(await tx.session.scalars(select(AuthSession.id).where(
@@ -378,43 +386,34 @@ class AccountsMixin(StoreBase):
         return ids
 
     # -- reading and changing users -------------------------------------------------------------
-    def _user_view(self, principal: Principal, user: User) -> User:
-        """Self and leads see the whole account; anyone else only its username and role."""
-        if principal.user_id == user.id or self.access.role(principal) == LEAD:
-            return user
-        return User(id=user.id, username=user.username, role=user.role, email=None,
-                    password_hash=None, active=None, created_at=user.created_at,
-                    updated_at=user.updated_at, version=user.version)
-
-    async def get_user(self, *, principal: Principal | None, user_id: str) -> User:
-        self._role(principal)
+    async def get_user(self, *, principal: Principal | None, user_id: str) -> UserRecord:
+        actor = self._actor(principal)
         async with self.db.read() as session:
-            user = await session.get(User, user_id) if _is_id(user_id) else None if _is_id(user_id) else None
+            user = await session.get(User, user_id) if is_object_id(user_id) else None
         if user is None:
             raise NotFound()
-        return self._user_view(principal, user)  # type: ignore[arg-type]
+        return cast(UserRecord, self._shaped_for(actor, user))
 
-    async def list_users(self, *, principal: Principal | None) -> list[User]:
-        self._role(principal)
+    async def list_users(self, *, principal: Principal | None) -> list[UserRecord]:
+        actor = self._actor(principal)
         async with self.db.read() as session:
             users = list(await session.scalars(select(User).order_by(User.username)))
-        return [self._user_view(principal, u) for u in users]  # type: ignore[arg-type]
+        return [cast(UserRecord, self._shaped_for(actor, u)) for u in users]
 
     @audited("update")
     async def update_user(self, *, principal: Principal | None, user_id: str,
                           changes: Mapping[str, object], class_name: str = "_User",
-                          request_key: str | None = None) -> User:
+                          request_key: str | None = None) -> UserRecord:
         """Self: email, password. Lead: role, active, showFullNames (for a ward screen)."""
-        role = self._role(principal)
-        assert principal is not None
-        is_self, is_lead = principal.user_id == user_id, role == LEAD
+        actor = self._actor(principal)
+        is_self, is_lead = actor.user_id == user_id, actor.role == Role.LEAD
         allowed = ({"email", "password"} if is_self else set()) | (
             {"role", "active", "showFullNames"} if is_lead else set())
         if not isinstance(changes, Mapping):
             raise InvalidInput("body", "must be an object of fields")
         for name in changes:
             if name not in {"email", "password", "role", "active", "showFullNames", "username"}:
-                raise InvalidInput(str(name)[:60], "is not a field of _User", code=105)
+                raise InvalidInput(str(name)[:60], "is not a field of _User", code=ParseCode.INVALID_KEY_NAME)
             if name not in allowed:
                 raise PermissionDenied(f"{name}: you may not change it")
         new_hash = None
@@ -423,7 +422,7 @@ class AccountsMixin(StoreBase):
         check_request_key(request_key)
         async with self._write() as tx:
             await self._claim_request_key(tx, principal, request_key, "_User", user_id)
-            user = await tx.session.get(User, user_id, with_for_update=True) if _is_id(user_id) else None
+            user = await tx.session.get(User, user_id, with_for_update=True) if is_object_id(user_id) else None
             if user is None:
                 raise NotFound()
             if "email" in changes:
@@ -439,33 +438,26 @@ class AccountsMixin(StoreBase):
                 user.show_full_names = changes["showFullNames"]
             if "role" in changes:
                 user.role = self._check_role(changes["role"])
-            ended = False
             revoked: list[str] = []
             if "active" in changes:
                 if not isinstance(changes["active"], bool):
                     raise InvalidInput("active", "must be true or false")
                 if changes["active"] is False and user.active:
                     revoked = await self._revoke_sessions(tx, user.id)
-                    ended = True
                 user.active = changes["active"]
             tx.audit(principal, "update", "_User", object_id=user.id, detail=",".join(sorted(changes)))
-            snapshot = (user.id, user.role, user.active, user.username, user.show_full_names)
-
-            def mutate() -> None:
-                uid, r, a, name, names = snapshot
-                self.access.put_user(uid, role=r, active=a, username=name, full_names=names)
-                for s in revoked:
-                    self.access.revoke_session(s)
-
-            self._access_change(tx, {user.id}, mutate, ended=ended)
-        return user
+            tx.changes.append(user_mutation(user.id, role=user.role, active=user.active, username=user.username,
+                                            full_names=user.show_full_names))
+            if revoked:
+                tx.changes.append(revoke_mutation(user.id, revoked))
+        return cast(UserRecord, self._shaped_for(actor, user))
 
     @audited("unlock")
     async def unlock_user(self, *, principal: Principal | None, user_id: str) -> None:
-        if self._role(principal) != LEAD:
+        if self._role(principal) != Role.LEAD:
             raise PermissionDenied("Only a lead unlocks accounts")
         async with self._write() as tx:
-            user = await tx.session.get(User, user_id) if _is_id(user_id) else None
+            user = await tx.session.get(User, user_id) if is_object_id(user_id) else None
             if user is None:
                 raise NotFound()
             row = await tx.session.get(LoginThrottle, user.username_key)
@@ -475,10 +467,10 @@ class AccountsMixin(StoreBase):
 
     async def lock_state(self, *, principal: Principal | None, user_id: str) -> int:
         """Minutes left on a lock (0 when not locked); for the admin page."""
-        if self._role(principal) != LEAD:
+        if self._role(principal) != Role.LEAD:
             raise PermissionDenied()
         async with self.db.read() as session:
-            user = await session.get(User, user_id) if _is_id(user_id) else None
+            user = await session.get(User, user_id) if is_object_id(user_id) else None
             row = await session.get(LoginThrottle, user.username_key) if user else None
         if row is None or row.locked_until is None or row.locked_until <= self.clock():
             return 0

@@ -13,11 +13,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from dashboard.access import AccessIndex, Principal, Role
 from dashboard.catalogue import Catalogue, default_catalogue
+from dashboard.changes import INSERT_CHANGE, Change, ChangeFeed, change_row
 from dashboard.config import Settings
-from dashboard.db import CoreWriteConn, Database
+from dashboard.db import CoreWriteConn, Database, WriteConn
 from dashboard.errors import (
     Conflict,
     InvalidInput,
@@ -29,12 +31,13 @@ from dashboard.errors import (
     RepeatedRequest,
     StoreError,
 )
-from dashboard.hub import AccessChange, Event, Hub
+from dashboard.hub import Hub
 from dashboard.models import AuditEvent, utcnow
 from dashboard.passwords import PasswordHasher
 from dashboard.rate_limit import LoginLimiter
 from dashboard.schema import CLASSES, MODELS, FieldSpec
 from dashboard.store.query import text_problem
+from dashboard.store.rules import Permissions
 from dashboard.store.request_keys import claim_request_key
 
 log = logging.getLogger("ot_tracker.store")
@@ -53,13 +56,24 @@ OUTCOMES: dict[type[StoreError], str] = {
 }
 
 
+@dataclass(frozen=True)
+class Actor:
+    """A principal whose session is current, with its live role."""
+
+    principal: Principal
+    role: Role
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+
 @dataclass
 class Tx:
-    """One write transaction: its session, and what to do once it has committed."""
+    """One write transaction: its session, and the changes it commits (dashboard/changes.py)."""
 
     session: AsyncSession
-    events: list[Event | AccessChange] = field(default_factory=list)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
     def audit(self, principal: Principal | None, action: str, class_name: str, *,
               object_id: str | None = None, patient_ref: str | None = None,
@@ -100,6 +114,7 @@ class StoreBase:
         self.access = AccessIndex(clock=lambda: self.clock(), idle_timeout=settings.session_idle_timeout,
                                   viewer_exempt=settings.viewer_sessions_exempt)
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
+        self.feed = ChangeFeed(db, self.access, self.hub)
         self._audit_pending: list[dict[str, Any]] = []
         self._audit_task: asyncio.Task[None] | None = None
         self._sessions: dict[str, Any] = {}  # token hash -> cached session (accounts.py)
@@ -110,79 +125,79 @@ class StoreBase:
                                             settings.login_address_rate_per_minute)
 
     async def start(self) -> None:
-        async with self.db.read() as session:
-            await self.access.load(session)
+        await self.feed.start()
+        self.feed.start_heartbeat()
 
     # -- principals -----------------------------------------------------------------------------
-    def _role(self, principal: Principal | None) -> str:
+    def _actor(self, principal: Principal | None) -> Actor:
+        """The acting principal with its live role, or NotAuthenticated (as the template's
+        `CurrentUser`: past this point the principal is never None)."""
         role = self.access.role(principal)
-        if role is None:
+        if role is None or principal is None:
             raise NotAuthenticated()
-        return role
+        return Actor(principal, Role(role))
+
+    def _role(self, principal: Principal | None) -> Role:
+        return self._actor(principal).role
 
     def _require_sees(self, principal: Principal | None, patient_id: str | None,
-                      field: str | None = None) -> str:
-        role = self._role(principal)
+                      field: str | None = None) -> Actor:
+        actor = self._actor(principal)
         if not isinstance(patient_id, str) or not self.access.sees_patient(principal, patient_id):
             raise NotFound(f"{field}: no such patient" if field else "Object not found.")
-        return role
+        return actor
 
-    def permissions(self, *, principal: Principal | None, patient_id: str | None = None) -> "Permissions":
+    def permissions(self, *, principal: Principal | None, patient_id: str | None = None) -> Permissions:
         """What the principal may do now (the live role), on `patient_id` when given: the same rule
         functions the writes enforce (rules.py). NotAuthenticated without a current session;
         NotFound for a patient it cannot see."""
-        from dashboard.store.rules import Permissions
-
-        role = self._role(principal)
-        assert principal is not None
-        if patient_id is not None:
-            self._require_sees(principal, patient_id)
-        return Permissions(user_id=principal.user_id, role=Role(role), patient_id=patient_id,
-                           owns=patient_id is not None and self.access.owns(principal, patient_id),
-                           full_names=self.access.full_names(principal))
+        actor = self._require_sees(principal, patient_id) if patient_id is not None else self._actor(principal)
+        return Permissions(user_id=actor.user_id, role=actor.role, patient_id=patient_id,
+                           owns=patient_id is not None and self.access.owns(actor.principal, patient_id),
+                           full_names=self.access.full_names(actor.principal))
 
     # -- transactions ---------------------------------------------------------------------------
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Tx]:
-        """Commits on success; afterwards updates the access index, then publishes to the hub."""
+        """An ORM write transaction. Its changes are inserted as its change_log row, the last
+        statement before COMMIT; once committed, the change feed applies them (index, then hub)."""
         async with self.db.write() as session:
             tx = Tx(session)
-            yield tx
-            await session.commit()
-        for update in tx.after_commit:
-            update()
-        for item in tx.events:
-            self.hub.publish(item)
+            try:
+                yield tx
+                seq = await self._log_changes(session, tx.changes)
+                await session.commit()
+            except StaleDataError:
+                # Another transaction changed the row after this one read it: nothing was written.
+                raise Conflict("version", None, 0) from None
+        await self.feed.committed(seq, tx.changes)
+
+    @staticmethod
+    async def _log_changes(session: AsyncSession, changes: list[Change]) -> int | None:
+        if not changes:
+            return None
+        return int(await session.scalar(INSERT_CHANGE, change_row(changes)))
+
+    @staticmethod
+    def log_changes_in_job(w: WriteConn, changes: list[Change]) -> int | None:
+        """A `transact` job's change_log row: call it as the job's last statement."""
+        if not changes:
+            return None
+        [(seq,)] = w.fetch(INSERT_CHANGE, change_row(changes))
+        return int(seq)
 
     async def _claim_request_key(self, tx: Tx, principal: Principal | None, request_key: str | None,
                                  class_name: str, object_id: object) -> None:
         """The ORM path's key claim (request_keys.py): call it first in the transaction."""
         if request_key is None:
             return
-        self._role(principal)
-        assert principal is not None
+        actor = self._actor(principal)
         if not isinstance(object_id, str) or not object_id or len(object_id) > 16 or text_problem(object_id):
             raise NotFound()  # as loading the record would answer
-        now, user_id = self.clock(), principal.user_id
+        now, user_id = self.clock(), actor.user_id
         await tx.session.run_sync(lambda s: claim_request_key(
             CoreWriteConn(s.connection()), user_id=user_id, key=request_key, class_name=class_name,
             object_id=object_id, now=now))
-
-    def _access_change(self, tx: Tx, user_ids: set[str], mutate: Callable[[], None],
-                       *, session_id: str | None = None, ended: bool = False) -> None:
-        """After commit: apply `mutate` to the index and tell the hub who gained or lost what."""
-
-        def apply() -> None:
-            before = {uid: self.access.visible_for_user(uid) for uid in user_ids}
-            mutate()
-            for uid in user_ids:
-                after = self.access.visible_for_user(uid)
-                lost, gained = before[uid] - after, after - before[uid]
-                if lost or gained or ended:
-                    self.hub.publish(AccessChange(uid, frozenset(gained), frozenset(lost),
-                                                  session_id=session_id, ended=ended))
-
-        tx.after_commit.append(apply)
 
     # -- audit ----------------------------------------------------------------------------------
     async def _audit_read(self, principal: Principal | None, class_name: str, *,

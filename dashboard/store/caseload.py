@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, select
 
-from dashboard.access import LEAD, VIEWER, Principal
+from dashboard.access import Principal, Role
 from dashboard.errors import PermissionDenied
 from dashboard.models import AuditEvent, EquipmentLog, Patient, PatientActivity, ScoreSummary, User
+from dashboard.record_types import AuditRecord, EquipmentRecord
 from dashboard.serialize import initials
 from dashboard.store.base import audited
-from dashboard.store.records import RecordsMixin
+from dashboard.store.care_team import CareTeamMixin
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ class CaseloadRow:
 
 @dataclass(frozen=True)
 class BoardItem:
-    log: EquipmentLog
+    log: EquipmentRecord
     patient_object_id: str
     patient_label: str
 
 
-class CaseloadMixin(RecordsMixin):
+class CaseloadMixin(CareTeamMixin):
     def _patient_filter(self, principal: Principal | None, column: Any, only: str | None) -> list[Any]:
         visible = self.access.visible_patient_ids(principal)
         conditions = []
@@ -70,8 +71,7 @@ class CaseloadMixin(RecordsMixin):
         checked as always, but no audit row is added, or one save would add one per open screen.
         """
         role = self._role(principal)
-        assert principal is not None
-        names = role != VIEWER or self.access.full_names(principal)
+        names = role != Role.VIEWER or self.access.full_names(principal)
         patients_q = (
             select(Patient.id, Patient.patient_id, Patient.display_name, Patient.mobility_status,
                    Patient.primary_therapist_id, User.username, Patient.version,
@@ -95,11 +95,11 @@ class CaseloadMixin(RecordsMixin):
         for (pid, number, name, status, therapist_id, therapist, version,
              last_session, follow_ups, out) in patients:
             rows[pid] = CaseloadRow(
-                object_id=pid, patient_number=number if role != VIEWER else None,
+                object_id=pid, patient_number=number if role != Role.VIEWER else None,
                 display_name=name if names else initials(name), mobility_status=status,
                 primary_therapist_id=therapist_id, primary_therapist=therapist, version=version,
                 # A viewer sees how many follow-ups are open, never a note or its date.
-                last_session=last_session if role != VIEWER else None,
+                last_session=last_session if role != Role.VIEWER else None,
                 open_follow_ups=follow_ups or 0, equipment_out=out or 0)
         for pid, score_type, value, when, previous in summaries:
             row = rows.get(pid)
@@ -116,9 +116,8 @@ class CaseloadMixin(RecordsMixin):
     async def equipment_board(self, *, principal: Principal | None,
                               returned_within: timedelta = timedelta(hours=24)) -> tuple[list[BoardItem], list[BoardItem]]:
         """(checked out now, returned recently) across the principal's visible patients."""
-        role = self._role(principal)
-        assert principal is not None
-        names = role != VIEWER or self.access.full_names(principal)
+        actor = self._actor(principal)
+        names = actor.role != Role.VIEWER or self.access.full_names(actor.principal)
         since = self.clock() - returned_within
         query = (
             select(EquipmentLog, Patient.display_name)
@@ -131,7 +130,8 @@ class CaseloadMixin(RecordsMixin):
         async with self.db.read() as session:
             found = (await session.execute(query)).all()
         out, returned = [], []
-        for log, name in found:
+        for row, name in found:
+            log = cast(EquipmentRecord, self._shaped_for(actor, row))
             item = BoardItem(log, log.patient_id, name if names else initials(name))
             (returned if log.status == "returned" else out).append(item)
         returned.sort(key=lambda i: i.log.returned_at or since, reverse=True)
@@ -139,12 +139,15 @@ class CaseloadMixin(RecordsMixin):
         return out, returned
 
     async def audit_trail(self, *, principal: Principal | None, patient_id: str | None = None,
-                          limit: int = 200) -> list[AuditEvent]:
-        if self._role(principal) != LEAD:
+                          limit: int = 200) -> list[AuditRecord]:
+        if self._role(principal) != Role.LEAD:
             raise PermissionDenied("Only a lead reads the audit log")
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), 1000))
         if patient_id:
             query = query.where(AuditEvent.patient_ref == patient_id)
         await self.flush_audit()
         async with self.db.read() as session:
-            return list(await session.scalars(query))
+            return [AuditRecord(id=r.id, at=r.at, actor_id=r.actor_id, action=r.action, class_name=r.class_name,
+                                object_id=r.object_id, patient_ref=r.patient_ref, outcome=r.outcome,
+                                detail=r.detail, address=r.address)
+                    for r in await session.scalars(query)]

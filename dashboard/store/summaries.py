@@ -1,19 +1,25 @@
-"""Keeps the caseload's read models exact: recomputed from indexed rows inside the write's transaction.
+"""Keeps the caseload's read models exact, inside the write's transaction, at a cost that does not
+grow with the patient's records.
 
-Recomputing (rather than adjusting by one) means an entered-in-error mark, a cleared follow-up or a
-return can never drift the summary away from the records it summarises.
+Patient activity (last session, open follow-ups, equipment out) is adjusted by each write's delta in
+one upsert: a new note with a follow-up adds one, a cleared follow-up or a return takes one away.
+Recounting instead scanned the patient's rows on every write (note creates fell from 787/s to 230/s
+past 15,000 notes on one patient). A score summary is the two newest valid scores, read through the
+(patient, measure, date) index: a lookup, not a scan. Imports recompute both from the rows once per
+batch (`refresh_*`), which also repairs any drift.
 """
 from __future__ import annotations
 
 import functools
 from typing import Any
 
-from sqlalchemy import String, bindparam, delete, func, select, true
+from sqlalchemy import Integer, String, bindparam, case, delete, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.models import (
+    UTCDateTime,
     EquipmentLog,
     MobilityScore,
     Patient,
@@ -49,7 +55,7 @@ async def refresh_score_summary(session: AsyncSession, patient_id: str, score_ty
 
 
 async def refresh_patient_activity(session: AsyncSession, patient_id: str) -> tuple[int, int]:
-    """(open follow-ups, equipment out), by the same statement as a create's."""
+    """Recounts (open follow-ups, equipment out) from the rows: for imports, once per batch."""
     await lock_patient(session, patient_id)
     connection = await session.connection()  # Core execution, as on the create path
     follow_ups, out = (await connection.execute(patient_activity_upsert(_dialect(session)),
@@ -113,6 +119,26 @@ def patient_activity_upsert(dialect: str) -> Any:
         set_={"last_session_at": statement.excluded.last_session_at,
               "open_follow_ups": statement.excluded.open_follow_ups,
               "equipment_out": statement.excluded.equipment_out},
+    ).returning(PatientActivity.open_follow_ups, PatientActivity.equipment_out)
+
+
+@functools.cache
+def activity_delta_upsert(dialect: str) -> Any:
+    """Params patient_id, last_session_at (or None), follow_ups and equipment (the deltas); returns
+    (open_follow_ups, equipment_out) after the change."""
+    values = {"patient_id": bindparam("patient_id", type_=String),
+              "last_session_at": bindparam("last_session_at", type_=UTCDateTime),
+              "open_follow_ups": bindparam("follow_ups", type_=Integer),
+              "equipment_out": bindparam("equipment", type_=Integer)}
+    statement = _upsert_for(dialect)(PatientActivity).values(**values)
+    table, new = PatientActivity.__table__.c, statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[PatientActivity.patient_id],
+        set_={"last_session_at": case((or_(table.last_session_at.is_(None),
+                                           new.last_session_at > table.last_session_at), new.last_session_at),
+                                      else_=table.last_session_at),
+              "open_follow_ups": table.open_follow_ups + new.open_follow_ups,
+              "equipment_out": table.equipment_out + new.equipment_out},
     ).returning(PatientActivity.open_follow_ups, PatientActivity.equipment_out)
 
 

@@ -1,0 +1,240 @@
+"""Committed changes as data: the change log, and the one applier that feeds the index and the hub.
+
+A write transaction collects its changes (record `Event`s and access `Mutation`s) and inserts them
+as one `change_log` row, the last statement before COMMIT, so a rolled-back write leaves no row and
+a committed one cannot lose its push. After the commit the writer hands its changes to the
+`ChangeFeed` with the row's number; the feed applies them in number order: a mutation to the
+access index (computing who gained or lost what at apply time), then an `AccessChange` to the hub;
+an event to the hub. When the number is the next one, that is done from memory at once (today's
+latency). A gap (a writer whose hand-off was lost, another process's write) is filled from the log:
+`SELECT ... WHERE seq > applied`, on the next hand-off and on a heartbeat, so a crash between commit
+and push loses nothing. Rows older than the retention window are pruned.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Text, bindparam, delete, func, insert, select
+
+from dashboard.access import AccessIndex, Role
+from dashboard.hub import AccessChange, Event, Hub
+from dashboard.models import ChangeLog, UTCDateTime, utcnow
+
+log = logging.getLogger("ot_tracker.changes")
+CHANGE_LOG = ChangeLog.__table__
+HEARTBEAT_SECONDS = 1.0
+RETENTION = timedelta(minutes=15)
+PRUNE_EVERY_SECONDS = 60.0
+
+MutationOp = Literal["put_user", "put_patient", "add_member", "remove_member", "revoke_sessions"]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """An access-relevant change, applied to the index in log order (SCALE-OUT.md §4)."""
+
+    op: MutationOp
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+Change = Event | Mutation
+
+
+def encode(changes: Sequence[Change]) -> str:
+    out: list[dict[str, Any]] = []
+    for change in changes:
+        if isinstance(change, Mutation):
+            out.append({"m": change.op, "a": change.args})
+        else:
+            out.append({"e": change.kind, "c": change.class_name, "o": change.object_id,
+                        "p": change.patient_id, "d": change.data, "b": change.before})
+    return json.dumps(out, separators=(",", ":"), default=str)
+
+
+def decode(body: str) -> list[Change]:
+    changes: list[Change] = []
+    for item in json.loads(body):
+        if "m" in item:
+            changes.append(Mutation(item["m"], item.get("a") or {}))
+        else:
+            changes.append(Event(item["e"], item["c"], item["o"], item.get("p"), item.get("d"), item.get("b")))
+    return changes
+
+
+def change_row(changes: Sequence[Change]) -> dict[str, Any]:
+    """The change_log row for one transaction's changes (the writer adds it last)."""
+    return {"at": utcnow(), "body": encode(changes)}
+
+
+INSERT_CHANGE = insert(ChangeLog).values(
+    at=bindparam("at", type_=UTCDateTime), body=bindparam("body", type_=Text)).returning(ChangeLog.seq)
+PRUNE = delete(ChangeLog).where(ChangeLog.at < bindparam("cutoff", type_=UTCDateTime))
+
+
+class ChangeFeed:
+    """The single applier. `applied` is the highest number whose changes this process applied."""
+
+    def __init__(self, db: Any, access: AccessIndex, hub: Hub):
+        self.db = db
+        self.access = access
+        self.hub = hub
+        self.applied = 0
+        self._pending: dict[int, list[Change]] = {}
+        self._reading = asyncio.Lock()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.caught_up_from_log = 0  # changes applied from the log rather than from memory
+
+    # -- start ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Loads the access index and the log position from one snapshot: the index then holds
+        every change up to `applied`, and the feed applies what commits after it."""
+        async with self.db.read() as session:
+            if not self.db.is_sqlite:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            self.applied = int(await session.scalar(select(func.coalesce(func.max(ChangeLog.seq), 0))) or 0)
+            await self.access.load(session)
+        self._pending.clear()
+
+    def start_heartbeat(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = self._heartbeat
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._heartbeat = loop.create_task(self._beat(), name="change-feed-heartbeat")
+
+    async def stop(self) -> None:
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _beat(self) -> None:
+        since_prune = 0.0
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.catch_up()
+                since_prune += HEARTBEAT_SECONDS
+                if since_prune >= PRUNE_EVERY_SECONDS:
+                    since_prune = 0.0
+                    await self.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next beat tries again; nothing is lost meanwhile
+                log.warning("change feed: catch-up failed; retrying", exc_info=True)
+
+    # -- after a commit -------------------------------------------------------------------------
+    async def committed(self, seq: int | None, changes: list[Change]) -> None:
+        """The writer's hand-off, right after its commit. Returns once its changes are applied
+        (read-your-writes: the writer's own access change holds when its call returns)."""
+        if seq is None or seq <= self.applied:
+            return
+        self._pending[seq] = changes
+        self._apply_pending()
+        if seq > self.applied:
+            await self.catch_up()
+
+    def _apply_pending(self) -> None:
+        while (changes := self._pending.pop(self.applied + 1, None)) is not None:
+            self.applied += 1
+            self._apply(changes)
+
+    async def catch_up(self) -> int:
+        """Applies, in order, whatever the log holds beyond `applied`. Returns how many rows."""
+        async with self._reading:
+            async with self.db.read() as session:
+                rows = (await session.execute(
+                    select(ChangeLog.seq, ChangeLog.body).where(ChangeLog.seq > self.applied)
+                    .order_by(ChangeLog.seq))).all()
+            count = 0
+            for seq, body in rows:
+                if seq <= self.applied:  # applied from memory while this read was running
+                    continue
+                changes = self._pending.pop(seq, None)
+                if changes is None:
+                    changes = decode(body)
+                    self.caught_up_from_log += 1
+                self.applied = seq  # a skipped number is a rolled-back write: a permanent hole
+                self._apply(changes)
+                count += 1
+            for stale in [s for s in self._pending if s <= self.applied]:
+                del self._pending[stale]
+            self._apply_pending()
+            return count
+
+    async def prune(self) -> int:
+        """Deletes rows older than the retention window; returns how many."""
+        cutoff = utcnow() - RETENTION
+
+        await self.db.transact(lambda w: w.fetch(PRUNE, {"cutoff": cutoff}))
+        return 0
+
+    # -- applying -------------------------------------------------------------------------------
+    def _apply(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            try:
+                if isinstance(change, Mutation):
+                    self._mutate(change)
+                else:
+                    self.hub.dispatch(change)
+            except Exception:  # noqa: BLE001 - one bad change must not stop the feed for the rest
+                log.exception("change feed: a change could not be applied")
+
+    def _mutate(self, mutation: Mutation) -> None:
+        index, args = self.access, mutation.args
+        if mutation.op == "put_user":
+            affected = {args["user_id"]}
+            ended = not args["active"]
+            apply = lambda: index.put_user(args["user_id"], role=args["role"], active=args["active"],  # noqa: E731
+                                           username=args["username"], full_names=args.get("full_names", False))
+        elif mutation.op == "put_patient":
+            current = index.primary_therapist(args["patient_id"])
+            affected = {args["primary_therapist_id"]} | ({current} if current else index.active_leads())
+            ended = False
+            apply = lambda: index.put_patient(args["patient_id"],  # noqa: E731
+                                              primary_therapist_id=args["primary_therapist_id"])
+        elif mutation.op in ("add_member", "remove_member"):
+            affected, ended = {args["user_id"]}, False
+            method = index.add_member if mutation.op == "add_member" else index.remove_member
+            apply = lambda: method(args["patient_id"], args["user_id"])  # noqa: E731
+        elif mutation.op == "revoke_sessions":
+            affected, ended = {args["user_id"]}, True
+            apply = lambda: [index.revoke_session(s) for s in args["session_ids"]]  # noqa: E731
+        else:  # pragma: no cover - ops are a closed set
+            raise ValueError(f"unknown mutation {mutation.op!r}")
+        before = {uid: index.visible_for_user(uid) for uid in affected}
+        apply()
+        for uid in affected:
+            after = index.visible_for_user(uid)
+            lost, gained = before[uid] - after, after - before[uid]
+            if lost or gained or ended:
+                self.hub.dispatch(AccessChange(uid, frozenset(gained), frozenset(lost), ended=ended))
+
+
+def user_mutation(user_id: str, *, role: Role | str, active: bool, username: str,
+                  full_names: bool = False) -> Mutation:
+    return Mutation("put_user", {"user_id": user_id, "role": str(role), "active": active,
+                                 "username": username, "full_names": full_names})
+
+
+def patient_mutation(patient_id: str, primary_therapist_id: str) -> Mutation:
+    return Mutation("put_patient", {"patient_id": patient_id, "primary_therapist_id": primary_therapist_id})
+
+
+def member_mutation(op: Literal["add_member", "remove_member"], patient_id: str, user_id: str) -> Mutation:
+    return Mutation(op, {"patient_id": patient_id, "user_id": user_id})
+
+
+def revoke_mutation(user_id: str, session_ids: Sequence[str]) -> Mutation:
+    return Mutation("revoke_sessions", {"user_id": user_id, "session_ids": list(session_ids)})
