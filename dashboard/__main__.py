@@ -5,6 +5,8 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from dashboard.config import Settings
 from dashboard.db import Database
@@ -12,8 +14,10 @@ from dashboard.errors import StoreError
 from dashboard.migrate import upgrade
 from dashboard.store import Store
 
+T = TypeVar("T")
 
-async def _with_store(settings: Settings, work):
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
     store = Store(Database(settings.database_url), settings=settings)
     await store.start()
     try:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -29,6 +29,7 @@ from dashboard.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    ParseCode,
     PermissionDenied,
     RateLimited,
     StoreError,
@@ -59,7 +60,8 @@ MAX_HEAVY_PER_ACCOUNT = 4
 MAX_HEAVY_TOTAL = 8
 CLASS_NAME_LENGTH = 32
 # Object ids are 10 characters (models.new_object_id); none is longer than the 16 the schema holds.
-# A longer one cannot exist, and the store's refusal audit cannot record it (see the report).
+# A longer one cannot exist, so it is answered "not found" here: the store would audit the refusal,
+# and the audit log's object_id column (16 characters) cannot hold it.
 OBJECT_ID_LENGTH = 16
 
 
@@ -73,15 +75,21 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-UNAUTHORIZED = ApiError(403, {"error": "unauthorized"})
+def _unauthorized() -> ApiError:
+    """A wrong or missing application id, or a master key: Parse's 403 with no code."""
+    return ApiError(403, {"error": "unauthorized"})
 
 
 def _invalid_json(reason: str = "Invalid JSON") -> ApiError:
-    return ApiError(400, {"code": 107, "error": reason})
+    return ApiError(400, {"code": ParseCode.INVALID_JSON, "error": reason})
 
 
 def _param_error(message: str) -> ApiError:
-    return ApiError(400, {"code": 102, "error": message})
+    return ApiError(400, {"code": ParseCode.INVALID_QUERY, "error": message})
+
+
+def _body_too_large(limit: int) -> ApiError:
+    return ApiError(413, {"code": ParseCode.OBJECT_TOO_LARGE, "error": f"The request body is larger than {limit} bytes."})
 
 
 @dataclass
@@ -108,29 +116,22 @@ class ParseRequest:
         return [s for s in self.path.split("/") if s]
 
 
-def _strict_json(raw: bytes | str) -> Any:
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(raw, parse_constant=no_constants)
-
-
 def _json_or_text(value: str) -> Any:
     try:
-        return _strict_json(value)
-    except (ValueError, RecursionError):
+        return wire.loads_strict(value)
+    except ValueError:
         return value
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, {"code": 116, "error": f"The request body is larger than {limit} bytes."})
+        raise _body_too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, {"code": 116, "error": f"The request body is larger than {limit} bytes."})
+            raise _body_too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -141,8 +142,8 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
     body: dict[str, Any] = {}
     if raw.strip():
         try:
-            decoded = _strict_json(raw)
-        except (ValueError, RecursionError):
+            decoded = wire.loads_strict(raw)
+        except ValueError:
             raise _invalid_json() from None
         if not isinstance(decoded, dict):
             raise _invalid_json("Invalid JSON: the body must be an object")
@@ -153,9 +154,9 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
     app_id = headers.get("x-parse-application-id") or meta.get("_ApplicationId")
     expected = settings.parse_app_id
     if not isinstance(app_id, str) or not hmac.compare_digest(app_id.encode("utf-8", "surrogatepass"), expected.encode()):
-        raise UNAUTHORIZED
+        raise _unauthorized()
     if headers.get("x-parse-master-key") or "_MasterKey" in meta or "_MaintenanceKey" in meta:
-        raise UNAUTHORIZED  # there is no master key: every call acts as a signed-in user
+        raise _unauthorized()  # there is no master key: every call acts as a signed-in user
 
     method = request.method.upper()
     override = meta.get("_method")
@@ -166,7 +167,7 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
 
     token = headers.get("x-parse-session-token") or meta.get("_SessionToken")
     if token is not None and not isinstance(token, str):
-        raise ApiError(400, {"code": 209, "error": "Invalid session token"})
+        raise ApiError(400, {"code": ParseCode.INVALID_SESSION_TOKEN, "error": "Invalid session token"})
     installation = headers.get("x-parse-installation-id") or meta.get("_InstallationId")
     if_match = headers.get("if-match") or meta.get("_IfMatch")
     request_id = headers.get("x-parse-request-id") or meta.get("_RequestId")
@@ -193,8 +194,9 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
 
 
 def _too_large() -> ApiError:
-    return ApiError(400, {"code": 102, "error": f"The answer would be larger than {MAX_RESPONSE_BYTES // 2**20} MB; "
-                                               "ask for fewer rows (limit) or fewer fields (keys)."})
+    return ApiError(400, {"code": ParseCode.INVALID_QUERY,
+                          "error": f"The answer would be larger than {MAX_RESPONSE_BYTES // 2**20} MB; "
+                                   "ask for fewer rows (limit) or fewer fields (keys)."})
 
 
 def _find_limit(call: ParseRequest) -> int:
@@ -240,7 +242,68 @@ def _error_response(exc: BaseException) -> JSONResponse:
         return _json({"code": Conflict.parse_code,
                       "error": "The object was changed by someone else. Review and try again."}, 409)
     log.exception("Parse API: unexpected error", exc_info=exc)
-    return _json({"code": 1, "error": "Internal server error."}, 500)
+    return _json({"code": ParseCode.INTERNAL_SERVER_ERROR, "error": "Internal server error."}, 500)
+
+
+class Route(NamedTuple):
+    """One route, as Parse Server's ClassesRouter.mountRoutes declares them: a method, a path below
+    /parse whose ":name" segments are passed to the handler by that name, the ParseApi method that
+    answers, fixed arguments for it, and whether a batch may contain it."""
+
+    method: str
+    path: str
+    handler: str
+    fixed: dict[str, str] = {}
+    in_batch: bool = True
+
+
+ROUTES = (
+    Route("GET", "classes/:class_name", "find"),
+    Route("POST", "classes/:class_name", "create"),  # classes/_User is a sign-up (create says so)
+    Route("GET", "classes/:class_name/:object_id", "get"),
+    Route("PUT", "classes/:class_name/:object_id", "update"),
+    Route("DELETE", "classes/:class_name/:object_id", "delete"),
+    Route("GET", "users", "find", {"class_name": "_User"}),
+    Route("POST", "users", "sign_up"),
+    Route("GET", "users/me", "me"),  # before users/:object_id: "me" is never an object id
+    Route("GET", "users/:object_id", "get", {"class_name": "_User"}),
+    Route("PUT", "users/:object_id", "update", {"class_name": "_User"}),
+    Route("DELETE", "users/:object_id", "delete", {"class_name": "_User"}),
+    Route("GET", "login", "log_in", in_batch=False),
+    Route("POST", "login", "log_in", in_batch=False),
+    Route("POST", "logout", "log_out", in_batch=False),
+    Route("POST", "batch", "batch", in_batch=False),
+    Route("GET", "health", "health"),
+    Route("POST", "health", "health"),
+)
+
+
+def _by_path(routes: tuple[Route, ...]) -> list[tuple[tuple[str, ...], dict[str, Route]]]:
+    """The routes grouped by path, in table order: a path matches before any later one, and a
+    method it has no route for is answered 404 (not passed on to a later path)."""
+    grouped: dict[tuple[str, ...], dict[str, Route]] = {}
+    for route in routes:
+        grouped.setdefault(tuple(route.path.split("/")), {})[route.method] = route
+    return list(grouped.items())
+
+
+PATHS = _by_path(ROUTES)
+
+
+def _match(segments: list[str]) -> tuple[dict[str, Route], dict[str, str]] | None:
+    """The routes of the first path `segments` matches, with its captured ":name" segments."""
+    for pattern, routes in PATHS:
+        if len(pattern) != len(segments):
+            continue
+        captured: dict[str, str] = {}
+        for expected, given in zip(pattern, segments):
+            if expected.startswith(":"):
+                captured[expected[1:]] = given
+            elif expected != given:
+                break
+        else:
+            return routes, captured
+    return None
 
 
 class ParseApi:
@@ -276,8 +339,9 @@ class ParseApi:
         principal = await self.principal(call)  # every session of one account shares its places
         key = f"user:{principal.user_id}" if principal else f"address:{call.address}"
         if not self.heavy.try_acquire(key):
-            raise ApiError(429, {"code": 155, "error": f"At most {MAX_HEAVY_PER_ACCOUNT} finds or batches "
-                                                       "at once per account; wait for one to finish."},
+            raise ApiError(429, {"code": ParseCode.REQUEST_LIMIT_EXCEEDED,
+                                 "error": f"At most {MAX_HEAVY_PER_ACCOUNT} finds or batches "
+                                          "at once per account; wait for one to finish."},
                            {"Retry-After": "1"})
         try:
             async with self.heavy_total:
@@ -286,44 +350,21 @@ class ParseApi:
             self.heavy.release(key)
 
     async def route(self, call: ParseRequest, *, in_batch: bool) -> Response:
-        parts, method = call.segments, call.method
-        if len(parts) == 3 and parts[0] == "classes" or len(parts) == 2 and parts[0] == "users" and parts[1] != "me":
-            if len(parts[-1]) > OBJECT_ID_LENGTH:
+        match = _match(call.segments)
+        if match is not None:
+            routes, captured = match
+            object_id, class_name = captured.get("object_id"), captured.get("class_name")
+            # Checked before the method, as a longer id or class name could never be found anyway.
+            if object_id is not None and len(object_id) > OBJECT_ID_LENGTH:
                 raise NotFound()
-        handler: Callable[..., Awaitable[Response]] | None = None
-        args: tuple[Any, ...] = ()
-        if parts[:1] == ["classes"] and len(parts) in (2, 3):
-            class_name = parts[1]
-            if len(class_name) > CLASS_NAME_LENGTH:
+            if class_name is not None and len(class_name) > CLASS_NAME_LENGTH:
                 raise PermissionDenied("class is not available")
-            if class_name == "_User" and len(parts) == 2 and method == "POST":
-                handler = self.sign_up
-            elif len(parts) == 2:
-                handler = {"GET": self.find, "POST": self.create}.get(method)
-                args = (class_name,)
-            else:
-                handler = {"GET": self.get, "PUT": self.update, "DELETE": self.delete}.get(method)
-                args = (class_name, parts[2])
-        elif parts[:1] == ["users"]:
-            if len(parts) == 1:
-                handler = {"GET": self.find, "POST": self.sign_up}.get(method)
-                args = ("_User",) if method == "GET" else ()
-            elif parts == ["users", "me"]:
-                handler = self.me if method == "GET" else None
-            elif len(parts) == 2:
-                handler = {"GET": self.get, "PUT": self.update, "DELETE": self.delete}.get(method)
-                args = ("_User", parts[1])
-        elif parts == ["login"] and not in_batch:
-            handler = self.log_in if method in ("GET", "POST") else None
-        elif parts == ["logout"] and not in_batch:
-            handler = self.log_out if method == "POST" else None
-        elif parts == ["batch"] and not in_batch:
-            handler = self.batch if method == "POST" else None
-        elif parts == ["health"]:
-            handler = self.health if method in ("GET", "POST") else None
-        if handler is None:
-            raise ApiError(404, {"code": 101, "error": f"Not found: {method} {MOUNT}/{call.path.strip('/')[:80]}"})
-        return await handler(call, *args)
+            route = routes.get(call.method)
+            if route is not None and (route.in_batch or not in_batch):
+                handler: Callable[..., Awaitable[Response]] = getattr(self, route.handler)
+                return await handler(call, **captured, **route.fixed)
+        raise ApiError(404, {"code": ParseCode.OBJECT_NOT_FOUND,
+                             "error": f"Not found: {call.method} {MOUNT}/{call.path.strip('/')[:80]}"})
 
     # ------------------------------------------------------------------ helpers
     def _only_params(self, call: ParseRequest, allowed: set[str]) -> None:
@@ -333,7 +374,7 @@ class ParseApi:
 
     def _no_body(self, call: ParseRequest) -> None:
         if call.body:
-            raise InvalidInput(str(next(iter(call.body)))[:60], "is not expected here", code=105)
+            raise InvalidInput(str(next(iter(call.body)))[:60], "is not expected here", code=ParseCode.INVALID_KEY_NAME)
 
     def _location(self, call: ParseRequest, path: str) -> dict[str, str]:
         return {"Location": f"{call.base_url}{MOUNT}/{quote(path)}"}
@@ -380,7 +421,8 @@ class ParseApi:
                          self._location(call, f"users/{row.id}"))  # type: ignore[attr-defined]
         for name in body:
             if name not in ("username", "email", "password"):
-                raise InvalidInput(str(name)[:60], "is not a sign-up field (username, email, password)", code=105)
+                raise InvalidInput(str(name)[:60], "is not a sign-up field (username, email, password)",
+                                   code=ParseCode.INVALID_KEY_NAME)
         signed = await self.store.sign_up(username=body.get("username"), email=body.get("email"),  # type: ignore[arg-type]
                                           password=body.get("password"),  # type: ignore[arg-type]
                                           address=call.address or "unknown")
@@ -397,7 +439,8 @@ class ParseApi:
             if name not in ("username", "password", "authData"):
                 raise _param_error(f"{str(name)[:40]} is not a login parameter")
         if "authData" in source:
-            raise InvalidInput("authData", "third-party sign-in is not supported", code=252)
+            raise InvalidInput("authData", "third-party sign-in is not supported",
+                               code=ParseCode.UNSUPPORTED_SERVICE)
         username, password = source.get("username"), source.get("password")
         signed = await self.store.log_in(username=username, password=password,  # type: ignore[arg-type]
                                          address=call.address or "unknown")
@@ -463,13 +506,15 @@ class ParseApi:
         return _json(result, headers=self._etag(row))
 
     async def create(self, call: ParseRequest, class_name: str) -> Response:
+        if class_name == "_User":  # POST classes/_User is POST users, as in Parse
+            return await self.sign_up(call)
         principal = await self.principal(call)
         fields = wire.decode_fields(class_name, call.body)
         row = await self.store.create(principal=principal, class_name=class_name, fields=fields,
                                       request_key=call.request_id)  # type: ignore[arg-type]
-        path = f"users/{row.id}" if class_name == "_User" else f"classes/{class_name}/{row.id}"  # type: ignore[attr-defined]
         return _json({"objectId": row.id, "createdAt": iso(row.created_at)}, 201,  # type: ignore[attr-defined]
-                     {**self._location(call, path), **self._etag(row)})
+                     {**self._location(call, f"classes/{class_name}/{row.id}"),  # type: ignore[attr-defined]
+                      **self._etag(row)})
 
     async def update(self, call: ParseRequest, class_name: str, object_id: str) -> Response:
         principal = await self.principal(call)
@@ -500,7 +545,7 @@ class ParseApi:
         body = call.body
         for name in body:
             if name not in ("requests", "transaction"):
-                raise InvalidInput(str(name)[:60], "is not a batch field", code=105)
+                raise InvalidInput(str(name)[:60], "is not a batch field", code=ParseCode.INVALID_KEY_NAME)
         if body.get("transaction") not in (None, False):
             raise _param_error("transaction batches are not supported; send the requests without it")
         requests = body.get("requests")

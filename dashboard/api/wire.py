@@ -2,7 +2,7 @@
 
 Incoming: Dates arrive as {"__type":"Date","iso":...} and Pointers as
 {"__type":"Pointer","className":...,"objectId":...}; the store takes aware datetimes and objectId
-strings. A value of the wrong shape is refused here with code 111 naming the field; every other
+strings. A value of the wrong shape is refused here with code 111 (INCORRECT_TYPE) naming the field; every other
 rule (required fields, ranges, who may write what) is the store's.
 
 Outgoing: `to_parse` gives the shape; top-level REST objects carry no `className` (Parse Server
@@ -12,13 +12,18 @@ not read is simply absent and its pointer is dropped from the response.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dashboard.errors import InvalidInput
+from dashboard.errors import InvalidInput, ParseCode
 from dashboard.schema import CLASSES, FieldSpec
 from dashboard.serialize import from_iso, to_parse
+
+if TYPE_CHECKING:  # the store imports nothing from here; only the annotations need these
+    from dashboard.access import Principal
+    from dashboard.store import Store
 
 # Fields every object keeps whatever `keys` asks for.
 ALWAYS_KEPT = frozenset({"objectId", "createdAt", "updatedAt", "className", "__type"})
@@ -30,14 +35,28 @@ USER_CLASS_NAMES = {"_User", "User"}
 
 
 def _bad_type(field: str, rule: str) -> InvalidInput:
-    return InvalidInput(str(field)[:60], rule, code=111)
+    return InvalidInput(str(field)[:60], rule, code=ParseCode.INCORRECT_TYPE)
 
 
 def _bad_param(field: str, rule: str) -> InvalidInput:
-    return InvalidInput(field, rule, code=102)
+    return InvalidInput(field, rule, code=ParseCode.INVALID_QUERY)
 
 
 # ============================================================================ decoding
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: bytes | str) -> Any:
+    """JSON text as standard JSON only, for every channel (REST bodies and parameters, live-query
+    messages): NaN, Infinity and -Infinity are refused, and nesting too deep for the decoder is
+    refused too. Any refusal is a ValueError (json.JSONDecodeError for malformed text)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
 def decode_date(field: str, value: object) -> datetime:
     if isinstance(value, Mapping) and value.get("__type") == "Date":
         parsed = from_iso(value.get("iso"))
@@ -78,7 +97,7 @@ def decode_fields(class_name: str, body: Mapping[str, object]) -> dict[str, obje
     out: dict[str, object] = {}
     for name, value in body.items():
         if name in BUILTIN or name == "className":
-            raise InvalidInput(str(name), "is set by the server", code=105)
+            raise InvalidInput(str(name), "is set by the server", code=ParseCode.INVALID_KEY_NAME)
         if name == "ACL":
             # Access here is the care team's (ACCESS.md), not per-object ACLs; one sent is ignored.
             if not isinstance(value, Mapping):
@@ -134,7 +153,7 @@ def parse_include(class_name: str, include: object) -> dict[str, Any]:
     return tree
 
 
-async def resolve_includes(store: Any, principal: Any, objects: list[dict[str, Any]],
+async def resolve_includes(store: Store, principal: Principal | None, objects: list[dict[str, Any]],
                            tree: Mapping[str, Any]) -> None:
     """Inlines included pointers in place, level by level, one `get_many` per field and level."""
     for field, node in tree.items():

@@ -134,3 +134,17 @@ async def test_tokens_fixture_is_independent(world):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         tokens = await signed_in(client, world)
     assert len(set(tokens.values())) == len(tokens)
+
+
+def test_parse_code_names_carry_parse_error_numbers():
+    """The names this project sends, against Parse.Error's numbers (Parse's own error-code table)."""
+    from dashboard.errors import LiveQueryCode, ParseCode
+
+    parse = {"INTERNAL_SERVER_ERROR": 1, "CONNECTION_FAILED": 100, "OBJECT_NOT_FOUND": 101, "INVALID_QUERY": 102,
+             "INVALID_KEY_NAME": 105, "INVALID_JSON": 107, "INCORRECT_TYPE": 111, "OBJECT_TOO_LARGE": 116,
+             "OPERATION_FORBIDDEN": 119, "INVALID_EMAIL_ADDRESS": 125, "DUPLICATE_VALUE": 137,
+             "VALIDATION_ERROR": 142, "REQUEST_LIMIT_EXCEEDED": 155, "DUPLICATE_REQUEST": 159,
+             "USERNAME_TAKEN": 202, "EMAIL_TAKEN": 203, "INVALID_SESSION_TOKEN": 209, "UNSUPPORTED_SERVICE": 252}
+    assert {name: ParseCode[name] for name in parse} == parse
+    assert len(ParseCode.__members__) == len(ParseCode)  # no number under two names (an alias)
+    assert [int(c) for c in LiveQueryCode] == [1, 2, 3, 4]

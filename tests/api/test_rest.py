@@ -256,3 +256,40 @@ async def test_concurrent_creates_each_get_their_own_answer(api):
         got = await api.call("GET", f"classes/MobilityScore/{created['objectId']}", "owner")
         assert got.status_code == 200 and got.json()["createdAt"] == created["createdAt"]
         assert answer.headers["etag"] == got.headers["etag"] == '"1"'
+
+
+async def test_routes_a_path_by_its_shape_before_its_method(api):
+    # users/me is its own path: a method it has no route for is not taken as users/:objectId.
+    r = await api.call("PUT", "users/me", "lead", json={"email": "me@example.org"})
+    assert r.status_code == 404 and r.json() == {"code": 101, "error": "Not found: PUT /parse/users/me"}
+    # An id longer than any id is not found, and a class name longer than any is refused, whatever the method.
+    for method in ("GET", "POST", "PUT"):
+        r = await api.call(method, "classes/Patient/" + "x" * 17, "lead", json={} if method != "GET" else None)
+        assert r.status_code == 404 and r.json() == {"code": 101, "error": "Object not found."}, method
+        r = await api.call(method, "classes/" + "P" * 33, "lead", json={} if method != "GET" else None)
+        assert r.status_code == 403 and r.json()["code"] == 119, method
+    r = await api.call("GET", "users/" + "x" * 17, "lead")
+    assert r.status_code == 404 and r.json() == {"code": 101, "error": "Object not found."}
+
+
+async def test_post_classes_user_is_a_sign_up_and_get_users_a_find_of_user(api):
+    r = await api.call("POST", "classes/_User", json={"username": "via-classes", "password": "long enough pass",
+                                                      "email": "vc@example.org"})
+    assert r.status_code == 201 and r.json()["sessionToken"].startswith("r:")
+    assert r.headers["location"].endswith(f"/parse/users/{r.json()['objectId']}")
+    mine = await api.call("GET", "users", "lead", params={"where": '{"username":"lead"}'})
+    same = await api.call("GET", "classes/_User", "lead", params={"where": '{"username":"lead"}'})
+    assert mine.status_code == 200 and mine.json() == same.json() and len(mine.json()["results"]) == 1
+
+
+async def test_a_batch_may_not_contain_login_logout_or_a_batch_but_may_contain_health(api):
+    requests = [{"method": "POST", "path": "/parse/login", "body": {"username": "lead", "password": "x"}},
+                {"method": "POST", "path": "/parse/logout"},
+                {"method": "POST", "path": "/parse/batch", "body": {"requests": []}},
+                {"method": "GET", "path": "/parse/health"}]
+    r = await api.call("POST", "batch", "lead", json={"requests": requests})
+    assert r.status_code == 200
+    answers = r.json()
+    assert [a.get("error", {}).get("code") for a in answers[:3]] == [101, 101, 101]
+    assert answers[0]["error"]["error"] == "Not found: POST /parse/login"
+    assert answers[3] == {"success": {"status": "ok"}}
