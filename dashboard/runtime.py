@@ -47,6 +47,6 @@ def settle_garbage_collector() -> None:
 async def stop() -> None:
     global _store
     if _store is not None:
-        await _store.flush_audit()
+        await _store.stop()
         await _store.db.dispose()
         _store = None

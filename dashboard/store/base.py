@@ -128,6 +128,11 @@ class StoreBase:
         await self.feed.start()
         self.feed.start_heartbeat()
 
+    async def stop(self) -> None:
+        """Stops the change feed's heartbeat and stores every queued read's audit row."""
+        await self.feed.stop()
+        await self.flush_audit()
+
     # -- principals -----------------------------------------------------------------------------
     def _actor(self, principal: Principal | None) -> Actor:
         """The acting principal with its live role, or NotAuthenticated (as the template's
