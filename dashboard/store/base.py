@@ -94,8 +94,9 @@ def audited(action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
             try:
                 return await fn(*args, **kwargs)
             except StoreError as exc:
-                store: StoreBase = args[0]  # type: ignore[assignment]
-                await store._audit_refusal(action, kwargs, exc)
+                store = args[0]
+                if isinstance(store, StoreBase):
+                    await store._audit_refusal(action, kwargs, exc)
                 raise
 
         return wrapper
