@@ -308,16 +308,22 @@ def test_an_end_of_everything_keeps_only_the_access_ends():
 
 
 async def test_at_once_applies_in_the_publishing_step_only_while_nothing_waits():
+    """As a patient page: scores are applied in place at once, anything else waits for the batch."""
     applied: list[str] = []
-    box = Mailbox(8, at_once=lambda d: applied.append(d.object_id) or True)
+
+    def scores_in_place(delivery: Delivery) -> bool:
+        if delivery.class_name != "MobilityScore":
+            return False
+        applied.append(delivery.object_id)
+        return True
+
+    box = Mailbox(8, at_once=scores_in_place)
     box(Delivery(DeliveryKind.CREATE, "MobilityScore", "first", "P"))
     assert applied == ["first"] and len(box) == 0
-    batches = box.batches()
-    box.at_once, refuse = (lambda d: False), box.at_once  # the page leaves this one to its batch
     box(Delivery(DeliveryKind.CREATE, "SessionNote", "n1", "P"))
-    box.at_once = refuse
+    batches = box.batches()
     assert [d.object_id for d in await anext(batches)] == ["n1"]
-    # While that batch is being applied, a new delivery waits its turn behind it.
+    # While that batch is being applied, a score waits its turn behind it, in order.
     box(Delivery(DeliveryKind.CREATE, "MobilityScore", "second", "P"))
     assert applied == ["first"] and len(box) == 1
     assert [d.object_id for d in await anext(batches)] == ["second"]
