@@ -20,7 +20,7 @@ from dashboard.errors import InvalidInput
 from dashboard.hub import Event, class_topic, patient_topic
 from dashboard.models import ChangeLog
 from dashboard.store import Store
-from dashboard.store.base import StoreBase
+from dashboard.store.core import StoreCore
 from tests.support import World, eventually, mailbox, settings_for
 
 
@@ -49,23 +49,23 @@ async def test_a_write_that_fails_after_its_change_row_leaves_no_row_and_pushes_
     rows = await log_rows(store)
     with mailbox(store.hub, world.team_therapist, [patient_topic(p), class_topic("MobilityScore")]) as box:
         if path == "orm":
-            original = StoreBase._log_changes
+            original = StoreCore.log_changes
 
             async def then_fail(session, changes):  # the row is in; the commit never comes
                 await original(session, changes)
                 raise RuntimeError("the database went away before COMMIT")
 
-            monkeypatch.setattr(StoreBase, "_log_changes", staticmethod(then_fail))
+            monkeypatch.setattr(StoreCore, "log_changes", staticmethod(then_fail))
             with pytest.raises(RuntimeError):
                 await store.change_status(principal=world.owner, patient_id=p, status="dependent", reason="x")
         else:
-            original_job = StoreBase.log_changes_in_job
+            original_job = StoreCore.log_changes_in_job
 
             def then_fail_job(w, changes):
                 original_job(w, changes)
                 raise RuntimeError("the job failed after its change row")
 
-            monkeypatch.setattr(StoreBase, "log_changes_in_job", staticmethod(then_fail_job))
+            monkeypatch.setattr(StoreCore, "log_changes_in_job", staticmethod(then_fail_job))
             with pytest.raises(RuntimeError):
                 await store.record_score(principal=world.owner, patient_id=p, score_type="berg", value=40)
         monkeypatch.undo()

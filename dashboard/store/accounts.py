@@ -33,8 +33,8 @@ from dashboard.record_types import UserRecord
 from dashboard.names import MAX_INPUT, account_key, email_key
 from dashboard.passwords import new_session_token, token_hash
 from dashboard.serialize import record_of
-from dashboard.store.base import AUDIT, Tx, audited
-from dashboard.store.read import ReadMixin, is_object_id
+from dashboard.store.core import AUDIT, StoreCore, Tx, audited
+from dashboard.store.read import Reads, is_object_id
 from dashboard.store.query import text_problem
 from dashboard.store.request_keys import check_request_key
 
@@ -60,7 +60,13 @@ class SignedIn:
     principal: Principal
 
 
-class AccountsMixin(ReadMixin):
+class Accounts:
+    """Sign-up, sign-in, sessions and the leads' user administration."""
+
+    def __init__(self, core: StoreCore, reads: Reads):
+        self.core, self.reads = core, reads
+        self._sessions: dict[str, _CachedSession] = {}  # token hash -> cached session
+
     # -- validation -----------------------------------------------------------------------------
     def _check_username(self, username: object) -> str:
         if username is None or username == "":
@@ -88,9 +94,9 @@ class AccountsMixin(ReadMixin):
         if not isinstance(password, str):
             return [InvalidInput("password", "must be text")]
         problems = []
-        if len(password) < self.settings.min_password_length:
+        if len(password) < self.core.settings.min_password_length:
             problems.append(InvalidInput(
-                "password", f"must be at least {self.settings.min_password_length} characters", code=ParseCode.VALIDATION_ERROR))
+                "password", f"must be at least {self.core.settings.min_password_length} characters", code=ParseCode.VALIDATION_ERROR))
         if len(password) > 1024:
             problems.append(InvalidInput("password", "must be at most 1024 characters", code=ParseCode.VALIDATION_ERROR))
         weakness = password_rules.weakness(password) or text_problem(password)
@@ -111,7 +117,7 @@ class AccountsMixin(ReadMixin):
         return Role(role)
 
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        return await asyncio.to_thread(self.core.hasher.hash, password)
 
     # -- creating users -------------------------------------------------------------------------
     async def _insert_user(self, *, username: str, email: str, password: str, role: str,
@@ -122,8 +128,8 @@ class AccountsMixin(ReadMixin):
                     password_hash=password_hash, role=role, active=True)
         token = new_session_token() if actor is None else None
         session_row = None
-        async with self._write() as tx:
-            await self._claim_request_key(tx, actor, request_key, "_User", user.id)
+        async with self.core.write() as tx:
+            await self.core.claim_request_key(tx, actor, request_key, "_User", user.id)
             await self._ensure_unique(tx, username=username, email=email)
             tx.session.add(user)
             await tx.session.flush()
@@ -166,7 +172,7 @@ class AccountsMixin(ReadMixin):
             except InvalidInput as exc:
                 problems.append(exc)
         if checked:
-            async with self.db.read() as session:
+            async with self.core.db.read() as session:
                 problems += await self._taken(session, **checked)
         return problems + self._password_problems(password)
 
@@ -194,7 +200,7 @@ class AccountsMixin(ReadMixin):
     async def create_user(self, *, principal: Principal | None, username: str, email: str,
                           password: str, role: str, class_name: str = "_User",
                           request_key: str | None = None) -> UserRecord:
-        if self._role(principal) != Role.LEAD:
+        if self.core.role(principal) != Role.LEAD:
             raise PermissionDenied("Only a lead creates accounts")
         user, _ = await self._insert_user(
             username=self._check_username(username), email=self._check_email(email),
@@ -212,18 +218,18 @@ class AccountsMixin(ReadMixin):
 
     # -- sessions -------------------------------------------------------------------------------
     def _new_session(self, tx: Tx, user_id: str, token: str) -> AuthSession:
-        now = self.clock()
+        now = self.core.clock()
         row = AuthSession(token_hash=token_hash(token), user_id=user_id, created_at=now,
-                          last_seen_at=now, expires_at=now + self.settings.session_lifetime)
+                          last_seen_at=now, expires_at=now + self.core.settings.session_lifetime)
         tx.session.add(row)
         return row
 
     def _track(self, row: AuthSession) -> None:
         """A new session's clocks, once it is committed (this process's cache; others read it)."""
-        self.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
+        self.core.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
 
     async def _session_id_for(self, token: str) -> str:
-        async with self.db.read() as session:
+        async with self.core.db.read() as session:
             found = await session.scalar(select(AuthSession.id).where(AuthSession.token_hash == token_hash(token)))
         if found is None:
             raise NotAuthenticated()
@@ -231,7 +237,7 @@ class AccountsMixin(ReadMixin):
 
     def _limit_sign_in(self, address: str, username: object) -> None:
         """Attempts per minute per client address and per account key; RateLimited beyond."""
-        wait = self.sign_in_limiter.check(username=username, address=address)
+        wait = self.core.sign_in_limiter.check(username=username, address=address)
         if wait:
             raise RateLimited(wait)
 
@@ -249,17 +255,17 @@ class AccountsMixin(ReadMixin):
         if not isinstance(password, str) or not password:
             raise MissingField("password")
         key = account_key(username)
-        now = self.clock()
-        async with self.db.read() as session:
+        now = self.core.clock()
+        async with self.core.db.read() as session:
             throttle = await session.get(LoginThrottle, key)
             user = await session.scalar(select(User).where(User.username_key == key))
         account = user.id if user is not None else None
         if throttle and throttle.locked_until and throttle.locked_until > now:
-            await asyncio.to_thread(self.hasher.verify, password, None)
+            await asyncio.to_thread(self.core.hasher.verify, password, None)
             await self._audit_sign_in(account, address, "locked")
             raise AccountLocked(math.ceil((throttle.locked_until - now).total_seconds() / 60))
         usable = user is not None and user.active
-        ok = await asyncio.to_thread(self.hasher.verify, password, user.password_hash if usable else None)
+        ok = await asyncio.to_thread(self.core.hasher.verify, password, user.password_hash if usable else None)
         if not ok or user is None:
             minutes = await self._record_failure(key)
             await self._audit_sign_in(account, address, "locked" if minutes else "invalid")
@@ -267,7 +273,7 @@ class AccountsMixin(ReadMixin):
                 raise AccountLocked(minutes)
             raise InvalidCredentials()
         token = new_session_token()
-        async with self._write() as tx:
+        async with self.core.write() as tx:
             row = self._new_session(tx, user.id, token)
             existing = await tx.session.get(LoginThrottle, key)
             if existing is not None:
@@ -278,24 +284,24 @@ class AccountsMixin(ReadMixin):
 
     async def _audit_sign_in(self, account: str | None, address: str | None, outcome: str) -> None:
         """A refused sign-in: the account tried (when it exists), where from, wrong or locked."""
-        row = self._audit_row(None, "login", "_User", object_id=account, outcome=outcome)
+        row = self.core.audit_row(None, "login", "_User", object_id=account, outcome=outcome)
         row["address"] = address[:64] if address else None
-        await self.db.transact(lambda w: w.insert(AUDIT, [row]))
+        await self.core.db.transact(lambda w: w.insert(AUDIT, [row]))
 
     async def _record_failure(self, key: str) -> int:
         """Counts a failed sign-in; returns the minutes locked when this one tipped it over."""
-        now = self.clock()
-        async with self._write() as tx:
+        now = self.core.clock()
+        async with self.core.write() as tx:
             row = await tx.session.get(LoginThrottle, key)
             if row is None:
                 row = LoginThrottle(username_key=key, failures=0, window_started_at=now)
                 tx.session.add(row)
-            if now - row.window_started_at > self.settings.lockout_window:
+            if now - row.window_started_at > self.core.settings.lockout_window:
                 row.failures, row.window_started_at, row.locked_until = 0, now, None
             row.failures += 1
-            if row.failures >= self.settings.lockout_attempts:
-                row.locked_until = now + self.settings.lockout_duration
-                return math.ceil(self.settings.lockout_duration.total_seconds() / 60)
+            if row.failures >= self.core.settings.lockout_attempts:
+                row.locked_until = now + self.core.settings.lockout_duration
+                return math.ceil(self.core.settings.lockout_duration.total_seconds() / 60)
         return 0
 
     async def resolve_session(self, token: str | None) -> Principal:
@@ -310,17 +316,17 @@ class AccountsMixin(ReadMixin):
         key = token_hash(token)
         cached = self._sessions.get(key)
         if cached is None:
-            async with self.db.read() as session:
+            async with self.core.db.read() as session:
                 row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == key))
             if row is None or row.revoked_at is not None:
                 raise NotAuthenticated()
-            self.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
+            self.core.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
             cached = _CachedSession(row.id, row.user_id)
             if len(self._sessions) >= SESSION_CACHE_SIZE:
                 self._sessions.pop(next(iter(self._sessions)))
             self._sessions[key] = cached
-        user = self.access.user(cached.user_id)
-        over = self.access.session_over(cached.session_id, user.role if user else None)
+        user = self.core.access.user(cached.user_id)
+        over = self.core.access.session_over(cached.session_id, user.role if user else None)
         if over == "idle":
             raise NotAuthenticated("Session expired after inactivity")
         if over is not None or user is None or not user.active:
@@ -351,7 +357,7 @@ class AccountsMixin(ReadMixin):
         """None: the session is over. Else whether the database's last-seen time is due a write."""
         if principal.session_id is None:
             return None
-        clock = self.access.touch_session(principal.session_id)
+        clock = self.core.access.touch_session(principal.session_id)
         if clock is None:
             return None
         if (clock.last_seen_at - clock.stored_last_seen_at).total_seconds() < LAST_SEEN_GRANULARITY_SECONDS:
@@ -360,10 +366,10 @@ class AccountsMixin(ReadMixin):
         return True
 
     async def _store_last_seen(self, principal: Principal) -> None:
-        clock = self.access.session_clock(principal.session_id or "")
+        clock = self.core.access.session_clock(principal.session_id or "")
         if clock is None:
             return
-        async with self.db.write() as session:
+        async with self.core.db.write() as session:
             await session.execute(update(AuthSession).where(AuthSession.id == principal.session_id)
                                   .values(last_seen_at=clock.stored_last_seen_at))
             await session.commit()
@@ -372,7 +378,7 @@ class AccountsMixin(ReadMixin):
         """Revokes every session of the user; their open pages and subscriptions end at once."""
         if principal is None:
             raise NotAuthenticated()
-        async with self._write() as tx:
+        async with self.core.write() as tx:
             revoked = await self._revoke_sessions(tx, principal.user_id)
             tx.audit(principal, "logout", "_User", object_id=principal.user_id)
             tx.changes.append(revoke_mutation(principal.user_id, revoked))
@@ -382,30 +388,30 @@ class AccountsMixin(ReadMixin):
             AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))))
         if ids:
             await tx.session.execute(
-                update(AuthSession).where(AuthSession.id.in_(ids)).values(revoked_at=self.clock()))
+                update(AuthSession).where(AuthSession.id.in_(ids)).values(revoked_at=self.core.clock()))
         return ids
 
     # -- reading and changing users -------------------------------------------------------------
     async def get_user(self, *, principal: Principal | None, user_id: str) -> UserRecord:
-        actor = self._actor(principal)
-        async with self.db.read() as session:
+        actor = self.core.actor(principal)
+        async with self.core.db.read() as session:
             user = await session.get(User, user_id) if is_object_id(user_id) else None
         if user is None:
             raise NotFound()
-        return cast(UserRecord, self._shaped_for(actor, user))
+        return cast(UserRecord, self.reads.shaped_for(actor, user))
 
     async def list_users(self, *, principal: Principal | None) -> list[UserRecord]:
-        actor = self._actor(principal)
-        async with self.db.read() as session:
+        actor = self.core.actor(principal)
+        async with self.core.db.read() as session:
             users = list(await session.scalars(select(User).order_by(User.username)))
-        return [cast(UserRecord, self._shaped_for(actor, u)) for u in users]
+        return [cast(UserRecord, self.reads.shaped_for(actor, u)) for u in users]
 
     @audited("update")
     async def update_user(self, *, principal: Principal | None, user_id: str,
                           changes: Mapping[str, object], class_name: str = "_User",
                           request_key: str | None = None) -> UserRecord:
         """Self: email, password. Lead: role, active, showFullNames (for a ward screen)."""
-        actor = self._actor(principal)
+        actor = self.core.actor(principal)
         is_self, is_lead = actor.user_id == user_id, actor.role == Role.LEAD
         allowed = ({"email", "password"} if is_self else set()) | (
             {"role", "active", "showFullNames"} if is_lead else set())
@@ -420,8 +426,8 @@ class AccountsMixin(ReadMixin):
         if "password" in changes:
             new_hash = await self._hash(self._check_password(changes["password"]))
         check_request_key(request_key)
-        async with self._write() as tx:
-            await self._claim_request_key(tx, principal, request_key, "_User", user_id)
+        async with self.core.write() as tx:
+            await self.core.claim_request_key(tx, principal, request_key, "_User", user_id)
             user = await tx.session.get(User, user_id, with_for_update=True) if is_object_id(user_id) else None
             if user is None:
                 raise NotFound()
@@ -450,13 +456,13 @@ class AccountsMixin(ReadMixin):
                                             full_names=user.show_full_names))
             if revoked:
                 tx.changes.append(revoke_mutation(user.id, revoked))
-        return cast(UserRecord, self._shaped_for(actor, user))
+        return cast(UserRecord, self.reads.shaped_for(actor, user))
 
     @audited("unlock")
     async def unlock_user(self, *, principal: Principal | None, user_id: str) -> None:
-        if self._role(principal) != Role.LEAD:
+        if self.core.role(principal) != Role.LEAD:
             raise PermissionDenied("Only a lead unlocks accounts")
-        async with self._write() as tx:
+        async with self.core.write() as tx:
             user = await tx.session.get(User, user_id) if is_object_id(user_id) else None
             if user is None:
                 raise NotFound()
@@ -467,11 +473,11 @@ class AccountsMixin(ReadMixin):
 
     async def lock_state(self, *, principal: Principal | None, user_id: str) -> int:
         """Minutes left on a lock (0 when not locked); for the admin page."""
-        if self._role(principal) != Role.LEAD:
+        if self.core.role(principal) != Role.LEAD:
             raise PermissionDenied()
-        async with self.db.read() as session:
+        async with self.core.db.read() as session:
             user = await session.get(User, user_id) if is_object_id(user_id) else None
             row = await session.get(LoginThrottle, user.username_key) if user else None
-        if row is None or row.locked_until is None or row.locked_until <= self.clock():
+        if row is None or row.locked_until is None or row.locked_until <= self.core.clock():
             return 0
-        return math.ceil((row.locked_until - self.clock()).total_seconds() / 60)
+        return math.ceil((row.locked_until - self.core.clock()).total_seconds() / 60)

@@ -17,8 +17,8 @@ from dashboard.errors import PermissionDenied
 from dashboard.models import AuditEvent, EquipmentLog, Patient, PatientActivity, ScoreSummary, User
 from dashboard.record_types import AuditRecord, EquipmentRecord
 from dashboard.serialize import initials
-from dashboard.store.base import audited
-from dashboard.store.care_team import CareTeamMixin
+from dashboard.store.core import StoreCore, audited
+from dashboard.store.read import Reads
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,12 @@ class BoardItem:
     patient_label: str
 
 
-class CaseloadMixin(CareTeamMixin):
+class Caseloads:
+    def __init__(self, core: StoreCore, reads: Reads):
+        self.core, self.reads = core, reads
+
     def _patient_filter(self, principal: Principal | None, column: Any, only: str | None) -> list[Any]:
-        visible = self.access.visible_patient_ids(principal)
+        visible = self.core.access.visible_patient_ids(principal)
         conditions = []
         if visible is not None:
             conditions.append(column.in_(visible))
@@ -70,8 +73,8 @@ class CaseloadMixin(CareTeamMixin):
         `live_refresh` marks a pushed update of a view whose opening was audited: access is
         checked as always, but no audit row is added, or one save would add one per open screen.
         """
-        role = self._role(principal)
-        names = role != Role.VIEWER or self.access.full_names(principal)
+        role = self.core.role(principal)
+        names = role != Role.VIEWER or self.core.access.full_names(principal)
         patients_q = (
             select(Patient.id, Patient.patient_id, Patient.display_name, Patient.mobility_status,
                    Patient.primary_therapist_id, User.username, Patient.version,
@@ -88,7 +91,7 @@ class CaseloadMixin(CareTeamMixin):
         scores_q = select(ScoreSummary.patient_id, ScoreSummary.score_type, ScoreSummary.latest_value,
                           ScoreSummary.latest_date, ScoreSummary.previous_value).where(
             *self._patient_filter(principal, ScoreSummary.patient_id, patient_id))
-        async with self.db.read() as session:
+        async with self.core.db.read() as session:
             patients = (await session.execute(patients_q)).all()
             summaries = (await session.execute(scores_q)).all()
         rows: dict[str, CaseloadRow] = {}
@@ -105,20 +108,20 @@ class CaseloadMixin(CareTeamMixin):
             row = rows.get(pid)
             if row is None:
                 continue
-            measure = self.catalogue.measures.get(score_type)
+            measure = self.core.catalogue.measures.get(score_type)
             trend = measure.trend(value, previous) if measure else ""
             row.latest[score_type] = LatestScore(score_type, value, when, trend, previous)
         if not live_refresh:
-            await self._audit_read(principal, "Patient", patient_ref=patient_id,
+            await self.core.audit_read(principal, "Patient", patient_ref=patient_id,
                                    detail=f"caseload:{len(rows)}")
         return list(rows.values())
 
     async def equipment_board(self, *, principal: Principal | None,
                               returned_within: timedelta = timedelta(hours=24)) -> tuple[list[BoardItem], list[BoardItem]]:
         """(checked out now, returned recently) across the principal's visible patients."""
-        actor = self._actor(principal)
-        names = actor.role != Role.VIEWER or self.access.full_names(actor.principal)
-        since = self.clock() - returned_within
+        actor = self.core.actor(principal)
+        names = actor.role != Role.VIEWER or self.core.access.full_names(actor.principal)
+        since = self.core.clock() - returned_within
         query = (
             select(EquipmentLog, Patient.display_name)
             .join(Patient, Patient.id == EquipmentLog.patient_id)
@@ -127,26 +130,26 @@ class CaseloadMixin(CareTeamMixin):
                 EquipmentLog.status == "returned", EquipmentLog.returned_at >= since))
             .order_by(EquipmentLog.checked_out_at)
         )
-        async with self.db.read() as session:
+        async with self.core.db.read() as session:
             found = (await session.execute(query)).all()
         out, returned = [], []
         for row, name in found:
-            log = cast(EquipmentRecord, self._shaped_for(actor, row))
+            log = cast(EquipmentRecord, self.reads.shaped_for(actor, row))
             item = BoardItem(log, log.patient_id, name if names else initials(name))
             (returned if log.status == "returned" else out).append(item)
         returned.sort(key=lambda i: i.log.returned_at or since, reverse=True)
-        await self._audit_read(principal, "EquipmentLog", detail=f"board:{len(found)}")
+        await self.core.audit_read(principal, "EquipmentLog", detail=f"board:{len(found)}")
         return out, returned
 
     async def audit_trail(self, *, principal: Principal | None, patient_id: str | None = None,
                           limit: int = 200) -> list[AuditRecord]:
-        if self._role(principal) != Role.LEAD:
+        if self.core.role(principal) != Role.LEAD:
             raise PermissionDenied("Only a lead reads the audit log")
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), 1000))
         if patient_id:
             query = query.where(AuditEvent.patient_ref == patient_id)
-        await self.flush_audit()
-        async with self.db.read() as session:
+        await self.core.flush_audit()
+        async with self.core.db.read() as session:
             return [AuditRecord(id=r.id, at=r.at, actor_id=r.actor_id, action=r.action, class_name=r.class_name,
                                 object_id=r.object_id, patient_ref=r.patient_ref, outcome=r.outcome,
                                 detail=r.detail, address=r.address)

@@ -20,9 +20,9 @@ from dashboard.access import Principal, Role
 from dashboard.changes import patient_mutation
 from dashboard.errors import InvalidInput, ParseCode, PermissionDenied
 from dashboard.models import MobilityScore, Patient, SessionNote, StatusHistory, new_object_id
-from dashboard.store.caseload import CaseloadMixin
+from dashboard.store.core import StoreCore
 from dashboard.store.summaries import refresh_patient_activity, refresh_score_summary
-from dashboard.store.write import patient_id_taken
+from dashboard.store.write import Writes, patient_id_taken
 
 BATCH = 1000
 
@@ -32,18 +32,21 @@ def _chunks(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, An
         yield rows[start:start + size]
 
 
-class ImportsMixin(CaseloadMixin):
+class Imports:
+    def __init__(self, core: StoreCore, writes: Writes):
+        self.core, self.writes = core, writes
+
     async def import_patients(self, *, principal: Principal | None,
                               rows: Iterable[Mapping[str, object]], batch: int = BATCH) -> list[str]:
         """Lead only. Returns the new objectIds in the order given."""
-        actor = self._actor(principal)
+        actor = self.core.actor(principal)
         if actor.role != Role.LEAD:
             raise PermissionDenied("Only a lead imports patients")
-        now = self.clock()
+        now = self.core.clock()
         patients: list[dict[str, Any]] = []
         seen_numbers: set[str] = set()
         for fields in rows:
-            values = self._new_patient_values(actor, fields)
+            values = self.writes.new_patient_values(actor, fields)
             if values["patient_id"] in seen_numbers:
                 raise InvalidInput("patientId", "appears twice in the import", code=ParseCode.DUPLICATE_VALUE)
             seen_numbers.add(values["patient_id"])
@@ -51,7 +54,7 @@ class ImportsMixin(CaseloadMixin):
                              "updated_at": now, "version": 1, **values})
         try:
             for chunk in _chunks(patients, batch):
-                async with self._write() as tx:
+                async with self.core.write() as tx:
                     numbers = [p["patient_id"] for p in chunk]
                     if await tx.session.scalar(select(Patient.id).where(Patient.patient_id.in_(numbers)).limit(1)):
                         raise patient_id_taken(actor.role)
@@ -72,7 +75,7 @@ class ImportsMixin(CaseloadMixin):
         """Scores recorded by `principal`, who must be allowed to add records to each patient."""
         scores = [self._import_row(principal, "MobilityScore", fields) for fields in rows]
         for chunk in _chunks(scores, batch):
-            async with self._write() as tx:
+            async with self.core.write() as tx:
                 await tx.session.execute(insert(MobilityScore), chunk)
                 for patient_id, score_type in sorted({(r["patient_id"], r["score_type"]) for r in chunk}):
                     await refresh_score_summary(tx.session, patient_id, score_type)
@@ -83,7 +86,7 @@ class ImportsMixin(CaseloadMixin):
                            rows: Iterable[Mapping[str, object]], batch: int = BATCH) -> int:
         notes = [self._import_row(principal, "SessionNote", fields) for fields in rows]
         for chunk in _chunks(notes, batch):
-            async with self._write() as tx:
+            async with self.core.write() as tx:
                 await tx.session.execute(insert(SessionNote), chunk)
                 for patient_id in sorted({r["patient_id"] for r in chunk}):
                     await refresh_patient_activity(tx.session, patient_id)
@@ -93,8 +96,8 @@ class ImportsMixin(CaseloadMixin):
     def _import_row(self, principal: Principal | None, class_name: str,
                     fields: Mapping[str, object]) -> dict[str, Any]:
         """The same steps as a single create (write.py), as a row for a bulk INSERT."""
-        values = self._new_record_values(principal, class_name, fields)
+        values = self.writes.new_record_values(principal, class_name, fields)
         if values.get("amends_id"):
             raise InvalidInput("amends", "an import cannot amend notes")
-        now = self.clock()
+        now = self.core.clock()
         return {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}

@@ -21,7 +21,7 @@ from dashboard.models import Base, Patient
 from dashboard.record_types import Record, UserRecord
 from dashboard.schema import MODELS, PRIVATE_FIELDS
 from dashboard.serialize import for_viewer_record, record_of
-from dashboard.store.base import Actor, StoreBase, audited
+from dashboard.store.core import Actor, StoreCore, audited
 from dashboard.store.query import QueryBuilder, text_problem
 
 MAX_LIMIT = 1000
@@ -40,14 +40,19 @@ def is_object_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 16 and not text_problem(value)
 
 
-class ReadMixin(StoreBase):
+class Reads:
+    """find, get, count and get_many: the one read path."""
+
+    def __init__(self, core: StoreCore):
+        self.core = core
+
     def _visible_condition(self, actor: Actor, class_name: str) -> Any:
         """The SQL filter that keeps a principal to what ACCESS.md lets it see (None: no filter)."""
         if class_name == "_User":
             return None
         if class_name == "SessionNote" and actor.role == Role.VIEWER:
             return false()
-        visible = self.access.visible_patient_ids(actor.principal)
+        visible = self.core.access.visible_patient_ids(actor.principal)
         if visible is None:
             return None
         model = MODELS[class_name]
@@ -90,7 +95,7 @@ class ReadMixin(StoreBase):
         `live_refresh`: a pushed update of an open view whose opening was audited; access is
         checked as always, but no audit row is added (one save would otherwise add one per screen).
         """
-        actor = self._actor(principal)
+        actor = self.core.actor(principal)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIMIT:
             raise InvalidInput("limit", f"must be a whole number from 0 to {MAX_LIMIT}", code=ParseCode.INVALID_QUERY)
         if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= MAX_SKIP:
@@ -98,12 +103,12 @@ class ReadMixin(StoreBase):
         statement, builder = self._select(actor, class_name, where)
         model = MODELS[class_name]
         statement = statement.order_by(*builder.order(order), model.__table__.c.id).limit(limit).offset(skip)
-        async with self._query_guard(), self.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
+        async with self._query_guard(), self.core.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
             rows = list(await session.scalars(statement)) if limit else []
         if not live_refresh:
-            await self._audit_read(principal, class_name, patient_ref=self._patient_of(where),
+            await self.core.audit_read(principal, class_name, patient_ref=self._patient_of(where),
                                    detail=f"find:{len(rows)}")
-        return [self._shaped_for(actor, r) for r in rows]
+        return [self.shaped_for(actor, r) for r in rows]
 
     @staticmethod
     @asynccontextmanager
@@ -121,7 +126,7 @@ class ReadMixin(StoreBase):
                                    code=ParseCode.INVALID_QUERY) from None
             raise
 
-    def _shaped_for(self, actor: Actor, row: Base) -> Record:
+    def shaped_for(self, actor: Actor, row: Base) -> Record:
         """The row's read type as this reader may see it (the one shaping step of every read)."""
         record = record_of(row)
         if isinstance(record, UserRecord):
@@ -131,21 +136,21 @@ class ReadMixin(StoreBase):
                               created_at=record.created_at, updated_at=record.updated_at,
                               version=record.version)
         if actor.role == Role.VIEWER:
-            return for_viewer_record(record, full_names=self.access.full_names(actor.principal))
+            return for_viewer_record(record, full_names=self.core.access.full_names(actor.principal))
         return record
 
     @audited("count")
     async def count(self, *, principal: Principal | None, class_name: str, where: object = None) -> int:
-        statement, _ = self._select(self._actor(principal), class_name, where)
-        async with self._query_guard(), self.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
+        statement, _ = self._select(self.core.actor(principal), class_name, where)
+        async with self._query_guard(), self.core.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
             total = await session.scalar(select(func.count()).select_from(statement.subquery()))
         return int(total or 0)
 
-    async def _load_row(self, principal: Principal | None, class_name: str, object_id: object,
+    async def load_row(self, principal: Principal | None, class_name: str, object_id: object,
                         session: AsyncSession, *, for_update: bool = False) -> Base:
         """The table row if the principal may read it (for a write); otherwise NotFound, as for a
         missing id."""
-        self._actor(principal)
+        self.core.actor(principal)
         if class_name not in MODELS:
             raise unknown_class(class_name)
         if not is_object_id(object_id):
@@ -154,7 +159,7 @@ class ReadMixin(StoreBase):
                                 populate_existing=for_update)
         if row is None:
             raise NotFound()
-        if not self.access.can_read(principal, class_name, _patient_ref(class_name, row), str(object_id)):
+        if not self.core.access.can_read(principal, class_name, _patient_ref(class_name, row), str(object_id)):
             raise NotFound()
         return row
 
@@ -162,13 +167,13 @@ class ReadMixin(StoreBase):
     async def get(self, *, principal: Principal | None, class_name: str, object_id: str,
                   live_refresh: bool = False) -> Record:
         """One record, or NotFound; `live_refresh` as for `find`."""
-        actor = self._actor(principal)
-        async with self.db.read() as session:
-            row = await self._load_row(principal, class_name, object_id, session)
+        actor = self.core.actor(principal)
+        async with self.core.db.read() as session:
+            row = await self.load_row(principal, class_name, object_id, session)
         if class_name != "_User" and not live_refresh:
-            await self._audit_read(principal, class_name, object_id=object_id,
+            await self.core.audit_read(principal, class_name, object_id=object_id,
                                    patient_ref=_patient_ref(class_name, row))
-        return self._shaped_for(actor, row)
+        return self.shaped_for(actor, row)
 
     async def get_many(self, *, principal: Principal | None, class_name: str,
                        object_ids: Sequence[str]) -> dict[str, Record]:

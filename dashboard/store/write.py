@@ -7,7 +7,7 @@ and, once committed, the change feed applies the recorded changes (access index,
 
 How a write persists is chosen here: a new score, note or equipment log is one `transact` job of
 Core statements (batched with other creates on SQLite's writer); a patient and every update use an
-ORM write transaction (`StoreBase._write`). Both record their changes the same way, and a driver
+ORM write transaction (`StoreCore._write`). Both record their changes the same way, and a driver
 error never leaves the store: a stale write is `Conflict`, a duplicate patientId `InvalidInput` 137.
 The per-class rules are the pure functions of rules.py.
 """
@@ -39,10 +39,10 @@ from dashboard.record_types import EquipmentRecord, NoteRecord, PatientRecord, R
 from dashboard.schema import CLASSES, MODELS, PATIENT_RECORDS
 from dashboard.serialize import record_of, to_parse
 from dashboard.store import rules
-from dashboard.store.base import Actor, Tx, audited
+from dashboard.store.core import Actor, StoreCore, Tx, audited
 from dashboard.store.query import text_problem
-from dashboard.store.accounts import AccountsMixin
-from dashboard.store.read import unknown_class
+from dashboard.store.accounts import Accounts
+from dashboard.store.read import Reads, unknown_class
 from dashboard.store.request_keys import check_request_key, claim_request_key
 from dashboard.store.summaries import (
     LOCK_PATIENT,
@@ -74,7 +74,12 @@ def patient_id_taken(role: Role) -> InvalidInput:
                         code=ParseCode.DUPLICATE_VALUE)
 
 
-class WriteMixin(AccountsMixin):
+class Writes:
+    """create and update for the six classes (accounts go to `Accounts`), and the verbs over them."""
+
+    def __init__(self, core: StoreCore, reads: Reads, accounts: Accounts):
+        self.core, self.reads, self.accounts = core, reads, accounts
+
     # ======================================================================== create
     @audited("create")
     async def create(self, *, principal: Principal | None, class_name: str,
@@ -83,43 +88,43 @@ class WriteMixin(AccountsMixin):
         check_request_key(request_key)
         if class_name == "_User":
             data = dict(fields) if isinstance(fields, Mapping) else {}
-            return await self.create_user(principal=principal, username=data.get("username"),
+            return await self.accounts.create_user(principal=principal, username=data.get("username"),
                                           email=data.get("email"), password=data.get("password"),
                                           role=data.get("role", Role.CONTRIBUTOR), request_key=request_key)
         if class_name == "Patient":
             return await self._create_patient(principal, fields, request_key)
         if class_name == "StatusHistory":
             patient = fields.get("patient") if isinstance(fields, Mapping) else None
-            self._require_sees(principal, patient if isinstance(patient, str) else None, "patient")
+            self.core.require_sees(principal, patient if isinstance(patient, str) else None, "patient")
             raise PermissionDenied("StatusHistory is written by the store with each status change")
         if class_name not in PATIENT_RECORDS:
-            self._actor(principal)
+            self.core.actor(principal)
             raise unknown_class(class_name)
         return await self._create_record(principal, class_name, fields, request_key)
 
     # The steps for a new patient. Imports (imports.py) reuse them for each row.
-    def _new_patient_values(self, actor: Actor, fields: Mapping[str, object]) -> dict[str, Any]:
+    def new_patient_values(self, actor: Actor, fields: Mapping[str, object]) -> dict[str, Any]:
         """authorize -> clean -> the class's rules; the attributes to insert, or an error."""
         if not rules.may_add_patient(actor.role):
             raise PermissionDenied("Only a lead or a therapist adds patients")
-        values = self._clean("Patient", fields, creating=True)
+        values = self.core.clean("Patient", fields, creating=True)
         if actor.role == Role.THERAPIST and values["primary_therapist_id"] != actor.user_id:
             raise PermissionDenied("primaryTherapist: a therapist adds patients as their own")
         if values.get("archived"):
             raise InvalidInput("archived", "a new patient cannot be archived")
-        values["mobility_status"] = self.catalogue.term("mobilityStatus", values["mobility_status"])
-        self._not_in_future("dateOfBirth", values.get("date_of_birth"))
+        values["mobility_status"] = self.core.catalogue.term("mobilityStatus", values["mobility_status"])
+        self.core.not_in_future("dateOfBirth", values.get("date_of_birth"))
         self._check_therapist(values["primary_therapist_id"])
         return values
 
     async def _create_patient(self, principal: Principal | None, fields: Mapping[str, object],
                               request_key: str | None) -> Record:
-        actor = self._actor(principal)
-        values = self._new_patient_values(actor, fields)
+        actor = self.core.actor(principal)
+        values = self.new_patient_values(actor, fields)
         patient = Patient(id=new_object_id(), **values)
         try:
-            async with self._write() as tx:
-                await self._claim_request_key(tx, principal, request_key, "Patient", patient.id)
+            async with self.core.write() as tx:
+                await self.core.claim_request_key(tx, principal, request_key, "Patient", patient.id)
                 if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
                     raise patient_id_taken(actor.role)
                 tx.session.add(patient)  # persist
@@ -131,47 +136,47 @@ class WriteMixin(AccountsMixin):
                                Event("create", "Patient", patient.id, patient.id, to_parse(patient))]
         except IntegrityError:  # a concurrent create took the id between the check and the insert
             raise patient_id_taken(actor.role) from None
-        return self._shaped_for(actor, patient)
+        return self.reads.shaped_for(actor, patient)
 
     def _equipment_status(self, value: object) -> str:
         """The vocabulary is "equipmentStatus"; the field the caller sent is `status`."""
         try:
-            return self.catalogue.term("equipmentStatus", value)
+            return self.core.catalogue.term("equipmentStatus", value)
         except InvalidInput as exc:
             raise InvalidInput("status", exc.rule) from None
 
     def _check_therapist(self, user_id: str) -> None:
-        user = self.access.user(user_id)
+        user = self.core.access.user(user_id)
         if user is None or not user.active or user.role != Role.THERAPIST:
             raise InvalidInput("primaryTherapist", "must be an active therapist")
 
-    def _new_record_values(self, principal: Principal | None, class_name: str,
+    def new_record_values(self, principal: Principal | None, class_name: str,
                            fields: Mapping[str, object]) -> dict[str, Any]:
         """authorize -> clean -> the class's rules, for a new score, note or equipment log: the
         attributes to insert, or an error. Single creates and imports both come through here."""
-        actor = self._actor(principal)  # no session: NotAuthenticated, before anything else
-        values = self._clean(class_name, fields, creating=True, allow_server_set_for=actor.user_id)
-        self._require_sees(principal, values["patient_id"], "patient")
+        actor = self.core.actor(principal)  # no session: NotAuthenticated, before anything else
+        values = self.core.clean(class_name, fields, creating=True, allow_server_set_for=actor.user_id)
+        self.core.require_sees(principal, values["patient_id"], "patient")
         if not rules.may_add_records(actor.role):
             raise PermissionDenied(f"A {actor.role} account cannot add records")
         if class_name == "MobilityScore":
-            measure = self.catalogue.measure(values["score_type"])
+            measure = self.core.catalogue.measure(values["score_type"])
             values["score_value"] = measure.validate(values["score_value"])
-            self._not_in_future("scoreDate", values["score_date"])
+            self.core.not_in_future("scoreDate", values["score_date"])
             if values.get("entered_in_error"):
                 raise InvalidInput("enteredInError", "a new score cannot be entered in error")
             values.pop("error_reason", None)
             values.update(recorded_by_id=actor.user_id, entered_in_error=False)
         elif class_name == "SessionNote":
-            values["session_type"] = self.catalogue.term("sessionType", values["session_type"])
-            self._not_in_future("sessionDate", values["session_date"])
+            values["session_type"] = self.core.catalogue.term("sessionType", values["session_type"])
+            self.core.not_in_future("sessionDate", values["session_date"])
             values["author_id"] = actor.user_id
         else:
             values["status"] = self._equipment_status(values["status"])
             if values["status"] != "checked_out":
                 raise InvalidInput("status", "a new equipment log starts as checked_out")
-            values["checked_out_at"] = values.get("checked_out_at") or self.clock()
-            self._not_in_future("checkedOutAt", values["checked_out_at"])
+            values["checked_out_at"] = values.get("checked_out_at") or self.core.clock()
+            self.core.not_in_future("checkedOutAt", values["checked_out_at"])
             if values.get("returned_at") is not None:
                 raise InvalidInput("returnedAt", "is set when the equipment is returned")
             values["logged_by_id"] = actor.user_id
@@ -182,13 +187,13 @@ class WriteMixin(AccountsMixin):
         """A score, note or equipment log as one `transact` job of Core statements (no ORM unit of
         work; batched with other creates on SQLite): persist, refresh read models, history, audit,
         and its change_log row, all in the job's transaction."""
-        values = self._new_record_values(principal, class_name, fields)
-        actor = self._actor(principal)
+        values = self.new_record_values(principal, class_name, fields)
+        actor = self.core.actor(principal)
         now = utcnow()
         values = {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}
         record = record_of(MODELS[class_name](**values))
         patient_id, object_id = values["patient_id"], values["id"]
-        audit = self._audit_row(principal, "create", class_name, object_id=object_id, patient_ref=patient_id)
+        audit = self.core.audit_row(principal, "create", class_name, object_id=object_id, patient_ref=patient_id)
         history: dict[str, Any] | None = None
         if class_name == "EquipmentLog":
             history = {"id": new_object_id(), "patient_id": patient_id, "status_type": "equipmentStatus",
@@ -196,7 +201,7 @@ class WriteMixin(AccountsMixin):
                        "change_reason": None, "equipment_log_id": object_id, "created_at": now,
                        "updated_at": now}
         table = MODELS[class_name].__table__
-        now_for_key = self.clock()
+        now_for_key = self.core.clock()
         created = Event("create", class_name, object_id, patient_id, to_parse(record))
         delta = _activity_delta(None, record)
 
@@ -225,10 +230,10 @@ class WriteMixin(AccountsMixin):
                                      to_parse(StatusHistory(**history))))
             w.insert(AuditEvent.__table__, [audit])
             changes.append(created)
-            return self.log_changes_in_job(w, changes), changes
+            return self.core.log_changes_in_job(w, changes), changes
 
-        seq, changes = await self.db.transact(job)
-        await self.feed.committed(seq, changes)
+        seq, changes = await self.core.db.transact(job)
+        await self.core.feed.committed(seq, changes)
         return record
 
     async def _add_history(self, tx: Tx, actor: Actor, patient_id: str, status_type: str,
@@ -252,9 +257,9 @@ class WriteMixin(AccountsMixin):
         `request_key` raises RepeatedRequest (checked first, so a repeat is never a Conflict)."""
         check_request_key(request_key)
         if class_name == "_User":
-            return await self.update_user(principal=principal, user_id=object_id, changes=changes,
+            return await self.accounts.update_user(principal=principal, user_id=object_id, changes=changes,
                                           request_key=request_key)
-        actor = self._actor(principal)
+        actor = self.core.actor(principal)
         if class_name not in MODELS:
             raise unknown_class(class_name)
         if not isinstance(changes, Mapping):
@@ -263,10 +268,10 @@ class WriteMixin(AccountsMixin):
             raise InvalidInput("changeReason", f"must be text of at most {MAX_REASON} characters")
         if reason is not None and text_problem(reason):
             raise InvalidInput("changeReason", text_problem(reason) or "")
-        async with self._write() as tx:
-            await self._claim_request_key(tx, principal, request_key, class_name, object_id)
+        async with self.core.write() as tx:
+            await self.core.claim_request_key(tx, principal, request_key, class_name, object_id)
             # authorize: a record the principal cannot read is not found
-            row = await self._load_row(principal, class_name, object_id, tx.session, for_update=True)
+            row = await self.reads.load_row(principal, class_name, object_id, tx.session, for_update=True)
             before = to_parse(row)
             old = record_of(row)
             for name in changes:
@@ -285,7 +290,7 @@ class WriteMixin(AccountsMixin):
             else:
                 raise PermissionDenied(f"{class_name} is never changed")
             if expected_version is not None and not isinstance(row, Patient):
-                self._check_version(next(iter(changes), "version"), None, old.version, expected_version)
+                self.core.check_version(next(iter(changes), "version"), None, old.version, expected_version)
             await tx.session.flush()  # persist (the version check of the UPDATE runs here)
             new = record_of(row)
             await self._refresh_read_models(tx, old, new)
@@ -293,7 +298,7 @@ class WriteMixin(AccountsMixin):
             tx.audit(principal, "update", class_name, object_id=new.id, patient_ref=patient_id,
                      detail=",".join(sorted(str(k) for k in changes))[:500])
             tx.changes.append(Event("update", class_name, new.id, patient_id, to_parse(new), before))
-        return self._shaped_for(actor, row)
+        return self.reads.shaped_for(actor, row)
 
     async def _refresh_read_models(self, tx: Tx, old: Record, new: Record) -> None:
         """Keeps the caseload's read models exact, in the write's transaction, by the change's delta."""
@@ -311,19 +316,19 @@ class WriteMixin(AccountsMixin):
 
     async def _update_patient(self, tx: Tx, actor: Actor, patient: Patient, changes: Mapping[str, object],
                               expected_version: int | None, reason: str | None) -> None:
-        owns = self.access.owns(actor.principal, patient.id)
+        owns = self.core.access.owns(actor.principal, patient.id)
         for name in changes:
             refusal = rules.patient_field_refusal(str(name), actor.role, owns=owns)
             if refusal:
                 raise PermissionDenied(refusal)
-        values = self._clean("Patient", changes, creating=False)
+        values = self.core.clean("Patient", changes, creating=False)
         if "mobility_status" in values:
-            values["mobility_status"] = self.catalogue.term("mobilityStatus", values["mobility_status"])
+            values["mobility_status"] = self.core.catalogue.term("mobilityStatus", values["mobility_status"])
         if "date_of_birth" in values:
-            self._not_in_future("dateOfBirth", values["date_of_birth"])
+            self.core.not_in_future("dateOfBirth", values["date_of_birth"])
         first = next(iter(changes), "mobilityStatus")
         current = getattr(patient, CLASSES["Patient"][first].attr) if first in CLASSES["Patient"] else None
-        self._check_version(first, current, patient.version, expected_version)
+        self.core.check_version(first, current, patient.version, expected_version)
         if "patient_id" in values and values["patient_id"] != patient.patient_id:
             if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
                 raise patient_id_taken(actor.role)
@@ -374,12 +379,12 @@ class WriteMixin(AccountsMixin):
             refusal = rules.equipment_field_refusal(str(name), actor.role)
             if refusal:
                 raise PermissionDenied(refusal)
-        values = self._clean("EquipmentLog", changes, creating=False)
+        values = self.core.clean("EquipmentLog", changes, creating=False)
         old_status = log.status
         if "status" in values:
             values["status"] = self._equipment_status(values["status"])
             if values["status"] == "returned" and "returned_at" not in values:
-                values["returned_at"] = self.clock()
+                values["returned_at"] = self.core.clock()
             if values["status"] == "checked_out":
                 values["returned_at"] = None
         returned = values.get("returned_at")
@@ -394,8 +399,8 @@ class WriteMixin(AccountsMixin):
     @audited("delete")
     async def delete(self, *, principal: Principal | None, class_name: str, object_id: str) -> None:
         """Nothing is ever deleted: leads archive patients and deactivate users."""
-        async with self.db.read() as session:
-            await self._load_row(principal, class_name, object_id, session)
+        async with self.core.db.read() as session:
+            await self.reads.load_row(principal, class_name, object_id, session)
         raise PermissionDenied(f"{class_name} records are never deleted")
 
     # ======================================================================== convenience
@@ -410,7 +415,7 @@ class WriteMixin(AccountsMixin):
                            value: float, score_date: datetime | None = None,
                            notes: str | None = None, request_key: str | None = None) -> Record:
         fields: dict[str, object] = {"patient": patient_id, "scoreType": score_type, "scoreValue": value,
-                                     "scoreDate": score_date or self.clock()}
+                                     "scoreDate": score_date or self.core.clock()}
         if notes:
             fields["notes"] = notes
         return await self.create(principal=principal, class_name="MobilityScore", fields=fields,
@@ -420,7 +425,7 @@ class WriteMixin(AccountsMixin):
                        text: str, follow_up: bool = False, session_date: datetime | None = None,
                        amends: str | None = None, request_key: str | None = None) -> Record:
         fields: dict[str, object] = {"patient": patient_id, "sessionType": session_type, "noteText": text,
-                                     "followUpNeeded": follow_up, "sessionDate": session_date or self.clock()}
+                                     "followUpNeeded": follow_up, "sessionDate": session_date or self.core.clock()}
         if amends:
             fields["amends"] = amends
         return await self.create(principal=principal, class_name="SessionNote", fields=fields,

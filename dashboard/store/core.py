@@ -1,4 +1,7 @@
-"""What every store operation shares: the principal check, the write transaction, validation, audit."""
+"""What every part of the store shares (the `StoreCore`): the database, the access index, the hub
+and the change feed; the principal check; the write transaction that records its changes;
+field validation; audit. The parts (reads, accounts, writes, care teams, caseloads, imports) each
+hold one and nothing else, as the template's crud functions take a session."""
 from __future__ import annotations
 
 import asyncio
@@ -94,9 +97,9 @@ def audited(action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
             try:
                 return await fn(*args, **kwargs)
             except StoreError as exc:
-                store = args[0]
-                if isinstance(store, StoreBase):
-                    await store._audit_refusal(action, kwargs, exc)
+                core = getattr(args[0], "core", None)
+                if isinstance(core, StoreCore):
+                    await core.audit_refusal(action, kwargs, exc)
                 raise
 
         return wrapper
@@ -104,7 +107,7 @@ def audited(action: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
     return decorate
 
 
-class StoreBase:
+class StoreCore:
     def __init__(self, db: Database, *, settings: Settings, catalogue: Catalogue | None = None,
                  clock: Callable[[], datetime] = utcnow):
         self.db = db
@@ -118,7 +121,6 @@ class StoreBase:
         self.feed = ChangeFeed(db, self.access, self.hub)
         self._audit_pending: list[dict[str, Any]] = []
         self._audit_task: asyncio.Task[None] | None = None
-        self._sessions: dict[str, Any] = {}  # token hash -> cached session (accounts.py)
         self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
                                      time_cost=settings.argon2_time_cost)
         # One sign-in limiter for every channel (pages and API): the store applies it.
@@ -135,7 +137,7 @@ class StoreBase:
         await self.flush_audit()
 
     # -- principals -----------------------------------------------------------------------------
-    def _actor(self, principal: Principal | None) -> Actor:
+    def actor(self, principal: Principal | None) -> Actor:
         """The acting principal with its live role, or NotAuthenticated (as the template's
         `CurrentUser`: past this point the principal is never None)."""
         role = self.access.role(principal)
@@ -143,12 +145,12 @@ class StoreBase:
             raise NotAuthenticated()
         return Actor(principal, Role(role))
 
-    def _role(self, principal: Principal | None) -> Role:
-        return self._actor(principal).role
+    def role(self, principal: Principal | None) -> Role:
+        return self.actor(principal).role
 
-    def _require_sees(self, principal: Principal | None, patient_id: str | None,
+    def require_sees(self, principal: Principal | None, patient_id: str | None,
                       field: str | None = None) -> Actor:
-        actor = self._actor(principal)
+        actor = self.actor(principal)
         if not isinstance(patient_id, str) or not self.access.sees_patient(principal, patient_id):
             raise NotFound(f"{field}: no such patient" if field else "Object not found.")
         return actor
@@ -157,21 +159,21 @@ class StoreBase:
         """What the principal may do now (the live role), on `patient_id` when given: the same rule
         functions the writes enforce (rules.py). NotAuthenticated without a current session;
         NotFound for a patient it cannot see."""
-        actor = self._require_sees(principal, patient_id) if patient_id is not None else self._actor(principal)
+        actor = self.require_sees(principal, patient_id) if patient_id is not None else self.actor(principal)
         return Permissions(user_id=actor.user_id, role=actor.role, patient_id=patient_id,
                            owns=patient_id is not None and self.access.owns(actor.principal, patient_id),
                            full_names=self.access.full_names(actor.principal))
 
     # -- transactions ---------------------------------------------------------------------------
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[Tx]:
+    async def write(self) -> AsyncIterator[Tx]:
         """An ORM write transaction. Its changes are inserted as its change_log row, the last
         statement before COMMIT; once committed, the change feed applies them (index, then hub)."""
         async with self.db.write() as session:
             tx = Tx(session)
             try:
                 yield tx
-                seq = await self._log_changes(session, tx.changes)
+                seq = await self.log_changes(session, tx.changes)
                 await session.commit()
             except StaleDataError:
                 # Another transaction changed the row after this one read it: nothing was written.
@@ -179,7 +181,7 @@ class StoreBase:
         await self.feed.committed(seq, tx.changes)
 
     @staticmethod
-    async def _log_changes(session: AsyncSession, changes: list[Change]) -> int | None:
+    async def log_changes(session: AsyncSession, changes: list[Change]) -> int | None:
         if not changes:
             return None
         return int(await session.scalar(INSERT_CHANGE, change_row(changes)))
@@ -192,12 +194,12 @@ class StoreBase:
         [(seq,)] = w.fetch(INSERT_CHANGE, change_row(changes))
         return int(seq)
 
-    async def _claim_request_key(self, tx: Tx, principal: Principal | None, request_key: str | None,
+    async def claim_request_key(self, tx: Tx, principal: Principal | None, request_key: str | None,
                                  class_name: str, object_id: object) -> None:
         """The ORM path's key claim (request_keys.py): call it first in the transaction."""
         if request_key is None:
             return
-        actor = self._actor(principal)
+        actor = self.actor(principal)
         if not isinstance(object_id, str) or not object_id or len(object_id) > 16 or text_problem(object_id):
             raise NotFound()  # as loading the record would answer
         now, user_id = self.clock(), actor.user_id
@@ -206,7 +208,7 @@ class StoreBase:
             object_id=object_id, now=now))
 
     # -- audit ----------------------------------------------------------------------------------
-    async def _audit_read(self, principal: Principal | None, class_name: str, *,
+    async def audit_read(self, principal: Principal | None, class_name: str, *,
                           object_id: str | None = None, patient_ref: str | None = None,
                           detail: str | None = None) -> None:
         """Queues a read's audit row; rows are written together, within milliseconds.
@@ -246,7 +248,7 @@ class StoreBase:
             await task
         await self._write_pending_audit()
 
-    async def _audit_refusal(self, action: str, kwargs: Mapping[str, Any], exc: StoreError) -> None:
+    async def audit_refusal(self, action: str, kwargs: Mapping[str, Any], exc: StoreError) -> None:
         principal = kwargs.get("principal")
         outcome = next((o for t, o in OUTCOMES.items() if isinstance(exc, t)), "invalid")
         detail = getattr(exc, "field", None)
@@ -264,7 +266,7 @@ class StoreBase:
             return value if not text_problem(value) else "".join(
                 "?" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)
 
-        row = self._audit_row(
+        row = self.audit_row(
             principal if isinstance(principal, Principal) else None, action,
             clip(str(kwargs.get("class_name", "")) or _class_of(action), 32) or "",
             object_id=clip(object_id, 16), patient_ref=clip(patient_ref, 16), detail=clip(detail, 500),
@@ -272,7 +274,7 @@ class StoreBase:
         row["address"] = clip(kwargs.get("address"), 64)
         await self.db.transact(lambda w: w.insert(AUDIT, [row]))
 
-    def _audit_row(self, principal: Principal | None, action: str, class_name: str, *,
+    def audit_row(self, principal: Principal | None, action: str, class_name: str, *,
                    object_id: str | None = None, patient_ref: str | None = None,
                    detail: str | None = None, outcome: str = "ok") -> dict[str, Any]:
         """An audit row for a `transact` job (every column given, so all rows insert alike)."""
@@ -281,7 +283,7 @@ class StoreBase:
                     outcome=outcome, detail=detail, address=None)
 
     # -- validation -----------------------------------------------------------------------------
-    def _clean(self, class_name: str, fields: Mapping[str, object], *, creating: bool,
+    def clean(self, class_name: str, fields: Mapping[str, object], *, creating: bool,
                allow_server_set_for: str | None = None) -> dict[str, Any]:
         """Type-checks Parse-named fields; returns {attribute: value}. Writes nothing."""
         if not isinstance(fields, Mapping):
@@ -296,14 +298,14 @@ class StoreBase:
                 if value is not None and value != allow_server_set_for:
                     raise InvalidInput(name, "is set by the server to the signed-in user")
                 continue
-            out[spec.attr] = self._check_type(spec, value, class_name)
+            out[spec.attr] = self.check_type(spec, value, class_name)
         if creating:
             for name, spec in specs.items():
                 if spec.required and not spec.server_set and out.get(spec.attr) is None:
                     raise MissingField(name)
         return out
 
-    def _check_type(self, spec: FieldSpec, value: object, class_name: str | None = None) -> Any:
+    def check_type(self, spec: FieldSpec, value: object, class_name: str | None = None) -> Any:
         if value is None:
             if spec.required:
                 raise MissingField(spec.name)
@@ -345,12 +347,12 @@ class StoreBase:
             return value
         raise InvalidInput(spec.name, f"unsupported type {spec.kind}")  # pragma: no cover
 
-    def _not_in_future(self, field: str, value: datetime | None) -> None:
+    def not_in_future(self, field: str, value: datetime | None) -> None:
         if value is not None and value > self.clock() + timedelta(days=1):
             raise InvalidInput(field, "cannot be in the future")
 
     @staticmethod
-    def _check_version(field: str, current: object, version: int, expected: int | None) -> None:
+    def check_version(field: str, current: object, version: int, expected: int | None) -> None:
         if expected is not None and expected != version:
             raise Conflict(field, current, version)
 
