@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs: the venv with test extras, Debian's Chromium for the
-# browser tests, and the official Parse JS SDK for the API compatibility script.
+# browser tests and wrk (the C load generator of the bench's write scenarios), and the official
+# Parse JS SDK for the API compatibility script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # The Python image's pip (23.2) mis-resolves extras that name extras; a current pip does not.
 .venv/bin/pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
-if ! command -v chromium >/dev/null 2>&1; then
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    # shellcheck disable=SC2086 - the list is word-split on purpose
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "install.sh: Chromium is missing; run: sudo apt-get install -y chromium" >&2
+    echo "install.sh: missing Debian packages:$missing; run: sudo apt-get install -y$missing" >&2
     exit 1
   fi
 fi
