@@ -155,6 +155,16 @@ class Conflict(StoreError):
         self.current_version = current_version
 
 
+class StaleWrite(Conflict):
+    """The row changed between this write's read and its UPDATE (the ORM's version check): nothing
+    was written. The store answers it as a `Conflict` naming the current version where it can."""
+
+    def __init__(self, current_version: int = 0):
+        StoreError.__init__(self, "This record was changed by someone else while it was being saved. "
+                                  "Review and try again.")
+        self.field, self.current, self.current_version = "version", None, current_version
+
+
 class RepeatedRequest(StoreError):
     """A save whose request key (Parse's X-Parse-Request-Id) the principal has used within 24 hours:
     nothing was written or published this time. `class_name` and `object_id` name the record the

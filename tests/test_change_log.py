@@ -232,3 +232,36 @@ async def test_an_import_of_an_existing_patient_id_answers_137_and_writes_nothin
             "mobilityStatus": "independent"}])
     assert refused.value.parse_code == 137 and refused.value.field == "patientId"
     assert await log_rows(store) == rows
+
+
+async def test_a_stale_write_is_a_conflict_with_the_current_version_and_writes_nothing(
+        world: World, monkeypatch: pytest.MonkeyPatch):
+    """The row's version moved between the write's read and its UPDATE (the ORM's version check):
+    the store answers Conflict (409 on the API), not a driver error, and nothing is written."""
+    from sqlalchemy import text
+
+    from dashboard.errors import Conflict
+
+    store, p = world.store, world.patient.id
+    note = await store.add_note(principal=world.owner, patient_id=p, session_type="review", text="Seen.",
+                                follow_up=True)
+    rows = await log_rows(store)
+    load_row = store.reads.load_row
+    bumped: list[str] = []
+
+    async def behind_its_back(principal, class_name, object_id, session, *, for_update=False):
+        row = await load_row(principal, class_name, object_id, session, for_update=for_update)
+        if for_update and not bumped:  # another writer's UPDATE lands after this read
+            bumped.append(object_id)
+            await session.execute(text("UPDATE session_notes SET version = version + 1 WHERE id = :id"),
+                                  {"id": object_id})
+        return row
+
+    monkeypatch.setattr(store.reads, "load_row", behind_its_back)
+    with pytest.raises(Conflict) as refused:
+        await store.clear_follow_up(principal=world.owner, note_id=note.id)
+    assert bumped and refused.value.current_version == 1 and refused.value.parse_code == 137
+    assert await log_rows(store) == rows
+    monkeypatch.undo()
+    stored = await store.get(principal=world.owner, class_name="SessionNote", object_id=note.id)
+    assert stored.follow_up_needed is True and stored.version == 1

@@ -19,13 +19,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.orm.exc import StaleDataError
 
 from dashboard.access import Principal
 from dashboard.api import wire
 from dashboard.config import Settings
 from dashboard.errors import (
-    Conflict,
     InvalidInput,
     NotAuthenticated,
     NotFound,
@@ -238,9 +236,6 @@ def _error_response(exc: BaseException) -> JSONResponse:
                      {"Retry-After": str(exc.seconds)})
     if isinstance(exc, StoreError):
         return _json({"code": exc.parse_code, "error": exc.message}, exc.http_status)
-    if isinstance(exc, StaleDataError):
-        return _json({"code": Conflict.parse_code,
-                      "error": "The object was changed by someone else. Review and try again."}, 409)
     log.exception("Parse API: unexpected error", exc_info=exc)
     return _json({"code": ParseCode.INTERNAL_SERVER_ERROR, "error": "Internal server error."}, 500)
 

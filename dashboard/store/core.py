@@ -32,6 +32,7 @@ from dashboard.errors import (
     PermissionDenied,
     RateLimited,
     RepeatedRequest,
+    StaleWrite,
     StoreError,
 )
 from dashboard.hub import Hub
@@ -177,7 +178,7 @@ class StoreCore:
                 await session.commit()
             except StaleDataError:
                 # Another transaction changed the row after this one read it: nothing was written.
-                raise Conflict("version", None, 0) from None
+                raise StaleWrite() from None
         await self.feed.committed(seq, tx.changes)
 
     @staticmethod

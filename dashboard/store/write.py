@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from dashboard.access import Principal, Role
 from dashboard.changes import Change, patient_mutation
 from dashboard.db import WriteConn
-from dashboard.errors import InvalidInput, MissingField, NotFound, ParseCode, PermissionDenied
+from dashboard.errors import InvalidInput, MissingField, NotFound, ParseCode, PermissionDenied, StaleWrite
 from dashboard.hub import Event
 from dashboard.models import (
     AuditEvent,
@@ -268,6 +268,17 @@ class Writes:
             raise InvalidInput("changeReason", f"must be text of at most {MAX_REASON} characters")
         if reason is not None and text_problem(reason):
             raise InvalidInput("changeReason", text_problem(reason) or "")
+        try:
+            return await self._update(actor, class_name, object_id, changes, expected_version, reason,
+                                      request_key)
+        except StaleWrite:
+            async with self.core.db.read() as session:
+                row = await self.reads.load_row(principal, class_name, object_id, session)
+            raise StaleWrite(int(getattr(row, "version", 0))) from None
+
+    async def _update(self, actor: Actor, class_name: str, object_id: str, changes: Mapping[str, object],
+                      expected_version: int | None, reason: str | None, request_key: str | None) -> Record:
+        principal = actor.principal
         async with self.core.write() as tx:
             await self.core.claim_request_key(tx, principal, request_key, class_name, object_id)
             # authorize: a record the principal cannot read is not found
