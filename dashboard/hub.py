@@ -1,6 +1,6 @@
 """In-process publish/subscribe, routed by topic, with a per-recipient access check on delivery.
 
-The store publishes after commit. A write costs work in proportion to the subscribers of its
+The change feed (changes.py) dispatches each committed change, in commit order. A write costs work in proportion to the subscribers of its
 topics (its class, its patient, its patient and class), not to all subscribers: a subscription
 pinned to one patient's scores is never visited by that patient's notes.
 
@@ -11,8 +11,8 @@ time (a page's task, a test) uses a `Mailbox` as the sink, as encode/broadcaster
 bounded, in order, dropping a patient's queued entries when access to it ends, and on overflow
 holding a single resync, so a stuck reader never holds back the others.
 
-`dispatch` delivers in this process; a cross-process hub (PostgreSQL LISTEN/NOTIFY) would carry the
-same events between servers and call `dispatch` on each.
+Events come only from the change log, so another process on the same database dispatches the same
+events in the same order from its own feed.
 """
 from __future__ import annotations
 
