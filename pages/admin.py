@@ -12,12 +12,12 @@ from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 from nicegui.events import ValueChangeEventArguments
 
-from dashboard.access import LEAD
-from dashboard.errors import InvalidInput, StoreError, Taken
-from dashboard.models import ROLES, User
+from dashboard.access import Role
+from dashboard.errors import InvalidInput, NotAuthenticated, StoreError, Taken
+from dashboard.record_types import UserRecord
 from dashboard.store import CaseloadRow
 from pages import auth
-from pages.dialogs import confirm, toast
+from pages.dialogs import confirm, submit, toast
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section
 
 router = APIRouter()
@@ -35,17 +35,18 @@ CSS = """
 
 # What each role sees (ACCESS.md), and what stepping down from it takes away.
 ROLE_SEES = {
-    "lead": "every patient and every record, and use Admin (accounts, roles and assignment)",
-    "therapist": "the patients they are primary therapist of and those whose care team they are on",
-    "contributor": "only the patients whose care team they are on",
-    "viewer": "only the patients whose care team it is on, without session notes, and change nothing",
+    Role.LEAD: "every patient and every record, and use Admin (accounts, roles and assignment)",
+    Role.THERAPIST: "the patients they are primary therapist of and those whose care team they are on",
+    Role.CONTRIBUTOR: "only the patients whose care team they are on",
+    Role.VIEWER: "only the patients whose care team it is on, without session notes, and change nothing",
 }
 ROLE_LOSES = {
-    "lead": "Admin and every patient they are neither primary therapist of nor on the care team of",
-    "therapist": "the patients they are primary therapist of, unless on the care team",
-    "contributor": "session notes and adding scores, notes and equipment",
+    Role.LEAD: "Admin and every patient they are neither primary therapist of nor on the care team of",
+    Role.THERAPIST: "the patients they are primary therapist of, unless on the care team",
+    Role.CONTRIBUTOR: "session notes and adding scores, notes and equipment",
 }
-RANK = ("viewer", "contributor", "therapist", "lead")
+RANK = (Role.VIEWER, Role.CONTRIBUTOR, Role.THERAPIST, Role.LEAD)
+ROLE_OPTIONS = {r: ROLE_LABELS[r] for r in Role}
 
 
 def role_consequence(username: str, old: str, new: str) -> str:
@@ -74,7 +75,7 @@ class AdminView:
                 "email": ui.input("Email").props("outlined type=email").classes("grow").mark("new-email"),
                 "password": ui.input("Initial password", password=True).props("outlined").classes("grow")
                 .mark("new-password"),
-                "role": ui.select({r: ROLE_LABELS[r] for r in ROLES}, value="contributor", label="Role")
+                "role": ui.select(ROLE_OPTIONS, value=Role.CONTRIBUTOR, label="Role")
                 .props("outlined").style("min-width: 160px").mark("new-role"),
             }
             for field in self.new.values():  # an edited field's error goes away
@@ -137,12 +138,12 @@ class AdminView:
                 with ui.element("div").classes("ad-row").mark(f"user-{user.username}"):
                     with ui.column().classes("gap-0"):
                         ui.label(user.username).classes("font-medium")
-                        if user.role == "viewer":
+                        if user.role == Role.VIEWER:  # a ward screen
                             ui.switch("Full names on ward", value=bool(user.show_full_names),
                                       on_change=lambda e, u=user: self.full_names(u, e)) \
                                 .props("dense").classes("text-xs").mark(f"names-{user.username}")
                     ui.label(user.email or "").classes("c-email text-sm ot-muted")
-                    ui.select({r: ROLE_LABELS[r] for r in ROLES}, value=user.role,
+                    ui.select(ROLE_OPTIONS, value=user.role,
                               on_change=lambda e, u=user: self.change_role(u, e)) \
                         .props("outlined dense" + (" disable" if me else "")).mark(f"role-{user.username}")
                     with ui.column().classes("gap-1"):
@@ -174,22 +175,18 @@ class AdminView:
         await self.render_users()
 
     async def change(self, user_id: str, changes: dict, done: str) -> None:
-        try:
-            await self.store.update_user(principal=self.session.principal, user_id=user_id, changes=changes)
-        except StoreError as exc:
-            toast(exc.message, "negative")
-        else:
-            toast(done)
+        await submit(self.store.update_user(principal=self.session.principal, user_id=user_id, changes=changes),
+                     done=done)
         await self.render_users()
         if "role" in changes or "active" in changes:
             await self.render_patients()
 
-    async def deactivate(self, user: User) -> None:
+    async def deactivate(self, user: UserRecord) -> None:
         if await confirm(f"Deactivate {user.username}?",
                          f"{user.username} is signed out everywhere and can no longer sign in.", "Deactivate"):
             await self.change(user.id, {"active": False}, f"{user.username} is deactivated")
 
-    async def change_role(self, user: User, event: ValueChangeEventArguments) -> None:
+    async def change_role(self, user: UserRecord, event: ValueChangeEventArguments) -> None:
         new = event.value
         if new == user.role:  # unchanged, or put back after a Cancel
             return
@@ -200,7 +197,7 @@ class AdminView:
             return
         await self.change(user.id, {"role": new}, f"{user.username} is now {label}")
 
-    async def full_names(self, user: User, event: ValueChangeEventArguments) -> None:
+    async def full_names(self, user: UserRecord, event: ValueChangeEventArguments) -> None:
         """Turning names on asks first (anyone near the screen reads them); back to initials does not."""
         if event.value == bool(user.show_full_names):
             return
@@ -214,16 +211,13 @@ class AdminView:
                           f"{user.username} shows {'full names' if event.value else 'initials only'}")
 
     async def unlock(self, user_id: str) -> None:
-        try:
-            await self.store.unlock_user(principal=self.session.principal, user_id=user_id)
-        except StoreError as exc:
-            toast(exc.message, "negative")
+        await submit(self.store.unlock_user(principal=self.session.principal, user_id=user_id))
         await self.render_users()
 
     async def render_patients(self) -> None:
         rows = await self.store.caseload(principal=self.session.principal)
         users = await self.store.list_users(principal=self.session.principal)
-        therapists = {u.id: u.username for u in users if u.role == "therapist" and u.active}
+        therapists = {u.id: u.username for u in users if u.role == Role.THERAPIST and u.active}
         self.usernames = {u.id: u.username for u in users}
         pages = max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE)
         self.patient_page = min(self.patient_page, pages)
@@ -269,13 +263,9 @@ class AdminView:
                              await self.reassign_consequence(row, new), "Reassign"):
             event.sender.value = row.primary_therapist_id
             return
-        try:
-            await self.store.assign_therapist(principal=self.session.principal, patient_id=row.object_id,
-                                              therapist_id=therapist_id)
-        except StoreError as exc:
-            toast(exc.message, "negative")
-        else:
-            toast(f"{new} is now primary therapist of {row.display_name}")
+        await submit(self.store.assign_therapist(principal=self.session.principal, patient_id=row.object_id,
+                                                 therapist_id=therapist_id),
+                     done=f"{new} is now primary therapist of {row.display_name}")
         await self.render_patients()
 
 
@@ -284,7 +274,11 @@ async def admin_page(request: Request) -> RedirectResponse | None:
     session = await auth.session_of(request)
     if session is None:
         return auth.to_login(request)
-    if session.store.access.role(session.principal) != LEAD:
+    try:
+        is_lead = session.permissions().is_lead
+    except NotAuthenticated:
+        return auth.to_login(request)
+    if not is_lead:
         raise HTTPException(status_code=404, detail="Not found")  # as if it did not exist
     with frame(session, "admin"):
         await AdminView(session).build()

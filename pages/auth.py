@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dashboard import password_rules, runtime
-from dashboard.access import Principal
+from dashboard.access import Principal, Role
 from dashboard.config import Settings
 from dashboard.errors import (
     AccountLocked,
@@ -30,6 +30,7 @@ from dashboard.errors import (
 )
 from dashboard.passwords import CookieSigner
 from dashboard.store import Store
+from dashboard.store.rules import Permissions
 
 COOKIE = "ot_session"
 # With secure cookies, the __Host- prefix: the browser keeps it only if Secure, Path=/ and no Domain,
@@ -41,10 +42,10 @@ _settings: Settings | None = None
 
 @dataclass(frozen=True)
 class PageSession:
-    """Who is looking at a page: captured once when the page is built."""
+    """Who is looking at a page: the principal, captured once when the page is built. What it may
+    do is never captured: `permissions()` asks the store (the live role) where a page decides."""
 
     principal: Principal
-    role: str
     username: str
     token: str
 
@@ -52,9 +53,19 @@ class PageSession:
     def store(self) -> Store:
         return runtime.store()
 
+    def permissions(self, patient_id: str | None = None) -> Permissions:
+        """The store's answer now; NotAuthenticated once the session ended, NotFound for a patient
+        no longer visible."""
+        return self.store.permissions(principal=self.principal, patient_id=patient_id)
+
+    @property
+    def role(self) -> Role:
+        """The live role (for labels; decisions ask `permissions()`)."""
+        return self.permissions().role
+
     @property
     def is_lead(self) -> bool:
-        return self.role == "lead"
+        return self.permissions().is_lead
 
 
 def configure(settings: Settings) -> None:
@@ -104,10 +115,13 @@ async def resolve(token: str | None) -> PageSession | None:
         principal = await store.resolve_session(token)
     except NotAuthenticated:
         return None
-    role = store.access.role(principal)
-    if role is None or token is None:
+    if token is None:
         return None
-    return PageSession(principal, role, principal.username, token)
+    try:
+        store.permissions(principal=principal)  # a live session with a role
+    except NotAuthenticated:
+        return None
+    return PageSession(principal, principal.username, token)
 
 
 async def session_of(request: Request) -> PageSession | None:

@@ -5,7 +5,8 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
-from dashboard.hub import class_topic
+from dashboard.errors import NotAuthenticated
+from dashboard.hub import DeliveryKind, class_topic
 from dashboard.store import CaseloadRow
 from pages import auth, live
 from pages.display import date_text, ordered_scores, score_chip
@@ -51,7 +52,7 @@ class CaseloadView:
         self.rows: dict[str, CaseloadRow] = {}
         self.search = ""
         self.status = ""
-        self.therapist = ""
+        self.therapist_id = ""
         self.sort = "name"
         self.page = 1
         self.shown: dict[str, ui.element] = {}
@@ -68,7 +69,7 @@ class CaseloadView:
             return False
         if self.status and row.mobility_status != self.status:
             return False
-        return not (self.therapist and row.primary_therapist_id != self.therapist)
+        return not (self.therapist_id and row.primary_therapist_id != self.therapist_id)
 
     def ordered(self) -> list[CaseloadRow]:
         rows = [r for r in self.rows.values() if self.matches(r)]
@@ -98,11 +99,11 @@ class CaseloadView:
                 k: t.label for k, t in self.catalogue.vocabulary["mobilityStatus"].items()}
             ui.select(status_options, value="", label="Status", on_change=lambda e: self.set("status", e.value)) \
                 .props("outlined dense options-dense").style("min-width: 180px").mark("status-filter")
-            if self.session.is_lead:
+            if self.session.permissions().is_lead:  # every patient: filtering by therapist helps
                 therapists = {"": "All therapists"} | {r.primary_therapist_id: r.primary_therapist
                                                        for r in sorted(self.rows.values(), key=lambda r: r.primary_therapist)}
                 ui.select(therapists, value="", label="Therapist",
-                          on_change=lambda e: self.set("therapist", e.value)) \
+                          on_change=lambda e: self.set("therapist_id", e.value)) \
                     .props("outlined dense").style("min-width: 170px").mark("therapist-filter")
             ui.select({"name": "Name", "status": "Most dependent first", "follow_ups": "Open follow-ups",
                        "last_session": "Last session", "equipment": "Equipment out"},
@@ -192,14 +193,13 @@ class CaseloadView:
 
     # -- live -------------------------------------------------------------------------------------
     async def on_batch(self, batch: live.Batch) -> None:
-        if any(d.kind == "resync" for d in batch):
+        if any(d.kind == DeliveryKind.RESYNC for d in batch):
             await self.load()
             self.render_list()
             return
-        gone = {d.patient_id for d in batch if d.kind == "access_ended" and d.patient_id}
-        changed = {d.patient_id for d in batch if d.kind != "access_ended" and d.patient_id} - gone
-        if any(d.kind == "access_ended" and not d.patient_id for d in batch) and \
-                self.store.access.role(self.session.principal) is None:
+        gone = {d.patient_id for d in batch if d.kind == DeliveryKind.ACCESS_ENDED and d.patient_id}
+        changed = {d.patient_id for d in batch if d.kind != DeliveryKind.ACCESS_ENDED and d.patient_id} - gone
+        if any(d.kind == DeliveryKind.ACCESS_ENDED and not d.patient_id for d in batch) and not self.signed_in():
             ui.navigate.to("/login")  # signed out or deactivated elsewhere
             return
         relayout = False
@@ -222,6 +222,13 @@ class CaseloadView:
                 relayout = True
         if relayout:
             self.render_list()
+
+    def signed_in(self) -> bool:
+        try:
+            self.session.permissions()
+        except NotAuthenticated:
+            return False
+        return True
 
     def refill(self, element: ui.element, row: CaseloadRow) -> None:
         """Rebuilds one row in place: only this row's elements go over the wire."""

@@ -7,10 +7,12 @@ section a push rebuilds, so a live update never closes one mid-edit.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from nicegui import ui
+
+from dashboard.errors import StoreError
 
 TOAST_SECONDS = 3.0
 
@@ -18,6 +20,28 @@ TOAST_SECONDS = 3.0
 def toast(message: str, kind: str = "positive") -> None:
     """A short confirmation at the top of the screen (forms and their buttons sit below it)."""
     ui.notify(message, type=kind, position="top", timeout=int(TOAST_SECONDS * 1000), group=False)
+
+
+def refused(exc: StoreError) -> None:
+    """What the store said no with (a stale version's Conflict too), as a toast."""
+    toast(exc.message, "negative")
+
+
+async def submit(call: Awaitable[object], *, done: str | None = None, field: ui.element | None = None) -> bool:
+    """Runs one action with no form of its own (a tap, a confirmation, an Admin control); True once
+    the store took it. Any refusal is said under `field`, or as a toast, and the page stays as it
+    was; `done` is the toast on success."""
+    try:
+        await call
+    except StoreError as exc:
+        if field is not None:
+            field.error = exc.message  # type: ignore[attr-defined]
+        else:
+            refused(exc)
+        return False
+    if done:
+        toast(done)
+    return True
 
 
 @contextmanager

@@ -1,12 +1,20 @@
-"""How values read on screen: dates, durations, measures and trend arrows."""
+"""How values read on screen: dates, durations, measures and trend arrows.
+
+The store's datetimes are always aware (UTC); so are a delivery's. Parse dates carry milliseconds
+while stored ones carry microseconds: `instant_ms` compares both at the precision they share, and
+`chart_time` formats both the same way.
+"""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from nicegui import ui
 
 from dashboard.catalogue import Catalogue, Measure
+from dashboard.serialize import iso
 from dashboard.store import LatestScore
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 SHORT_NAMES = {
     "barthel": "Barthel", "fim_motor": "FIM motor", "tug": "TUG", "berg": "Berg",
@@ -27,12 +35,18 @@ def value_text(measure: Measure | None, value: float) -> str:
     return number + UNITS.get(measure.unit, "")
 
 
+def instant_ms(moment: datetime) -> int:
+    """Whole milliseconds since the epoch."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def chart_time(moment: datetime) -> str:
+    """A chart point's time: Parse's millisecond form, the same for stored and delivered records."""
+    return iso(moment)
+
+
 def local(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone()
+    return moment.astimezone() if moment is not None else None
 
 
 def date_text(moment: datetime | None) -> str:
@@ -49,7 +63,7 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return "—"
     now = now or datetime.now(timezone.utc)
-    seconds = max(0, int((now - (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))).total_seconds()))
+    seconds = max(0, int((now - moment).total_seconds()))
     if seconds < 60:
         return "just now"
     minutes = seconds // 60

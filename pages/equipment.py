@@ -7,7 +7,6 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
-from dashboard.access import VIEWER
 from dashboard.hub import class_topic
 from dashboard.store import BoardItem
 from pages import auth, live
@@ -36,9 +35,11 @@ class BoardView:
         self.out: list[BoardItem] = []
         self.returned: list[BoardItem] = []
         self.page = 1
+        self.links = True  # to each patient's page; a ward screen (a viewer) has none to open
 
     async def load(self) -> None:
         self.out, self.returned = await self.store.equipment_board(principal=self.session.principal)
+        self.links = not self.session.permissions().is_viewer  # asked with every load: the role is live
 
     async def build(self) -> None:
         await self.load()
@@ -66,7 +67,7 @@ class BoardView:
     def render(self) -> None:
         now = datetime.now(timezone.utc)
         statuses = self.store.catalogue.vocabulary["equipmentStatus"]
-        long_out = sum(1 for i in self.out if i.log.checked_out_at and (now - _aware(i.log.checked_out_at)).days >= 7)
+        long_out = sum(1 for i in self.out if i.log.checked_out_at and (now - i.log.checked_out_at).days >= 7)
         self.stats.clear()
         with self.stats:
             for label, value, icon in (("Out now", len(self.out), "output"),
@@ -100,7 +101,7 @@ class BoardView:
                     self.patient_cell(item)
                     ui.label("Returned").classes("text-sm ot-muted")
                     ui.label(datetime_text(item.log.returned_at)).classes("text-sm c-since")
-                    ui.label(f"{ago(_aware(item.log.returned_at), now)} ago").classes("text-sm ot-muted")
+                    ui.label(f"{ago(item.log.returned_at, now)} ago").classes("text-sm ot-muted")
             if not self.returned:
                 ui.label("No returns in the last 24 hours.").classes("ot-empty w-full")
 
@@ -110,14 +111,14 @@ class BoardView:
             self.render()
 
     def patient_cell(self, item: BoardItem) -> None:
-        if self.session.role == VIEWER:
+        if not self.links:
             ui.label(item.patient_label)
         else:
             ui.link(item.patient_label, f"/patient/{item.patient_object_id}").classes("text-primary font-medium")
 
     def row(self, item: BoardItem, statuses: dict, now: datetime) -> None:
         log = item.log
-        since = _aware(log.checked_out_at)
+        since = log.checked_out_at
         with ui.element("div").classes("eq-grid").mark(f"board-{log.id}"):
             with ui.column().classes("gap-0"):
                 ui.label(log.equipment_name).classes("font-medium")
@@ -136,12 +137,6 @@ class BoardView:
     async def on_batch(self, batch: live.Batch) -> None:
         await self.load()
         self.render()
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 @router.page("/equipment", title="Equipment · OT Tracker", response_timeout=PAGE_BUILD_TIMEOUT)

@@ -9,21 +9,36 @@ patient's header (switched in the browser, so they work offline too); on a deskt
 from __future__ import annotations
 
 import bisect
-from datetime import datetime, timezone
 
 from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, Client, background_tasks, ui
 
-from dashboard.access import LEAD, VIEWER
-from dashboard.errors import NotFound, StoreError
-from dashboard.hub import Delivery, patient_topic
-from dashboard.models import EquipmentLog, MobilityScore, Patient, SessionNote, StatusHistory
-from pages import auth, delivered, dialogs, live, presence
-from pages.display import ago, date_text, datetime_text, value_text
+from dashboard.access import Role
+from dashboard.errors import NotAuthenticated, NotFound
+from dashboard.hub import Delivery, DeliveryKind, patient_topic
+from dashboard.record_types import (
+    EquipmentRecord,
+    HistoryRecord,
+    NoteRecord,
+    PatientRecord,
+    ScoreRecord,
+    UserRecord,
+)
+from dashboard.store.rules import Permissions
+from pages import auth, dialogs, live, presence
+from pages.dialogs import submit
+from pages.display import ago, chart_time, date_text, datetime_text, instant_ms, value_text
 from pages.drafts import Draft, Drafts
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, status_badge
-from pages.patient_forms import AddendumDialog, EquipmentForm, MarkErrorDialog, NoteForm, ScoreForm, StatusDialog
+from pages.patient_forms import (
+    AddendumDialog,
+    EquipmentForm,
+    MarkErrorDialog,
+    NoteForm,
+    ScoreForm,
+    StatusDialog,
+)
 from pages.score_list import Row, ScoreList, row_json
 
 router = APIRouter()
@@ -33,9 +48,7 @@ NOTE_PAGE = 10
 LONG_NOTE = 900  # characters: longer notes show collapsed, with "Show all"
 # A tablet that loses wifi for this long keeps its page (and a save tapped meanwhile goes through).
 RECONNECT_SECONDS = 20.0
-# Rows (and their JSON) by (score object, recorder's name, markable): the pages of one push share them.
-ROW_CACHE = 256
-_rows: dict[tuple[int, str, bool], tuple[MobilityScore, Row, str]] = {}
+SCORE_CHANGES = (DeliveryKind.CREATE, DeliveryKind.UPDATE)  # applied in place, without a store read
 
 SECTIONS = [("scores", "Scores", "insights"), ("notes", "Notes", "description"),
             ("equipment", "Equipment", "medical_services"), ("history", "History", "timeline"),
@@ -118,26 +131,23 @@ TABS_HTML = {viewer: "".join(
     for key, label, icon in SECTIONS if not (viewer and key == "notes")) for viewer in (False, True)}
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
-
-
 class PatientView:
-    def __init__(self, session: auth.PageSession, patient: Patient):
+    def __init__(self, session: auth.PageSession, patient: PatientRecord, perms: Permissions):
         self.session = session
         self.store = session.store
         self.catalogue = self.store.catalogue
         self.patient = patient
         self.pid = patient.id
+        # What this user may do here: the store's answer, asked again with every push (a role or
+        # an assignment may have changed). Controls follow it; the store decides every save anyway.
+        self.perms = perms
         self.users: dict[str, str] = {}
-        self.scores: list[MobilityScore] = []
+        self.scores: list[ScoreRecord] = []
         self.score_keys: list[int] = []  # -instant_ms(score_date) of each score: ascending, for bisect
         self.score_ids: set[str] = set()
-        self.notes: list[SessionNote] = []
-        self.equipment: list[EquipmentLog] = []
-        self.history: list[StatusHistory] = []
+        self.notes: list[NoteRecord] = []
+        self.equipment: list[EquipmentRecord] = []
+        self.history: list[HistoryRecord] = []
         self.note_limit = NOTE_PAGE
         self.score_limit = SCORE_ROWS
         self.ended = False
@@ -153,19 +163,14 @@ class PatientView:
         # Drafts of dialogs not open yet (status, addenda), put back when the dialog opens.
         self.waiting: dict[str, Draft] = {}
         self.open_dialogs: list[StatusDialog | AddendumDialog] = []
+        self.team_pick: ui.select | None = None
 
     # -- who may do what (the store decides; this only hides controls that would be refused) -----
-    @property
-    def role(self) -> str:
-        return self.store.access.role(self.session.principal) or VIEWER
-
-    @property
-    def can_record(self) -> bool:
-        return self.role in (LEAD, "therapist", "contributor")
-
-    @property
-    def can_manage(self) -> bool:
-        return self.role == LEAD or self.store.access.owns(self.session.principal, self.pid)
+    def ask(self) -> Permissions:
+        """Asks the store again: NotFound once the patient is out of sight, NotAuthenticated once
+        the session ended."""
+        self.perms = self.session.permissions(self.pid)
+        return self.perms
 
     def name_of(self, user_id: str | None) -> str:
         return self.users.get(user_id or "", "someone")
@@ -186,13 +191,13 @@ class PatientView:
     async def load_scores(self) -> None:
         self.set_scores(await self._find("MobilityScore", "-scoreDate,-createdAt", SCORE_LOAD_LIMIT))
 
-    def set_scores(self, scores: list[MobilityScore]) -> None:
+    def set_scores(self, scores: list[ScoreRecord]) -> None:
         self.scores = scores
-        self.score_keys = [-delivered.instant_ms(s.score_date) for s in scores]
+        self.score_keys = [-instant_ms(s.score_date) for s in scores]
         self.score_ids = {s.id for s in scores}
 
     async def load_notes(self) -> None:
-        self.notes = await self._find("SessionNote", "-sessionDate,-createdAt", 1000) if self.role != VIEWER else []
+        self.notes = await self._find("SessionNote", "-sessionDate,-createdAt", 1000) if self.perms.reads_notes else []
 
     async def load_equipment(self) -> None:
         self.equipment = await self._find("EquipmentLog", "-checkedOutAt", 500)
@@ -215,6 +220,8 @@ class PatientView:
         ui.add_css(CSS.replace("%(shown)s", SHOWN))
         ui.add_head_html(TABS_JS)
         self.root = ui.column().classes("w-full gap-4")
+        # What the page is built for: forms if the user may record, notes if they may read them.
+        self.built_for = (self.perms.can_record, self.perms.reads_notes)
         with self.root:
             self.build_header()
             self.build_tabs()
@@ -223,22 +230,22 @@ class PatientView:
                     self.scores_live = self.build_section("scores", ScoreForm)
                     self.equipment_live = self.build_section("equipment", EquipmentForm)
                 with ui.element("div").classes("pt-col"):
-                    if self.role != VIEWER:
+                    if self.perms.reads_notes:
                         self.notes_live = self.build_section("notes", NoteForm)
                     self.history_live = self.build_section("history")
                     self.team_live = self.build_section("team")
         self.render_live()
+        # The care team arrives as "CareTeam" deliveries on the patient's topic, like any record.
         self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch, at_once=self.at_once)
-        live.on_team_change(self.pid, self.refresh_team)
         me = presence.Viewer(ui.context.client.id, self.session.principal.user_id, self.session.username,
-                             self.session.role)
+                             self.perms.role)
         presence.join(self.pid, me, self.render_presence)
-        if self.can_record:
+        if self.perms.can_record:
             background_tasks.create(self.restore_once_connected(ui.context.client), name="restore-drafts")
 
     def build_tabs(self) -> None:
         """One static element (fixed markup, no user data): switched by TABS_JS in the browser."""
-        ui.html(TABS_HTML[self.role == VIEWER], sanitize=False).classes("pt-tabs") \
+        ui.html(TABS_HTML[not self.perms.reads_notes], sanitize=False).classes("pt-tabs") \
             .props('role="tablist" aria-label="Sections" data-testid=section-tabs').mark("section-tabs")
 
     def build_section(self, key: str, form: type | None = None) -> ui.column:
@@ -251,19 +258,19 @@ class PatientView:
             with ui.row().classes("items-center gap-2"):
                 ui.icon(icon, size="20px").classes("text-primary")
                 ui.label(titles.get(key, title)).classes("ot-card-title").props('role="heading" aria-level="2"')
-            if form is not None and self.can_record:
+            if form is not None and self.perms.can_record:
                 built = form(self)
                 self.forms[built.name] = built
             live_region = ui.column().classes("w-full gap-3")
             if key == "team":
-                self.build_team_add()
+                self.team_add = ui.column().classes("w-full gap-0")  # the add-member picker, for who may
             return live_region
 
     def render_live(self) -> None:
         self.render_header()
         self.render_scores()
         self.render_equipment()
-        if self.role != VIEWER:
+        if self.perms.reads_notes:
             self.render_notes()
         self.render_history()
         ui.timer(0, self.refresh_team, once=True)
@@ -296,7 +303,7 @@ class PatientView:
             sent = False
             if name in self.forms:
                 sent = await self.forms[name].save(draft.key)
-            elif name == "status" and self.can_manage:
+            elif name == "status" and self.perms.can_manage:
                 sent = await self.open_status_dialog().save(draft.key)
             elif name.startswith("addendum:") and (note := self.note_by_id(name.split(":", 1)[1])) is not None:
                 sent = await self.addendum(note).save(draft.key)
@@ -306,7 +313,7 @@ class PatientView:
     def render_draft_marks(self) -> None:
         """A chip on the buttons whose dialog holds a draft: the text is one tap away."""
         self.status_draft.set_visibility("status" in self.waiting)
-        if self.role != VIEWER:
+        if self.perms.reads_notes:
             self.render_notes()
 
     def dialog_closed(self, dialog: StatusDialog | AddendumDialog) -> None:
@@ -340,17 +347,17 @@ class PatientView:
         p = self.patient
         # The store already gives a viewer initials unless a lead turned names on.
         self.name_label.text = p.display_name
-        meta = []
-        if self.role != VIEWER:
+        meta = []  # a viewer's record has no identifier and no date of birth
+        if p.patient_id:
             meta.append(p.patient_id)
-            if p.date_of_birth:
-                meta.append(f"Born {date_text(p.date_of_birth)}")
+        if p.date_of_birth:
+            meta.append(f"Born {date_text(p.date_of_birth)}")
         meta.append(f"Therapist: {self.name_of(p.primary_therapist_id)}")
         self.meta_label.text = " · ".join(meta)
         self.badge_host.clear()
         with self.badge_host:
             status_badge(self.catalogue, p.mobility_status).mark("status-badge").props("data-testid=status-badge")
-        self.status_button.set_visibility(self.can_manage)
+        self.status_button.set_visibility(self.perms.can_manage)
         self.render_presence()
 
     def render_presence(self) -> None:
@@ -408,13 +415,13 @@ class PatientView:
     def apply_score(self, delivery: Delivery) -> bool:
         """Applies one pushed score in place. False when it cannot be done exactly as a fresh load
         would show it (the caller then reloads the section from the store)."""
-        score = delivered.shared_row("MobilityScore", delivery.data)
-        if not isinstance(score, MobilityScore) or delivery.kind not in ("create", "update"):
+        score = delivery.record  # None when it cannot be read back exactly: the section re-reads
+        if not isinstance(score, ScoreRecord) or delivery.kind not in SCORE_CHANGES:
             return False
         if score.score_type not in self.catalogue.measures or score.recorded_by_id not in self.users:
             return False  # a new measure or a new colleague: the page's lookups are stale
-        key = -delivered.instant_ms(score.score_date)
-        if delivery.kind == "create":
+        key = -instant_ms(score.score_date)
+        if delivery.kind == DeliveryKind.CREATE:
             index = bisect.bisect_left(self.score_keys, key)
             if index < len(self.scores) and self.score_keys[index] == key:
                 # The page read the store after this commit, or another score shares its millisecond
@@ -435,7 +442,7 @@ class PatientView:
             chart = None if score.entered_in_error else self.charts[score.score_type]
             point_index, point = 0, None
             if chart is not None:
-                at = delivered.chart_time(score.score_date)
+                at = chart_time(score.score_date)
                 point_index = bisect.bisect_left(chart.options["series"][0]["data"], at, key=lambda p: p[0])
                 point = [at, score.score_value]
             self.score_list.insert(index if shown else None, row, encoded,
@@ -469,11 +476,11 @@ class PatientView:
         self.render_scores()
 
     @staticmethod
-    def chart_points(scores: list[MobilityScore]) -> list[list]:
-        points = sorted(((_aware(s.score_date), s.score_value) for s in scores), key=lambda x: x[0])
-        return [[delivered.chart_time(at), value] for at, value in points]
+    def chart_points(scores: list[ScoreRecord]) -> list[list]:
+        points = sorted(((s.score_date, s.score_value) for s in scores), key=lambda x: x[0])
+        return [[chart_time(at), value] for at, value in points]
 
-    def chart(self, score_type: str, scores: list[MobilityScore]) -> ui.echart:
+    def chart(self, score_type: str, scores: list[ScoreRecord]) -> ui.echart:
         measure = self.catalogue.measures[score_type]
         lower = measure.better == "lower"
         with ui.column().classes("pt-chart gap-0"):
@@ -493,15 +500,9 @@ class PatientView:
                             "itemStyle": {"color": "#0b5563"}, "areaStyle": {"opacity": 0.06}}],
             }).classes(f"w-full chart-{score_type}").style("height: 170px").mark(f"chart-{score_type}")
 
-    def score_row(self, score: MobilityScore) -> tuple[Row, str]:
-        """The row a score shows on this page, and its JSON (shared by the pages that show the same)."""
-        may_mark = not score.entered_in_error and self.can_record and (
-            self.role == LEAD or score.recorded_by_id == self.session.principal.user_id)
+    def score_row(self, score: ScoreRecord) -> tuple[Row, str]:
+        """The row a score shows on this page, and its JSON."""
         recorder = self.name_of(score.recorded_by_id)
-        key = (id(score), recorder, may_mark)
-        hit = _rows.get(key)
-        if hit is not None and hit[0] is score:
-            return hit[1], hit[2]
         measure = self.catalogue.measures.get(score.score_type)
         sub = f"by {recorder}"
         if score.entered_in_error:
@@ -511,11 +512,8 @@ class PatientView:
         row = {"id": score.id, "date": date_text(score.score_date),
                "measure": measure.name if measure else score.score_type, "sub": sub,
                "value": value_text(measure, score.score_value), "error": bool(score.entered_in_error),
-               "markable": may_mark}
-        if len(_rows) >= ROW_CACHE:
-            _rows.clear()
-        _rows[key] = (score, row, row_json(row))
-        return row, _rows[key][2]
+               "markable": self.perms.can_mark(score)}
+        return row, row_json(row)
 
     def mark_error_of(self, score_id: str) -> None:
         """The list's mark button: only for a row this page shows as markable."""
@@ -524,11 +522,11 @@ class PatientView:
             MarkErrorDialog(self, score, self.waiting.pop(f"error:{score.id}", None))
 
     # -- notes ------------------------------------------------------------------------------------
-    def note_by_id(self, note_id: str) -> SessionNote | None:
+    def note_by_id(self, note_id: str) -> NoteRecord | None:
         return next((n for n in self.notes if n.id == note_id), None)
 
-    def addenda_of(self, note_id: str) -> list[SessionNote]:
-        return sorted((n for n in self.notes if n.amends_id == note_id), key=lambda n: _aware(n.created_at))
+    def addenda_of(self, note_id: str) -> list[NoteRecord]:
+        return sorted((n for n in self.notes if n.amends_id == note_id), key=lambda n: n.created_at)
 
     def render_notes(self) -> None:
         self.notes_live.clear()
@@ -549,7 +547,7 @@ class PatientView:
         self.note_limit += NOTE_PAGE
         self.render_notes()
 
-    def note_entry(self, note: SessionNote, addenda: list[SessionNote]) -> None:
+    def note_entry(self, note: NoteRecord, addenda: list[NoteRecord]) -> None:
         types = self.catalogue.vocabulary["sessionType"]
         long = len(note.note_text or "") > LONG_NOTE or (note.note_text or "").count("\n") > 10
         with ui.column().classes("pt-note gap-1" + (" pt-long" if long else "")).mark(f"note-{note.id}"):
@@ -562,7 +560,7 @@ class PatientView:
                 if note.follow_up_needed:
                     ui.badge("Follow-up", color="orange-2", text_color="orange-10").props("rounded") \
                         .mark("follow-up-flag")
-                    if self.can_record:
+                    if self.perms.can_clear_follow_up:
                         ui.button("Clear", icon="done", on_click=lambda n=note: self.clear_follow_up(n)) \
                             .props("flat dense color=primary").mark("clear-follow-up")
             ui.label(note.note_text).classes("pt-note-text")  # text, never HTML
@@ -574,13 +572,13 @@ class PatientView:
                     ui.label(f"Addendum · {datetime_text(extra.created_at)} · {self.name_of(extra.author_id)}") \
                         .classes("text-xs ot-muted")
                     ui.label(extra.note_text).classes("pt-note-text")
-            if self.can_record:
+            if self.perms.can_record:
                 drafted = f"addendum:{note.id}" in self.waiting
                 ui.button("Continue addendum (draft kept)" if drafted else "Add addendum", icon="edit_note",
                           on_click=lambda n=note: self.addendum(n)) \
                     .props("flat dense color=primary").classes("self-start").props("data-testid=add-addendum").mark("add-addendum")
 
-    def addendum(self, note: SessionNote) -> AddendumDialog:
+    def addendum(self, note: NoteRecord) -> AddendumDialog:
         name = f"addendum:{note.id}"
         existing = next((d for d in self.open_dialogs if isinstance(d, AddendumDialog) and d.name == name), None)
         if existing is not None:
@@ -592,17 +590,13 @@ class PatientView:
             self.render_notes()
         return dialog
 
-    async def clear_follow_up(self, note: SessionNote) -> None:
+    async def clear_follow_up(self, note: NoteRecord) -> None:
         if not await dialogs.confirm("Clear the follow-up?", "The note no longer counts as needing a follow-up, "
                                      "on the caseload and the ward screen, for everyone.", "Clear follow-up",
                                      danger=False):
             return
-        try:
-            await self.store.clear_follow_up(principal=self.session.principal, note_id=note.id)
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
-            return
-        dialogs.toast("Follow-up cleared")
+        await submit(self.store.clear_follow_up(principal=self.session.principal, note_id=note.id),
+                     done="Follow-up cleared")
 
     # -- equipment --------------------------------------------------------------------------------
     def render_equipment(self) -> None:
@@ -617,12 +611,12 @@ class PatientView:
                     with ui.row().classes("pt-list-row w-full").style("grid-template-columns: 1fr 120px 110px"):
                         with ui.column().classes("gap-0"):
                             ui.label(log.equipment_name).classes("font-medium")
-                            ui.label(" · ".join(x for x in (log.serial_number, f"out {ago(_aware(log.checked_out_at))}")
+                            ui.label(" · ".join(x for x in (log.serial_number, f"out {ago(log.checked_out_at)}")
                                                 if x)).classes("text-xs ot-muted")
                         ui.badge(statuses[log.status].label if log.status in statuses else log.status,
                                  color="teal-1" if log.status == "checked_out" else "orange-2",
                                  text_color="teal-10" if log.status == "checked_out" else "orange-10").props("rounded")
-                        if self.can_record:
+                        if self.perms.can_return_equipment:
                             ui.button("Return", icon="input", on_click=lambda e=log: self.return_item(e)) \
                                 .props("outline dense color=primary").mark("equipment-return")
                         else:
@@ -635,17 +629,13 @@ class PatientView:
                     ui.label(f"{log.equipment_name} — returned {datetime_text(log.returned_at)}") \
                         .classes("text-sm ot-muted")
 
-    async def return_item(self, log: EquipmentLog) -> None:
+    async def return_item(self, log: EquipmentRecord) -> None:
         if not await dialogs.confirm(f"Return {log.equipment_name}?",
                                      "It leaves this patient's equipment and is recorded as returned now.",
                                      "Return", danger=False):
             return
-        try:
-            await self.store.return_equipment(principal=self.session.principal, log_id=log.id)
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
-            return
-        dialogs.toast(f"{log.equipment_name} returned")
+        await submit(self.store.return_equipment(principal=self.session.principal, log_id=log.id),
+                     done=f"{log.equipment_name} returned")
 
     # -- history ----------------------------------------------------------------------------------
     def render_history(self) -> None:
@@ -671,18 +661,24 @@ class PatientView:
                                       else "medical_services")
 
     # -- care team --------------------------------------------------------------------------------
-    def build_team_add(self) -> None:
-        """The add-member picker: built once, its options kept current by refresh_team."""
-        self.team_pick: ui.select | None = None
-        if not self.can_manage:
+    def show_team_add(self) -> None:
+        """The add-member picker, for who may change the team now: built once, its options kept
+        current by refresh_team; gone (or back) when the right changes."""
+        if self.perms.can_change_team == (self.team_pick is not None):
             return
-        with ui.row().classes("w-full items-center gap-2"):
+        self.team_add.clear()
+        self.team_pick = None
+        if not self.perms.can_change_team:
+            return
+        with self.team_add, ui.row().classes("w-full items-center gap-2"):
             self.team_pick = ui.select({}, label="Add to care team", with_input=True).props("outlined") \
                 .classes("grow").mark("team-add-select")
             ui.button("Add", icon="person_add", on_click=self.add_member).props("unelevated color=primary") \
                 .style("height: 56px").mark("team-add")
 
     async def refresh_team(self) -> None:
+        """Re-reads the team (and the picker's choices): on load, and when a CareTeam or Patient
+        delivery says it changed, whoever changed it and on whichever page."""
         if self.ended:
             return
         try:
@@ -692,6 +688,7 @@ class PatientView:
             return
         member_ids = {u.id for u, _ in team}
         therapist = self.patient.primary_therapist_id
+        self.show_team_add()
         self.team_live.clear()
         with self.team_live, ui.column().classes("w-full gap-0").mark("team-list"):
             with ui.row().classes("pt-list-row w-full").style("grid-template-columns: 1fr auto"):
@@ -703,58 +700,69 @@ class PatientView:
                         ui.label(user.username).classes("font-medium")
                         ui.label(f"since {date_text(granted)}").classes("text-xs ot-muted")
                     ui.label(ROLE_LABELS.get(user.role, user.role)).classes("text-xs ot-muted")
-                    if self.can_manage:
+                    if self.perms.can_change_team:
                         ui.button(icon="person_remove", on_click=lambda u=user: self.remove_member(u.id, u.username)) \
                             .props(f'flat round color=grey-7 aria-label="Remove {user.username}"') \
                             .mark(f"remove-{user.username}")
                     else:
                         ui.element("span")
         if self.team_pick is not None:
-            users = await self.store.list_users(principal=self.session.principal)
+            users: list[UserRecord] = await self.store.list_users(principal=self.session.principal)
+            # A lead already sees every patient: a care team adds nothing for one.
             self.team_pick.set_options({u.id: f"{u.username} ({ROLE_LABELS.get(u.role, u.role)})" for u in users
-                                        if u.id not in member_ids and u.id != therapist and u.role != LEAD
+                                        if u.id not in member_ids and u.id != therapist and u.role != Role.LEAD
                                         and u.active is not False})
 
     async def add_member(self) -> None:
+        """The list follows from the CareTeam delivery the store publishes, here as on every page."""
         if self.team_pick is None or not self.team_pick.value:
             return
-        try:
-            await self.store.add_care_team_member(principal=self.session.principal, patient_id=self.pid,
-                                                  user_id=self.team_pick.value)
-        except StoreError as exc:
-            self.team_pick.error = exc.message
-            return
-        self.team_pick.value = None
-        self.team_pick.error = None
-        live.team_changed(self.pid)
+        pick = self.team_pick
+        if await submit(self.store.add_care_team_member(principal=self.session.principal, patient_id=self.pid,
+                                                        user_id=pick.value), field=pick):
+            pick.value = None
+            pick.error = None
 
     async def remove_member(self, user_id: str, username: str) -> None:
         if not await dialogs.confirm(f"Remove {username} from the care team?",
                                      f"{username} loses access to this patient at once: their open pages close "
                                      "it and the patient leaves their caseload.", "Remove"):
             return
-        try:
-            await self.store.remove_care_team_member(principal=self.session.principal, patient_id=self.pid,
-                                                     user_id=user_id)
-        except StoreError as exc:
-            dialogs.toast(exc.message, "negative")
-            return
-        live.team_changed(self.pid)
+        await submit(self.store.remove_care_team_member(principal=self.session.principal, patient_id=self.pid,
+                                                        user_id=user_id))
 
     # -- live -------------------------------------------------------------------------------------
     def at_once(self, delivery: Delivery) -> bool:
-        """A pushed score is applied in the publishing step; anything else goes to on_batch."""
-        return (not self.ended and delivery.class_name == "MobilityScore" and delivery.kind in ("create", "update")
-                and self.apply_score(delivery))
+        """A pushed score is applied in the publishing step; anything else goes to on_batch, and so
+        does a score when the rights the page was built for have changed."""
+        if self.ended or delivery.class_name != "MobilityScore" or delivery.kind not in SCORE_CHANGES:
+            return False
+        try:
+            perms = self.ask()
+        except (NotFound, NotAuthenticated):
+            return False
+        return (perms.can_record, perms.reads_notes) == self.built_for and self.apply_score(delivery)
 
     async def on_batch(self, batch: live.Batch) -> None:
         if self.ended:
             return
-        if any(d.kind == "access_ended" and d.patient_id in (self.pid, None) for d in batch):
+        if any(d.kind == DeliveryKind.ACCESS_ENDED and d.patient_id in (self.pid, None) for d in batch):
             await self.show_ended()
             return
+        try:
+            perms = self.ask()  # a push may follow a change of rights: the controls follow the store
+        except NotFound:
+            await self.show_ended()
+            return
+        except NotAuthenticated:
+            return  # the session ended: the frame sends the page to sign in (live.end_with_session)
+        if (perms.can_record, perms.reads_notes) != self.built_for:
+            # Forms or the notes section come or go: rebuilt for the new rights. Drafts stay on the device.
+            self.ended = True
+            ui.navigate.reload()
+            return
         classes = {d.class_name for d in batch}
-        resync = any(d.kind == "resync" for d in batch)
+        resync = any(d.kind == DeliveryKind.RESYNC for d in batch)
         if resync or "Patient" in classes:
             try:
                 await self.load_patient()
@@ -775,7 +783,7 @@ class PatientView:
                     await self.load_users()
                     await self.load_scores()
                     self.render_scores()
-            if "SessionNote" in classes and self.role != VIEWER:
+            if "SessionNote" in classes and perms.reads_notes:
                 await self.load_notes()
                 self.render_notes()
             if "EquipmentLog" in classes:
@@ -786,6 +794,7 @@ class PatientView:
                 self.render_history()
             if "Patient" in classes:
                 self.render_header()
+            if "Patient" in classes or "CareTeam" in classes:
                 await self.refresh_team()
         # What an open dialog shows may now be stale: each says so beside its form.
         for dialog in list(self.open_dialogs):
@@ -824,10 +833,13 @@ async def patient_page(request: Request, object_id: str) -> RedirectResponse | N
         return auth.to_login(request)
     try:
         patient = await session.store.get(principal=session.principal, class_name="Patient", object_id=object_id)
+        perms = session.permissions(patient.id)
     except NotFound:
         # Not readable and not there answer the same way (ACCESS.md "What a denial looks like").
         raise HTTPException(status_code=404, detail="Not found") from None
-    view = PatientView(session, patient)  # type: ignore[arg-type]
+    except NotAuthenticated:
+        return auth.to_login(request)
+    view = PatientView(session, patient, perms)  # type: ignore[arg-type]
     with frame(session, "caseload"):
         await view.build()
     return None

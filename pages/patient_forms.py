@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from nicegui import ui
 
 from dashboard.errors import Conflict, InvalidInput, RepeatedRequest, StoreError
+from dashboard.record_types import NoteRecord, ScoreRecord
 from dashboard.schema import CLASSES
 from pages import dialogs
 from pages.display import datetime_text, short_name
 from pages.drafts import Draft, Drafts, new_key
 
 if TYPE_CHECKING:
-    from dashboard.models import MobilityScore, SessionNote
     from pages.patient import PatientView
 
 NOTE_LIMIT = CLASSES["SessionNote"]["noteText"].max_length
@@ -48,23 +48,22 @@ def label_to_key(options: dict[str, str], label: Any) -> str | None:
 
 
 async def stored(call: Awaitable[object], fields: dict[str, ui.element], fallback: ui.element, *,
-                 on_conflict: Callable[[Conflict], None] | None = None) -> bool:
+                 on_conflict: Callable[[Conflict], None] = dialogs.refused) -> bool:
     """Runs one save; True once it is stored. A refusal shows under the field the store named (else
-    under the form's main field), or as a toast when no field is to blame; the values stay."""
+    under the form's main field), a stale version through `on_conflict`, or as a toast when no field
+    is to blame; the values stay."""
     try:
         await call
     except RepeatedRequest:
         return True  # this very save reached the store before (its answer was lost): stored once
     except Conflict as exc:
-        if on_conflict is None:
-            raise
         on_conflict(exc)
         return False
     except InvalidInput as exc:
         fields.get(exc.field or "", fallback).error = exc.rule or exc.message  # type: ignore[attr-defined]
         return False
     except StoreError as exc:
-        dialogs.toast(exc.message, "negative")
+        dialogs.refused(exc)
         return False
     return True
 
@@ -369,7 +368,7 @@ class AddendumDialog:
     """An addendum to a note: its text only (the note's session type is kept). A push that adds
     another addendum to the same note while it is open is said beside the form."""
 
-    def __init__(self, view: PatientView, note: SessionNote, draft: Draft | None = None) -> None:
+    def __init__(self, view: PatientView, note: NoteRecord, draft: Draft | None = None) -> None:
         self.view = view
         self.note = note
         self.name = f"addendum:{note.id}"
@@ -426,7 +425,7 @@ class AddendumDialog:
 class MarkErrorDialog:
     """Marks a score entered in error, with a required reason."""
 
-    def __init__(self, view: PatientView, score: MobilityScore, draft: Draft | None = None) -> None:
+    def __init__(self, view: PatientView, score: ScoreRecord, draft: Draft | None = None) -> None:
         self.view = view
         self.score = score
         self.name = f"error:{score.id}"

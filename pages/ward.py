@@ -12,8 +12,8 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
-from dashboard.access import VIEWER
-from dashboard.hub import class_topic
+from dashboard.errors import NotAuthenticated
+from dashboard.hub import DeliveryKind, class_topic
 from dashboard.serialize import initials
 from dashboard.store import CaseloadRow
 from pages import auth, live
@@ -52,15 +52,25 @@ class WardView:
         self.rows: dict[str, CaseloadRow] = {}
         self.page = 0
         self.cards: dict[str, ui.element] = {}
+        self.names = False  # full names: asked of the store with every load
 
     def label(self, row: CaseloadRow) -> str:
-        if self.session.role == VIEWER or self.store.access.full_names(self.session.principal):
-            return row.display_name  # the store already gives a viewer initials unless names are on
-        return initials(row.display_name)
+        # A viewer's rows already carry what it may show (initials unless a lead turned names on);
+        # anyone else's carry full names, which a wall screen shows as initials all the same.
+        return row.display_name if self.names else initials(row.display_name)
+
+    def ask(self) -> None:
+        try:
+            perms = self.session.permissions()
+        except NotAuthenticated:
+            self.names = False  # the session ended: the frame sends the screen to sign in
+            return
+        self.names = perms.is_viewer or perms.full_names
 
     async def load(self) -> None:
         rows = await self.store.caseload(principal=self.session.principal)
         self.rows = {r.object_id: r for r in rows}
+        self.ask()
 
     async def build(self) -> None:
         await self.load()
@@ -133,7 +143,10 @@ class WardView:
                 ui.label("No scores yet").classes("ward-quiet")
 
     async def on_batch(self, batch: live.Batch) -> None:
-        if any(d.kind in ("resync", "access_granted", "access_ended") for d in batch):
+        names = self.names
+        self.ask()  # a lead may have turned names on or off, or changed the role, since
+        reload = (DeliveryKind.RESYNC, DeliveryKind.ACCESS_GRANTED, DeliveryKind.ACCESS_ENDED)
+        if self.names != names or any(d.kind in reload for d in batch):
             await self.load()
             self.render()
             return

@@ -7,6 +7,13 @@ from datetime import date, timedelta
 from tests.support import eventually
 
 
+def _shows(user, marker: str) -> bool:
+    try:
+        return bool(user.find(marker=marker).elements)
+    except AssertionError:  # the simulated user's find asserts that something matched
+        return False
+
+
 def _one(user, marker: str):
     elements = user.find(marker=marker).elements
     assert elements, f"nothing marked {marker}"
@@ -98,3 +105,77 @@ async def test_a_push_leaves_the_caseload_search_and_filters_as_typed(pages_app)
     assert _one(lead, "search") is search and search.value == "pat"
     assert _one(lead, "status-filter") is status
     await lead.should_not_see("Quinn Sample")
+
+
+async def test_two_status_saves_racing_on_one_version_store_one_and_show_the_other_the_conflict(pages_app):
+    w = pages_app.world
+    owner = await pages_app.signed_in("owner")
+    lead = await pages_app.signed_in("lead")
+    for user, status, reason in ((owner, "dependent", "fell on the ward"), (lead, "independent", "walked the corridor")):
+        await user.open(f"/patient/{w.patient.id}")
+        user.find(marker="change-status").click()
+        await user.should_see(marker="status-reason")
+        _one(user, "status-select").value = status
+        _one(user, "status-reason").value = reason
+    # Both dialogs were opened on the same version; both saves are tapped before either is stored.
+    owner.find(marker="status-save").click()
+    lead.find(marker="status-save").click()
+
+    def conflicted() -> list:
+        return [u for u in (owner, lead) if _shows(u, "status-conflict")]
+
+    await eventually(lambda: conflicted())
+    [loser] = conflicted()
+    winner, (won, lost) = ((lead, ("independent", "dependent")) if loser is owner
+                           else (owner, ("dependent", "independent")))
+    # The one that lost says so in its dialog, its reason kept; nothing of it was stored.
+    await loser.should_see("Nothing was saved", retries=30)
+    assert _one(loser, "status-reason").value in ("fell on the ward", "walked the corridor")
+    assert _one(loser, "status-select").value == lost
+    patient = await w.store.get(principal=w.lead, class_name="Patient", object_id=w.patient.id)
+    assert patient.mobility_status == won
+    history = await w.store.find(principal=w.lead, class_name="StatusHistory", where={"patient": w.patient.id})
+    assert len(history) == 2  # the admission and the one change that won
+    await winner.should_not_see(marker="status-dialog", retries=30)  # closed once stored
+
+
+async def test_a_care_team_change_shows_on_every_open_page_of_the_patient(pages_app):
+    from dashboard.hub import Event
+
+    w = pages_app.world
+    owner = await pages_app.signed_in("owner")
+    lead = await pages_app.signed_in("lead")
+    for user in (owner, lead):
+        await user.open(f"/patient/{w.patient.id}")
+        await user.should_see(marker="remove-team-therapist", retries=30)  # the team loaded
+    picker = _one(lead, "team-add-select")
+    assert w.users["outsider"].id in picker.options
+    picker.value = w.users["outsider"].id
+    lead.find(marker="team-add").click()
+    await eventually(lambda: w.store.access.sees_patient(w.outsider, w.patient.id))
+    # What the store publishes after the change (sent here too, in case it does not yet: a page
+    # re-reads the team as often as it is told to, so a second one changes nothing on screen).
+    w.store.hub.dispatch(Event(kind="update", class_name="CareTeam", object_id=w.patient.id, patient_id=w.patient.id,
+                               data={"className": "CareTeam", "objectId": w.patient.id}))
+    for user in (owner, lead):
+        await user.should_see(marker="remove-outsider", retries=30)
+        await eventually(lambda user=user: w.users["outsider"].id not in _one(user, "team-add-select").options)
+    assert _one(lead, "team-add-select").value is None  # the picker cleared for the next one
+
+
+async def test_a_role_change_is_followed_at_the_next_push_and_a_viewer_is_shown_no_notes(pages_app):
+    w = pages_app.world
+    await w.store.add_note(principal=w.owner, patient_id=w.patient.id, session_type="treatment",
+                           text="Private session detail")
+    member = await pages_app.signed_in("team-contributor")
+    await member.open(f"/patient/{w.patient.id}")
+    await member.should_see("Private session detail")
+    await member.should_see(marker="score-save")
+    await w.store.update_user(principal=w.lead, user_id=w.users["team_contributor"].id,
+                              changes={"role": "viewer"})
+    await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="berg", value=41)
+    # The page asks the store again with the push, and is rebuilt for what a viewer may see.
+    await member.should_not_see("Private session detail", retries=30)
+    await member.should_see("41", retries=30)
+    await member.should_not_see(marker="score-save")
+    await member.should_not_see(marker="note-save")
