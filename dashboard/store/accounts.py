@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard import password_rules
@@ -128,7 +127,8 @@ class Accounts:
                     password_hash=password_hash, role=role, active=True)
         token = new_session_token() if actor is None else None
         session_row = None
-        async with self.core.write() as tx:
+        # A concurrent sign-up may take the username or email after the check.
+        async with self.core.write(duplicate=lambda: Taken("username")) as tx:
             await self.core.claim_request_key(tx, actor, request_key, "_User", user.id)
             await self._ensure_unique(tx, username=username, email=email)
             tx.session.add(user)
@@ -186,11 +186,8 @@ class Accounts:
         username = self._check_username(username)
         email = self._check_email(email)
         password = self._check_password(password)
-        try:
-            user, token = await self._insert_user(username=username, email=email, password=password,
-                                                  role=Role.CONTRIBUTOR, actor=None, audit_action="signup")
-        except IntegrityError as exc:  # a concurrent sign-up won the race
-            raise Taken("username") from exc
+        user, token = await self._insert_user(username=username, email=email, password=password,
+                                              role=Role.CONTRIBUTOR, actor=None, audit_action="signup")
         if token is None:  # pragma: no cover - a sign-up always opens a session
             raise NotAuthenticated()
         session_id = await self._session_id_for(token)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -26,6 +26,7 @@ from dashboard.db import CoreWriteConn, Database, WriteConn
 from dashboard.errors import (
     Conflict,
     InvalidInput,
+    ParseCode,
     MissingField,
     NotAuthenticated,
     NotFound,
@@ -167,7 +168,7 @@ class StoreCore:
 
     # -- transactions ---------------------------------------------------------------------------
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
+    async def write(self, *, duplicate: Callable[[], StoreError] | None = None) -> AsyncIterator[Tx]:
         """An ORM write transaction. Its changes are inserted as its change_log row, the last
         statement before COMMIT; once committed, the change feed applies them (index, then hub)."""
         async with self.db.write() as session:
@@ -179,6 +180,13 @@ class StoreCore:
             except StaleDataError:
                 # Another transaction changed the row after this one read it: nothing was written.
                 raise StaleWrite() from None
+            except IntegrityError:
+                # A unique key taken by a write that committed meanwhile (the checks before the
+                # insert could not see it): `duplicate` says which, in the caller's words.
+                if duplicate is not None:
+                    raise duplicate() from None
+                raise InvalidInput("body", "conflicts with a record saved at the same moment; try again",
+                                   code=ParseCode.DUPLICATE_VALUE) from None
         await self.feed.committed(seq, tx.changes)
 
     @staticmethod

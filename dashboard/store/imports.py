@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 
 from dashboard.access import Principal, Role
 from dashboard.changes import patient_mutation
@@ -52,22 +51,20 @@ class Imports:
             seen_numbers.add(values["patient_id"])
             patients.append({"id": new_object_id(), "archived": False, "created_at": now,
                              "updated_at": now, "version": 1, **values})
-        try:
-            for chunk in _chunks(patients, batch):
-                async with self.core.write() as tx:
-                    numbers = [p["patient_id"] for p in chunk]
-                    if await tx.session.scalar(select(Patient.id).where(Patient.patient_id.in_(numbers)).limit(1)):
-                        raise patient_id_taken(actor.role)
-                    await tx.session.execute(insert(Patient), chunk)
-                    await tx.session.execute(insert(StatusHistory), [{
-                        "id": new_object_id(), "patient_id": p["id"], "status_type": "mobilityStatus",
-                        "from_value": None, "to_value": p["mobility_status"],
-                        "changed_by_id": actor.user_id, "change_reason": "admitted", "sequence": 1,
-                        "created_at": now, "updated_at": now} for p in chunk])
-                    tx.audit(principal, "import", "Patient", detail=f"import:{len(chunk)}")
-                    tx.changes += [patient_mutation(p["id"], p["primary_therapist_id"]) for p in chunk]
-        except IntegrityError:  # a concurrent create took one of the ids after the check
-            raise patient_id_taken(actor.role) from None
+        for chunk in _chunks(patients, batch):
+            # A concurrent create may take one of the ids after the check: 137 all the same.
+            async with self.core.write(duplicate=lambda: patient_id_taken(actor.role)) as tx:
+                numbers = [p["patient_id"] for p in chunk]
+                if await tx.session.scalar(select(Patient.id).where(Patient.patient_id.in_(numbers)).limit(1)):
+                    raise patient_id_taken(actor.role)
+                await tx.session.execute(insert(Patient), chunk)
+                await tx.session.execute(insert(StatusHistory), [{
+                    "id": new_object_id(), "patient_id": p["id"], "status_type": "mobilityStatus",
+                    "from_value": None, "to_value": p["mobility_status"],
+                    "changed_by_id": actor.user_id, "change_reason": "admitted", "sequence": 1,
+                    "created_at": now, "updated_at": now} for p in chunk])
+                tx.audit(principal, "import", "Patient", detail=f"import:{len(chunk)}")
+                tx.changes += [patient_mutation(p["id"], p["primary_therapist_id"]) for p in chunk]
         return [p["id"] for p in patients]
 
     async def import_scores(self, *, principal: Principal | None,

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from dashboard.access import Principal, Role
 from dashboard.changes import Change, patient_mutation
@@ -122,20 +121,17 @@ class Writes:
         actor = self.core.actor(principal)
         values = self.new_patient_values(actor, fields)
         patient = Patient(id=new_object_id(), **values)
-        try:
-            async with self.core.write() as tx:
-                await self.core.claim_request_key(tx, principal, request_key, "Patient", patient.id)
-                if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
-                    raise patient_id_taken(actor.role)
-                tx.session.add(patient)  # persist
-                await tx.session.flush()
-                await self._add_history(tx, actor, patient.id, "mobilityStatus", None,
-                                        patient.mobility_status, "admitted")
-                tx.audit(principal, "create", "Patient", object_id=patient.id, patient_ref=patient.id)
-                tx.changes += [patient_mutation(patient.id, patient.primary_therapist_id),
-                               Event("create", "Patient", patient.id, patient.id, to_parse(patient))]
-        except IntegrityError:  # a concurrent create took the id between the check and the insert
-            raise patient_id_taken(actor.role) from None
+        async with self.core.write(duplicate=lambda: patient_id_taken(actor.role)) as tx:
+            await self.core.claim_request_key(tx, principal, request_key, "Patient", patient.id)
+            if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
+                raise patient_id_taken(actor.role)
+            tx.session.add(patient)  # persist
+            await tx.session.flush()
+            await self._add_history(tx, actor, patient.id, "mobilityStatus", None,
+                                    patient.mobility_status, "admitted")
+            tx.audit(principal, "create", "Patient", object_id=patient.id, patient_ref=patient.id)
+            tx.changes += [patient_mutation(patient.id, patient.primary_therapist_id),
+                           Event("create", "Patient", patient.id, patient.id, to_parse(patient))]
         return self.reads.shaped_for(actor, patient)
 
     def _equipment_status(self, value: object) -> str:
