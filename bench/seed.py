@@ -30,6 +30,7 @@ async def open_store(database_url: str, data_dir: Path) -> AsyncIterator[Store]:
     try:
         yield store
     finally:
+        await store.stop()
         await store.db.dispose()
 
 

@@ -23,7 +23,7 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]])
     try:
         return await work(store)
     finally:
-        await store.flush_audit()
+        await store.stop()
         await store.db.dispose()
 
 

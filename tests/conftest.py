@@ -98,7 +98,7 @@ async def store(db: Database, database_url: str):
     store = Store(db, settings=settings_for(database_url))
     await store.start()
     yield store
-    await store.flush_audit()
+    await store.stop()  # the change feed's heartbeat, then the queued audit rows
 
 
 @pytest.fixture

@@ -89,6 +89,7 @@ def test_create_user_makes_the_first_lead_who_can_sign_in(tmp_path: Path) -> Non
             signed = await store.log_in(username="first-lead", password="a long enough secret")
             return store.access.role(signed.principal)
         finally:
+            await store.stop()
             await store.db.dispose()
 
     assert asyncio.run(sign_in()) == "lead"
