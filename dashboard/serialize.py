@@ -73,6 +73,12 @@ def record_of(row: Any) -> Record:
     return record_type(**{n: getattr(row, n) for n in _field_names(record_type) if hasattr(row, n)})
 
 
+def record_from_values(class_name: str, values: Mapping[str, Any]) -> Record:
+    """The read type of a row about to be inserted, from its column values."""
+    record_type = RECORD_TYPES[class_name]
+    return record_type(**{n: values[n] for n in _field_names(record_type) if n in values})
+
+
 def from_parse(class_name: str, data: Mapping[str, Any] | None) -> Record | None:
     """The record a Parse object describes (a delivery's `data`), or None when it is not one of the
     six classes or cannot be read back exactly (a page then re-reads through the store)."""

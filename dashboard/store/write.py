@@ -36,7 +36,7 @@ from dashboard.models import (
 )
 from dashboard.record_types import EquipmentRecord, NoteRecord, PatientRecord, Record, ScoreRecord
 from dashboard.schema import CLASSES, MODELS, PATIENT_RECORDS
-from dashboard.serialize import record_of, to_parse
+from dashboard.serialize import record_from_values, record_of, to_parse
 from dashboard.store import rules
 from dashboard.store.core import Actor, StoreCore, Tx, audited
 from dashboard.store.query import text_problem
@@ -187,7 +187,7 @@ class Writes:
         actor = self.core.actor(principal)
         now = utcnow()
         values = {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}
-        record = record_of(MODELS[class_name](**values))
+        record = record_from_values(class_name, values)  # no ORM instance: nothing to track
         patient_id, object_id = values["patient_id"], values["id"]
         audit = self.core.audit_row(principal, "create", class_name, object_id=object_id, patient_ref=patient_id)
         history: dict[str, Any] | None = None
@@ -223,7 +223,7 @@ class Writes:
                 [(history["sequence"],)] = w.fetch(NEXT_HISTORY_SEQUENCE, {"patient_id": patient_id})
                 w.insert(StatusHistory.__table__, [history])
                 changes.append(Event("create", "StatusHistory", history["id"], patient_id,
-                                     to_parse(StatusHistory(**history))))
+                                     to_parse(record_from_values("StatusHistory", history))))
             w.insert(AuditEvent.__table__, [audit])
             changes.append(created)
             return self.core.log_changes_in_job(w, changes), changes
