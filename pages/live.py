@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import quote
 
-from nicegui import Client, background_tasks, ui
+from nicegui import background_tasks, ui
 
 from dashboard.hub import Delivery, DeliveryKind, Mailbox, Subscription, Topic
 from pages.auth import PageSession, safe_next
@@ -64,7 +64,6 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
     def stop() -> None:
         sub.close()
         task.cancel()
-        _listeners.pop(client.id, None)
 
     client.on_delete(stop)
     return sub
@@ -89,29 +88,3 @@ def end_with_session(session: PageSession) -> Subscription:
     sub = session.store.hub.subscribe(session.principal, (), sink=take)
     client.on_delete(sub.close)
     return sub
-
-
-# -- page-to-page signals for what the hub does not carry (care team lists) -------------------------
-# Process-local like the hub. A signal only says "re-read this"; each page re-reads
-# through the store as its own principal, so nothing is shown that the store would not return.
-_listeners: dict[str, tuple[Client, str, Callable[[], Awaitable[None]]]] = {}
-
-
-def on_team_change(patient_id: str, refresh: Callable[[], Awaitable[None]]) -> None:
-    client = ui.context.client
-    _listeners[client.id] = (client, patient_id, refresh)
-
-
-def team_changed(patient_id: str) -> None:
-    for client_id, (client, pid, refresh) in list(_listeners.items()):
-        if pid != patient_id or client.is_deleted:
-            continue
-
-        async def run(client: Client = client, refresh: Callable[[], Awaitable[None]] = refresh) -> None:
-            with client:
-                try:
-                    await refresh()
-                except Exception:  # noqa: BLE001
-                    log.exception("care team refresh failed")
-
-        background_tasks.create(run(), name=f"team-{client_id}")
