@@ -366,10 +366,11 @@ class Accounts:
         clock = self.core.access.session_clock(principal.session_id or "")
         if clock is None:
             return
-        async with self.core.db.write() as session:
-            await session.execute(update(AuthSession).where(AuthSession.id == principal.session_id)
-                                  .values(last_seen_at=clock.stored_last_seen_at))
-            await session.commit()
+        # Sign-in bookkeeping through the one write transaction (it records no change: activity is
+        # no access mutation, and other processes re-read it when they judge a session idle).
+        async with self.core.write() as tx:
+            await tx.session.execute(update(AuthSession).where(AuthSession.id == principal.session_id)
+                                     .values(last_seen_at=clock.stored_last_seen_at))
 
     async def log_out(self, *, principal: Principal | None) -> None:
         """Revokes every session of the user; their open pages and subscriptions end at once."""
