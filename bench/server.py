@@ -23,6 +23,9 @@ from typing import ClassVar
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tree whose server is measured: another checkout for a before/after run with one bench
+# (`OT_BENCH_SERVER_ROOT=/tmp/before python -m bench ...`); by default this one.
+SERVER_ROOT = Path(os.environ.get("OT_BENCH_SERVER_ROOT") or ROOT)
 DATA_FILES = ("measures.json", "vocabulary.json")
 
 
@@ -178,14 +181,14 @@ class Server:
         for name in (*DATA_FILES, "demo.json"):
             shutil.copy(ROOT / "data" / name, self.data_dir / name)
         with open(self.data_dir / "demo.log", "ab") as log:
-            subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=self.env(), cwd=ROOT, check=True,
+            subprocess.run([sys.executable, "-m", "dashboard", "demo"], env=self.env(), cwd=SERVER_ROOT, check=True,
                            stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def start(self, timeout: float = 60) -> None:
         raise_fd_limit()
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen([sys.executable, "-c", _SERVE], env=self.env(), cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-c", _SERVE], env=self.env(), cwd=SERVER_ROOT,
                                             stdout=log, stderr=subprocess.STDOUT)
         try:
             self.wait_ready(timeout)
