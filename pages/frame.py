@@ -6,6 +6,8 @@ from contextlib import contextmanager
 
 from nicegui import ui
 
+from dashboard.access import Role
+
 from pages import live, socket_guard
 from pages.auth import PageSession
 
@@ -13,7 +15,8 @@ from pages.auth import PageSession
 # a clinician should get it late rather than get an error page.
 PAGE_BUILD_TIMEOUT = 20.0
 
-ROLE_LABELS = {"lead": "Lead", "therapist": "Therapist", "contributor": "Contributor", "viewer": "Ward screen"}
+ROLE_LABELS = {Role.LEAD: "Lead", Role.THERAPIST: "Therapist", Role.CONTRIBUTOR: "Contributor",
+               Role.VIEWER: "Ward screen"}
 
 NAV = [
     ("caseload", "Caseload", "/", "groups"),

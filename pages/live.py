@@ -78,8 +78,7 @@ def end_with_session(session: PageSession) -> Subscription:
 
     def take(delivery: Delivery) -> None:
         if delivery.kind == DeliveryKind.ACCESS_ENDED and delivery.patient_id is None and not client.is_deleted:
-            session_id = session.principal.session_id
-            over = session.store.access.session_over(session_id) if session_id else None
+            over = session.store.session_ended_because(principal=session.principal)
             # Idle: the lock screen (sign in again to continue; drafts stay on the device).
             reason = "locked=1" if over == "idle" else "expired=1"
             with client:  # back to this page once signed in again

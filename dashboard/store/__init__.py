@@ -56,8 +56,8 @@ class Store:
             writes.change_status, writes.return_equipment, writes.assign_therapist)
         self.mark_score_in_error, self.clear_follow_up = writes.mark_score_in_error, writes.clear_follow_up
         self.sign_up, self.log_in, self.log_out = accounts.sign_up, accounts.log_in, accounts.log_out
-        self.resolve_session, self.touch_session, self.note_activity = (
-            accounts.resolve_session, accounts.touch_session, accounts.note_activity)
+        self.resolve_session, self.touch_session, self.note_activity, self.session_ended_because = (
+            accounts.resolve_session, accounts.touch_session, accounts.note_activity, accounts.session_ended_because)
         self.create_user, self.bootstrap_lead, self.new_account_problems = (
             accounts.create_user, accounts.bootstrap_lead, accounts.new_account_problems)
         self.get_user, self.list_users, self.update_user = accounts.get_user, accounts.list_users, accounts.update_user

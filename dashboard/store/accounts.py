@@ -372,6 +372,12 @@ class Accounts:
             await tx.session.execute(update(AuthSession).where(AuthSession.id == principal.session_id)
                                      .values(last_seen_at=clock.stored_last_seen_at))
 
+    def session_ended_because(self, *, principal: Principal) -> str | None:
+        """Why the principal's session is over ("idle", "expired", "revoked", "unknown"), or None."""
+        if principal.session_id is None:
+            return None
+        return self.core.access.session_over(principal.session_id)
+
     async def log_out(self, *, principal: Principal | None) -> None:
         """Revokes every session of the user; their open pages and subscriptions end at once."""
         if principal is None:
