@@ -24,6 +24,7 @@ from sqlalchemy import Text, bindparam, delete, func, insert, select
 
 from dashboard.access import AccessIndex, Role
 from dashboard.hub import AccessChange, Event, Hub
+from dashboard.loop_tasks import cancel, ensure_running
 from dashboard.models import ChangeLog, UTCDateTime, utcnow
 
 log = logging.getLogger("ot_tracker.changes")
@@ -102,22 +103,11 @@ class ChangeFeed:
         self._pending.clear()
 
     def start_heartbeat(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = self._heartbeat
-        if task is None or task.done() or task.get_loop() is not loop:
-            self._heartbeat = loop.create_task(self._beat(), name="change-feed-heartbeat")
+        self._heartbeat = ensure_running(self._heartbeat, self._beat, "change-feed-heartbeat")
 
     async def stop(self) -> None:
         task, self._heartbeat = self._heartbeat, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel(task)
 
     async def _beat(self) -> None:
         since_prune = 0.0

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Executable
 
 from dashboard import patterns, sqlite_writer
+from dashboard.loop_tasks import cancel, ensure_running
 from dashboard.models import Base
 from dashboard.sqlite_writer import SqliteWriteConn
 
@@ -259,9 +260,8 @@ class Database:
 
     def _checkpoint_in_background(self) -> None:
         """Starts the checkpointer with the first write on this loop (SQLite only)."""
-        task = self._checkpointer
-        if self.is_sqlite and (task is None or task.done() or task.get_loop() is not asyncio.get_running_loop()):
-            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoints())
+        if self.is_sqlite:
+            self._checkpointer = ensure_running(self._checkpointer, self._checkpoints, "sqlite-checkpoint")
 
     async def _checkpoints(self) -> None:
         while True:
@@ -293,12 +293,7 @@ class Database:
 
     async def dispose(self) -> None:
         checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None and not checkpointer.done() and checkpointer.get_loop() is asyncio.get_running_loop():
-            checkpointer.cancel()
-            try:
-                await checkpointer
-            except asyncio.CancelledError:
-                pass
+        await cancel(checkpointer)
         writer = self._writer
         if writer is not None and not writer.done() and writer.get_loop() is asyncio.get_running_loop():
             await writer

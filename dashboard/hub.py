@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from dashboard.access import VIEWER, AccessIndex, Principal
+from dashboard.loop_tasks import ensure_running
 from dashboard.record_types import Record
 from dashboard.serialize import for_viewer, from_parse
 
@@ -353,13 +354,7 @@ class Hub:
 
     # -- sessions that run out ------------------------------------------------------------------
     def _start_sweeper(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = self._sweeper
-        if task is None or task.done() or task.get_loop() is not loop:
-            self._sweeper = loop.create_task(self._sweep_loop(), name="hub-session-sweep")
+        self._sweeper = ensure_running(self._sweeper, self._sweep_loop, "hub-session-sweep")
 
     async def _sweep_loop(self) -> None:
         sweeps = 0
