@@ -12,6 +12,7 @@ from dashboard.config import Settings
 from dashboard.db import Database
 from dashboard.errors import StoreError
 from dashboard.migrate import upgrade
+from dashboard.roles import Role
 from dashboard.store import Store
 
 T = TypeVar("T")
@@ -40,7 +41,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     password = args.password or getpass.getpass("Password (at least 12 characters): ")
 
     async def work(store: Store):
-        if args.role != "lead":
+        if args.role != Role.LEAD:
             raise SystemExit("create-user makes the first lead; leads create other accounts in Admin")
         return await store.bootstrap_lead(username=args.username, email=args.email, password=password)
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     create = commands.add_parser("create-user", help="make the first lead of an empty installation")
     create.add_argument("--username", required=True)
     create.add_argument("--email", required=True)
-    create.add_argument("--role", default="lead", choices=["lead"])
+    create.add_argument("--role", default=Role.LEAD.value, choices=[Role.LEAD.value])
     create.add_argument("--password", help="prompted for when omitted")
     args = parser.parse_args(argv)
     settings = Settings.from_env()

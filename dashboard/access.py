@@ -10,25 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.models import AuthSession, CareTeamMember, Patient, User, utcnow
+from dashboard.roles import Role
 
 
-
-class Role(StrEnum):
-    """The four roles of ACCESS.md. A StrEnum: stored and sent as its text."""
-
-    LEAD = "lead"
-    THERAPIST = "therapist"
-    CONTRIBUTOR = "contributor"
-    VIEWER = "viewer"
-
-
-LEAD, THERAPIST, CONTRIBUTOR, VIEWER = Role.LEAD, Role.THERAPIST, Role.CONTRIBUTOR, Role.VIEWER
 # Sessions' clocks are pruned of ended ones when this many are kept (REST-only use has no sweep).
 PRUNE_AT_SESSIONS = 20_000
 
@@ -141,7 +130,7 @@ class AccessIndex:
         clock = self._sessions.get(session_id)
         if clock is None:
             return "unknown"
-        if self.viewer_exempt and (role or self._role_of(clock.user_id)) == VIEWER:
+        if self.viewer_exempt and (role or self._role_of(clock.user_id)) == Role.VIEWER:
             return None
         now = self.clock()
         if clock.ends_at is not None and now < clock.ends_at:
@@ -180,18 +169,18 @@ class AccessIndex:
         access = self._patients.get(patient_id or "")
         if role is None or access is None or principal is None:
             return False
-        if role == LEAD:
+        if role == Role.LEAD:
             return True
         if principal.user_id in access.members:
             return True
-        return role == THERAPIST and access.primary_therapist_id == principal.user_id
+        return role == Role.THERAPIST and access.primary_therapist_id == principal.user_id
 
     def can_read(self, principal: Principal | None, class_name: str, patient_id: str | None,
                  object_id: str | None = None) -> bool:
         if class_name == "_User":
             role = self.role(principal)
             return role is not None  # others' username and role are public to signed-in users
-        if class_name == "SessionNote" and self.role(principal) == VIEWER:
+        if class_name == "SessionNote" and self.role(principal) == Role.VIEWER:
             return False
         return self.sees_patient(principal, patient_id)
 
@@ -201,7 +190,7 @@ class AccessIndex:
         return (
             principal is not None
             and access is not None
-            and self.role(principal) == THERAPIST
+            and self.role(principal) == Role.THERAPIST
             and access.primary_therapist_id == principal.user_id
         )
 
@@ -210,10 +199,10 @@ class AccessIndex:
         role = self.role(principal)
         if role is None or principal is None:
             return set()
-        if role == LEAD:
+        if role == Role.LEAD:
             return None
         ids = set(self._member_of.get(principal.user_id, ()))
-        if role == THERAPIST:
+        if role == Role.THERAPIST:
             ids |= self._primary_of.get(principal.user_id, set())
         return ids
 

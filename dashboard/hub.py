@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dashboard.access import VIEWER, AccessIndex, Principal
+from dashboard.access import AccessIndex, Principal, Role
 from dashboard.loop_tasks import ensure_running
 from dashboard.record_types import Record
 from dashboard.serialize import for_viewer, from_parse
@@ -85,7 +85,7 @@ class Event:
 
     def view(self, role: str, full_names: bool) -> tuple[dict | None, dict | None]:
         """(data, before) as this role may receive it; computed once per event and variant."""
-        if role != VIEWER:
+        if role != Role.VIEWER:
             return self.data, self.before
         views = self._viewer_views.get(full_names)
         if views is None:
@@ -97,7 +97,7 @@ class Event:
 
     def record(self, role: str, full_names: bool) -> Record | None:
         """`view`'s data as a frozen record (None for a class without one); once per event and variant."""
-        variant = full_names if role == VIEWER else None
+        variant = full_names if role == Role.VIEWER else None
         if variant in self._records:
             return self._records[variant]
         record = self._records[variant] = from_parse(self.class_name, self.view(role, full_names)[0])
@@ -294,7 +294,7 @@ class Subscription:
         access = self.hub.access
         if not access.can_read(self.principal, item.class_name, item.patient_id, item.object_id):
             return None
-        role = access.role(self.principal) or VIEWER
+        role = access.role(self.principal) or Role.VIEWER
         full_names = access.full_names(self.principal)
         data, before = item.view(role, full_names)
         return Delivery(item.kind, item.class_name, item.object_id, item.patient_id, data, before,

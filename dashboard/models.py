@@ -25,8 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from dashboard.roles import Role
+
 OBJECT_ID_LENGTH = 10
-ROLES = ("lead", "therapist", "contributor", "viewer")
 
 
 def new_object_id() -> str:
@@ -87,7 +88,7 @@ class User(Timestamps, Versioned, Base):
     username_key: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16), default="contributor")
+    role: Mapped[str] = mapped_column(String(16), default=Role.CONTRIBUTOR.value)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # A lead turns on full names for a shared ward screen (a viewer account).
     show_full_names: Mapped[bool] = mapped_column(Boolean, default=False)
