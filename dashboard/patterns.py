@@ -13,7 +13,7 @@ from typing import Any
 
 import re2
 
-from dashboard.errors import InvalidInput
+from dashboard.errors import InvalidInput, ParseCode
 
 MAX_PATTERN = 128
 # RE2 compiles to a program of at most this many bytes; a pattern that needs more is refused.
@@ -53,17 +53,17 @@ def compiled(pattern: str) -> Any:
 def check(field: str, pattern: object, flags: object = "") -> str:
     """The pattern with its flags inlined, once it is known to be safe to run; else InvalidInput 102."""
     if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
-        raise InvalidInput(field, f"$regex takes a pattern of at most {MAX_PATTERN} characters", code=102)
+        raise InvalidInput(field, f"$regex takes a pattern of at most {MAX_PATTERN} characters", code=ParseCode.INVALID_QUERY)
     if not isinstance(flags, str) or set(flags) - FLAGS:
-        raise InvalidInput(field, "$options takes only i and m", code=102)
+        raise InvalidInput(field, "$options takes only i and m", code=ParseCode.INVALID_QUERY)
     if "\x00" in pattern:  # PostgreSQL refuses a NUL in any text, a pattern too
-        raise InvalidInput(field, "$regex must not contain NUL characters", code=102)
+        raise InvalidInput(field, "$regex must not contain NUL characters", code=ParseCode.INVALID_QUERY)
     full = inline(pattern, flags)
     try:
         compiled(full)
     except PatternError as exc:
         raise InvalidInput(field, f"$regex {exc} (supported: RE2 syntax, no backreferences or lookaround)",
-                           code=102) from None
+                           code=ParseCode.INVALID_QUERY) from None
     return full
 
 

@@ -302,7 +302,7 @@ class StoreCore:
         for name, value in fields.items():
             spec = specs.get(name)
             if spec is None:
-                raise InvalidInput(str(name)[:60], f"is not a field of {class_name}", code=105)
+                raise InvalidInput(str(name)[:60], f"is not a field of {class_name}", code=ParseCode.INVALID_KEY_NAME)
             if spec.server_set:
                 if value is not None and value != allow_server_set_for:
                     raise InvalidInput(name, "is set by the server to the signed-in user")

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from dashboard import patterns
-from dashboard.errors import InvalidInput
+from dashboard.errors import InvalidInput, ParseCode
 from dashboard.schema import CLASSES, MODELS, FieldSpec
 from dashboard.serialize import from_iso
 
@@ -40,7 +40,7 @@ def field_kind(name: str, spec: FieldSpec | None) -> str:
 
 
 def _bad(field: str, rule: str) -> InvalidInput:
-    return InvalidInput(field, rule, code=102)
+    return InvalidInput(field, rule, code=ParseCode.INVALID_QUERY)
 
 
 def parse_datetime(value: object, field: str) -> datetime:
