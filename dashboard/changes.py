@@ -89,6 +89,7 @@ class ChangeFeed:
         self._pending: dict[int, list[Change]] = {}
         self._reading = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.caught_up_from_log = 0  # changes applied from the log rather than from memory
 
     # -- start ----------------------------------------------------------------------------------
@@ -103,16 +104,31 @@ class ChangeFeed:
         self._pending.clear()
 
     def start_heartbeat(self) -> None:
-        self._heartbeat = ensure_running(self._heartbeat, self._beat, "change-feed-heartbeat")
+        task = ensure_running(self._heartbeat, self._beat, "change-feed-heartbeat")
+        if task is not self._heartbeat:  # a new beat: it watches a new stop signal
+            self._stopping = asyncio.Event()
+        self._heartbeat = task
 
     async def stop(self) -> None:
+        """Ends the heartbeat between beats: a catch-up in progress finishes its read first (a read
+        cancelled mid-statement would answer a closed event loop from the driver's thread)."""
         task, self._heartbeat = self._heartbeat, None
-        await cancel(task)
+        self._stopping.set()
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), HEARTBEAT_SECONDS * 5)
+            except TimeoutError:
+                await cancel(task)
 
     async def _beat(self) -> None:
         since_prune = 0.0
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+        stopping = self._stopping
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.catch_up()
                 since_prune += HEARTBEAT_SECONDS
