@@ -66,6 +66,9 @@ class Drafts:
 
     def __init__(self, user_id: str, patient_id: str) -> None:
         self.scope = f"{user_id}:{patient_id}"
+        # Drafts this page saw saved or discarded: a read of the device's drafts that crossed the
+        # save on the wire still holds them, and must not put the saved text back in the field.
+        self.settled: set[str] = set()
 
     def form(self, element: ui.element, name: str) -> ui.element:
         """The element holding one form's fields; its scope lets typing be kept before the page
@@ -97,7 +100,8 @@ class Drafts:
             return {}
         drafts = {}
         for name, value in raw.items():
-            if isinstance(name, str) and FORM.match(name) and (draft := _draft(value)) is not None:
+            if isinstance(name, str) and FORM.match(name) and (draft := _draft(value)) is not None \
+                    and draft.key not in self.settled:
                 drafts[name] = draft
         return drafts
 
@@ -105,8 +109,9 @@ class Drafts:
     def ready() -> None:
         ui.run_javascript("window.OTDrafts && window.OTDrafts.ready()")
 
-    @staticmethod
-    def done(form: str, key: str | None) -> None:
+    def done(self, form: str, key: str | None) -> None:
+        if key is not None:
+            self.settled.add(key)
         ui.run_javascript(f"window.OTDrafts && window.OTDrafts.done({json.dumps(form)}, {json.dumps(key)})")
 
     @staticmethod
@@ -114,6 +119,5 @@ class Drafts:
         """A queued save the store refused: the draft stays, waiting for the user, not resent."""
         ui.run_javascript(f"window.OTDrafts && window.OTDrafts.unqueue({json.dumps(form)})")
 
-    @staticmethod
-    def discard(form: str) -> None:
+    def discard(self, form: str) -> None:
         ui.run_javascript(f"window.OTDrafts && window.OTDrafts.discard({json.dumps(form)})")

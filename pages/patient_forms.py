@@ -165,7 +165,7 @@ class ScoreForm:
                 notes=(self.comment.value or "").strip() or None, request_key=key or new_key()),
                 {"scoreValue": self.value, "scoreDate": self.day, "notes": self.comment}, self.value):
             return False
-        Drafts.done(self.name, key)
+        self.view.drafts.done(self.name, key)
         self.value.value = None
         self.value.error = None
         self.comment.value = ""
@@ -217,7 +217,7 @@ class NoteForm:
                 text=self.text.value.strip(), follow_up=bool(self.follow.value), request_key=key or new_key()),
                 {"noteText": self.text, "sessionType": self.kind}, self.text):
             return False
-        Drafts.done(self.name, key)
+        self.view.drafts.done(self.name, key)
         self.text.value = ""
         self.text.error = None
         self.follow.value = False
@@ -262,7 +262,7 @@ class EquipmentForm:
                 serial_number=(self.serial.value or "").strip() or None, request_key=key or new_key()),
                 {"equipmentName": self.item, "serialNumber": self.serial}, self.item):
             return False
-        Drafts.done(self.name, key)
+        self.view.drafts.done(self.name, key)
         self.item.value = self.serial.value = ""
         self.item.error = None
         self.item.run_method("focus")
@@ -303,7 +303,7 @@ class StatusDialog:
                     .mark("status-reason"), REASON_LIMIT), "reason")
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(
-                    self.box, lambda: [self.reason], lambda: Drafts.discard(self.name))).props("flat data-testid=status-cancel") \
+                    self.box, lambda: [self.reason], lambda: self.view.drafts.discard(self.name))).props("flat data-testid=status-cancel") \
                     .mark("status-cancel")
                 save = ui.button("Save status", icon="check").props(
                     "unelevated color=primary data-testid=status-save").classes("ot-save").mark("status-save")
@@ -358,7 +358,7 @@ class StatusDialog:
                 {"mobilityStatus": self.choice, "changeReason": self.reason}, self.reason,
                 on_conflict=self.conflict):
             return False
-        Drafts.done(self.name, key)
+        self.view.drafts.done(self.name, key)
         self.box.close()
         dialogs.toast(f"Status changed to {self.statuses.get(self.choice.value, '')}")
         return True
@@ -384,7 +384,7 @@ class AddendumDialog:
                     .props("outlined autogrow").classes("w-full").mark("addendum-text"), NOTE_LIMIT), "text")
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(
-                    self.box, lambda: [self.text], lambda: Drafts.discard(self.name))).props("flat data-testid=addendum-cancel") \
+                    self.box, lambda: [self.text], lambda: self.view.drafts.discard(self.name))).props("flat data-testid=addendum-cancel") \
                     .mark("addendum-cancel")
                 save = ui.button("Save addendum", icon="save").props("unelevated color=primary") \
                     .classes("ot-save").mark("addendum-save")
@@ -416,7 +416,7 @@ class AddendumDialog:
                 session_type=self.note.session_type, text=self.text.value.strip(), amends=self.note.id,
                 request_key=key or new_key()), {"noteText": self.text}, self.text):
             return False
-        Drafts.done(self.name, key)
+        self.view.drafts.done(self.name, key)
         self.box.close()
         dialogs.toast("Addendum saved")
         return True
@@ -437,7 +437,7 @@ class MarkErrorDialog:
                                            .props("outlined").classes("w-full").mark("error-reason"), "reason")
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(
-                    self.box, lambda: [self.reason], lambda: Drafts.discard(self.name))).props("flat")
+                    self.box, lambda: [self.reason], lambda: self.view.drafts.discard(self.name))).props("flat")
                 save = ui.button("Mark in error").props("unelevated color=negative").mark("error-save")
         Drafts.save_on(save, self.name, self.save)
         Drafts.save_on(self.reason, self.name, self.save, event="keydown.enter")
@@ -455,7 +455,7 @@ class MarkErrorDialog:
                 principal=self.view.session.principal, score_id=self.score.id, reason=self.reason.value.strip(),
                 request_key=key or new_key()), {"errorReason": self.reason}, self.reason):
             return False
-        Drafts.done(self.name, key)
+        self.view.drafts.done(self.name, key)
         self.box.close()
         dialogs.toast("Marked entered in error")
         return True
