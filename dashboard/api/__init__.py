@@ -1,4 +1,5 @@
-"""The Parse-compatible API: REST at /parse and live queries on the websocket at /parse.
+"""The Parse-compatible API: REST at /parse, live queries on the websocket at /parse, and GraphQL
+at /graphql.
 
 `mount` is called by dashboard.server.build on the root app; both channels reach the data only
 through the running store (dashboard.runtime), which enforces ACCESS.md.
@@ -14,7 +15,8 @@ from dashboard.store import Store
 
 
 def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> None:
-    """Adds the REST routes and the live-query websocket to `app` (tests mount on their own app)."""
+    """Adds the REST routes, the live-query websocket and GraphQL to `app` (tests mount on their own app)."""
+    from dashboard.api.graphql.http import MOUNT as GRAPHQL, GraphQLEndpoint
     from dashboard.api.live_query import LiveQueryServer
     from dashboard.api.rest import MOUNT, build_router
 
@@ -23,4 +25,5 @@ def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> N
     live = LiveQueryServer(settings, get_store)
     app.add_api_websocket_route(MOUNT, live.serve)
     app.add_api_websocket_route(MOUNT + "/", live.serve)
-
+    graphql = GraphQLEndpoint(settings, get_store)
+    app.add_route(GRAPHQL, graphql.handle, methods=["GET", "POST"], include_in_schema=False)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, true
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
 from sqlalchemy.orm import InstrumentedAttribute
 
 from dashboard import patterns
@@ -107,10 +107,16 @@ class QueryBuilder:
             raise _bad("where", f"is nested more than {MAX_DEPTH} levels")
         parts: list[ColumnElement[bool]] = []
         for key, condition in where.items():
-            if key == "$or":
+            if key in ("$or", "$and", "$nor"):
                 if not isinstance(condition, list) or not condition or len(condition) > 20:
-                    raise _bad("$or", "must be a list of 1 to 20 queries")
-                parts.append(or_(*(self.where(c, depth + 1) for c in condition)))
+                    raise _bad(key, "must be a list of 1 to 20 queries")
+                each = [self.where(c, depth + 1) for c in condition]
+                if key == "$or":
+                    parts.append(or_(*each))
+                elif key == "$and":
+                    parts.append(and_(*each))
+                else:  # a condition that is NULL on a row (a missing field) does not match it
+                    parts.append(not_(func.coalesce(or_(*each), false())))
             elif isinstance(key, str) and key.startswith("$"):
                 raise _bad(key[:30], "is not a supported operator")
             else:
@@ -130,6 +136,8 @@ class QueryBuilder:
         for op, operand in condition.items():
             if op in COMPARISONS:
                 parts.append(getattr(column, COMPARISONS[op])(self.value(name, spec, operand)))
+            elif op == "$eq":
+                parts.append(column.is_(None) if operand is None else column == self.value(name, spec, operand))
             elif op == "$ne":
                 parts.append(column.is_not(None) if operand is None else or_(
                     column != self.value(name, spec, operand), column.is_(None)))
