@@ -23,3 +23,4 @@ fi
 if [ -f tests/parse_sdk/package.json ]; then
   npm ci --prefix tests/parse_sdk --no-audit --no-fund --silent
 fi
+npm ci --prefix tests/graphql_client --no-audit --no-fund --silent
