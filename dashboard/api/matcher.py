@@ -50,6 +50,12 @@ class Matcher:
             if key == "$or":
                 if not any(self._match(c, obj) for c in condition):
                     return False
+            elif key == "$and":
+                if not all(self._match(c, obj) for c in condition):
+                    return False
+            elif key == "$nor":  # as the SQL: a missing field fails its condition, so $nor passes it
+                if any(self._match(c, obj) for c in condition):
+                    return False
             elif not self._field(key, condition, obj):
                 return False
         return True
@@ -77,6 +83,12 @@ class Matcher:
         for op, operand in condition.items():
             if op in _COMPARE:
                 if value is None or not _COMPARE[op](value, self.builder.value(name, spec, operand)):
+                    return False
+            elif op == "$eq":
+                if operand is None:
+                    if value is not None:
+                        return False
+                elif value is None or value != self.builder.value(name, spec, operand):
                     return False
             elif op == "$ne":
                 if operand is None:

@@ -15,6 +15,11 @@ WHERES = [
     {"scoreDate": {"$gte": {"__type": "Date", "iso": "2026-01-02T00:00:00.000Z"}}},
     {"createdAt": {"$lt": {"__type": "Date", "iso": "2000-01-01T00:00:00.000Z"}}},
     {"enteredInError": False}, {"notes": {"$ne": None}},
+    # what GraphQL's where turns into (dashboard/api/graphql/where.py)
+    {"scoreValue": {"$eq": 30}}, {"notes": {"$eq": None}}, {"notes": {"$eq": "a"}},
+    {"$and": [{"scoreValue": {"$gt": 5}}, {"scoreType": "berg"}]},
+    {"$nor": [{"scoreValue": {"$lt": 20}}, {"notes": {"$regex": "x"}}]},
+    {"$nor": [{"notes": "a"}]}, {"$and": [{"$or": [{"scoreValue": 10}, {"scoreValue": 50}]}, {"notes": {"$exists": False}}]},
 ]
 
 
