@@ -115,6 +115,13 @@ class Drafts:
         ui.run_javascript(f"window.OTDrafts && window.OTDrafts.done({json.dumps(form)}, {json.dumps(key)})")
 
     @staticmethod
+    def focus_back(element: ui.element, form: str) -> None:
+        """After a save the cursor goes back to the form's first field, unless the user has moved
+        on to a field elsewhere meanwhile: a save answered late never pulls the cursor (and what
+        is being typed) out of another form."""
+        ui.run_javascript(f"window.OTDrafts && window.OTDrafts.focusBack({json.dumps(form)}, 'c{element.id}')")
+
+    @staticmethod
     def unqueue(form: str) -> None:
         """A queued save the store refused: the draft stays, waiting for the user, not resent."""
         ui.run_javascript(f"window.OTDrafts && window.OTDrafts.unqueue({json.dumps(form)})")

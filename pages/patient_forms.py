@@ -170,7 +170,7 @@ class ScoreForm:
         self.value.error = None
         self.comment.value = ""
         self.day.value = date.today().isoformat()
-        self.value.run_method("focus")
+        Drafts.focus_back(self.value, self.name)
         dialogs.toast(f"{short_name(measure)} score saved")
         return True
 
@@ -221,7 +221,7 @@ class NoteForm:
         self.text.value = ""
         self.text.error = None
         self.follow.value = False
-        self.kind.run_method("focus")
+        Drafts.focus_back(self.kind, self.name)
         dialogs.toast("Note saved")
         return True
 
@@ -265,7 +265,7 @@ class EquipmentForm:
         self.view.drafts.done(self.name, key)
         self.item.value = self.serial.value = ""
         self.item.error = None
-        self.item.run_method("focus")
+        Drafts.focus_back(self.item, self.name)
         dialogs.toast("Checked out")
         return True
 

@@ -143,6 +143,18 @@
       if (entry && (!key || entry.key === key)) drop(form);
       markQueued(form, false);
     },
+    // After a save: focus the form's first field unless the user is typing in another form now.
+    focusBack: function (form, id) {
+      var active = document.activeElement;
+      var el = formElement(form);
+      var elsewhere = active && active !== document.body && !(el && el.contains(active)) &&
+        active.matches("input, textarea, [contenteditable], [tabindex]");
+      if (elsewhere) return;
+      var target = document.getElementById(id);
+      if (!target) return;
+      var box = target.matches("input, textarea") ? target : target.querySelector("input, textarea, [tabindex]");
+      (box || target).focus();
+    },
     unqueue: function (form) {
       var entry = read(form);
       if (entry) { entry.queued = false; write(form, entry); }

@@ -97,7 +97,8 @@ def test_the_ward_screen_updates_and_survives_a_server_restart(browser, own_serv
     # Nobody touches the ward screen: it must reconnect, reload itself and be live again.
     expect(ward.locator("body[data-live=live]")).to_have_count(1, timeout=45_000)
     expect(ward.locator(f"[data-patient='{pid}']")).to_contain_text("Minimal assist", timeout=15_000)
-    lead.reload()
+    # The lead's page reloads itself too (a reload of our own would race with it).
+    expect(lead.locator("body[data-live=live]")).to_have_count(1, timeout=45_000)
     expect(lead.locator("[data-testid=status-badge]")).to_have_text("Minimal assist", timeout=15_000)
     expect(lead.locator("body[data-live=live]")).to_have_count(1, timeout=15_000)
     change_status(lead, "Supervision", "Walking with supervision")
