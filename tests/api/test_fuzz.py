@@ -23,7 +23,7 @@ MALFORMED_BODIES = [b"{", b"[1, 2]", b'"text"', b"NaN", b'{"a": NaN}', b'{"a": I
                     b"\xff\xfe{}", b'{"a": 1} trailing', b"null"]
 
 BAD_WHERES: list[Any] = [
-    '{"displayName": {"$where": "1"}}', '{"$and": [{"displayName": "x"}]}', '{"noSuchField": 1}',
+    '{"displayName": {"$where": "1"}}', '{"$and": {"displayName": "x"}}', '{"$nor": []}', '{"noSuchField": 1}',
     '{"displayName": {"$regex": 5}}', '{"displayName": {"$regex": "' + "a" * 500 + '"}}',
     '{"displayName": {"$regex": "a", "$options": "x"}}', '{"displayName": {"$in": "x"}}',
     '{"displayName": {"$in": [' + ",".join(["1"] * 2000) + "]}}", '{"displayName": {"$exists": "yes"}}',

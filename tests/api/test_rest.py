@@ -1,6 +1,7 @@
 """The REST contract of PARSE-API.md: endpoints, shapes, the SDK's body style, store rules as Parse errors."""
 from __future__ import annotations
 
+import json
 import re
 
 from tests.api.conftest import APP_ID
@@ -293,3 +294,11 @@ async def test_a_batch_may_not_contain_login_logout_or_a_batch_but_may_contain_h
     assert [a.get("error", {}).get("code") for a in answers[:3]] == [101, 101, 101]
     assert answers[0]["error"]["error"] == "Not found: POST /parse/login"
     assert answers[3] == {"success": {"status": "ok"}}
+
+
+async def test_where_takes_and_nor_and_eq_as_parse_does(api):
+    where = {"$and": [{"displayName": {"$eq": "Pat Example"}}, {"mobilityStatus": {"$ne": "dependent"}}]}
+    r = await api.call("GET", "classes/Patient", "lead", params={"where": json.dumps(where)})
+    assert [p["patientId"] for p in r.json()["results"]] == ["DEMO-P"]
+    r = await api.call("GET", "classes/Patient", "lead", params={"where": json.dumps({"$nor": [{"patientId": "DEMO-P"}]})})
+    assert [p["patientId"] for p in r.json()["results"]] == ["DEMO-Q"]
