@@ -201,3 +201,22 @@ async def test_a_body_over_one_mebibyte_is_refused(gql):
 async def test_text_and_in_query_key_are_in_the_schema_and_answer_102(gql, query):
     code, _ = await gql.error(query, who="owner")
     assert code == 102
+
+
+async def test_log_in_shares_the_rest_sign_in_limiter_429(world):
+    import httpx
+
+    from dashboard.rate_limit import LoginLimiter
+    from tests.api.conftest import make_app
+
+    world.store.sign_in_limiter = LoginLimiter(3, 5)
+    app = make_app(world.store)
+    headers = {"X-Parse-Application-Id": APP_ID}
+    login = f'mutation {{ logIn(input: {{username: "owner", password: "{PASSWORD}"}}) {{ viewer {{ sessionToken }} }} }}'
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.0.0.9", 1)), base_url="http://t") as client:
+        r = await client.post("/parse/login", json={"username": "owner", "password": PASSWORD}, headers=headers)
+        assert r.status_code == 200
+        answers = [await client.post("/graphql", json={"query": login}, headers=headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]  # one REST sign-in and two here: the limit of 3
+    limited = answers[-1]
+    assert limited.json()["errors"][0]["extensions"]["code"] == 100 and int(limited.headers["retry-after"]) >= 1
