@@ -7,6 +7,7 @@ here reads or filters data: the resolvers ask the store with the request's princ
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 import logging
 import re
@@ -143,6 +144,12 @@ class GraphQLEndpoint:
             return await self._answer(request)
         except Refused as refused:
             return _json(refused.body, refused.status, refused.headers)
+        except StoreError as exc:  # the store refused before execution (a session read failed, say)
+            return _json({"code": int(exc.parse_code), "error": exc.message}, exc.http_status)
+        except Exception:  # a bug: logged, and answered as Parse does (never a stack trace)
+            log.exception("GraphQL: unexpected error")
+            return _json({"data": None, "errors": [{"message": "Internal server error",
+                                                     "extensions": {"code": int(ParseCode.INTERNAL_SERVER_ERROR)}}]})
 
     def _credentials(self, headers: Mapping[str, str]) -> str | None:
         app_id = headers.get("x-parse-application-id")
@@ -249,8 +256,8 @@ class GraphQLEndpoint:
             raise Refused(400, {"errors": [refusal_body(e, "BAD_USER_INPUT", hints=lead) for e in coerced]})
         result = execute(self.schema, document, context_value=context, variable_values=operation.variables,
                          operation_name=operation.operation_name)
-        if not isinstance(result, dict) and hasattr(result, "__await__"):
-            result = await result  # type: ignore[misc]
+        if inspect.isawaitable(result):
+            result = await result
         body: dict[str, Any] = {}
         status, headers = 200, {}
         if result.errors:
