@@ -220,3 +220,16 @@ async def test_log_in_shares_the_rest_sign_in_limiter_429(world):
     assert [a.status_code for a in answers] == [200, 200, 429]  # one REST sign-in and two here: the limit of 3
     limited = answers[-1]
     assert limited.json()["errors"][0]["extensions"]["code"] == 100 and int(limited.headers["retry-after"]) >= 1
+
+
+@pytest.mark.allow_errors("ot_tracker.api")
+async def test_a_bug_is_code_1_internal_server_error_with_no_trace(gql, monkeypatch):
+    async def broken(**kwargs):
+        raise RuntimeError("a bug, with a secret in its message")
+
+    monkeypatch.setattr(gql.store, "find", broken)
+    r = await gql.post("{ patients { edges { node { objectId } } } }", who="owner")
+    body = r.json()
+    assert r.status_code == 200 and body["data"] is None
+    assert body["errors"][0]["message"] == "Internal server error" and body["errors"][0]["extensions"] == {"code": 1}
+    assert "secret" not in r.text and "Traceback" not in r.text
