@@ -18,7 +18,8 @@ from bench.report import rewrite_readme, table_rows
 from bench.server import raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("floor", "fanout", "pages", "isolation", "isolation-writes", "writes", "caseload", "memory", "growth")
+SCENARIOS = ("floor", "fanout", "pages", "isolation", "isolation-writes", "writes", "caseload", "memory", "growth",
+             "graphql")
 # Run only when named (--only): the resource-limit attacks (REVIEW-SECURITY H3/H4) push the server towards gigabytes.
 OPT_IN = ("resources",)
 # In a full run, not in a plain --quick (the smoke test's set of scenarios): `--quick --only NAME` runs them scaled down.
@@ -40,15 +41,17 @@ def plan(quick: bool) -> dict:
     if quick:
         return {"fanout": ([5, 20], 5), "pages": ([3, 6], 2), "isolation": (3, 20, 5),
                 "isolation-writes": (50, 200), "writes": ([1, 16], 40), "memory": [0, 10, 20],
-                "growth": (2000, 500)}
-    # isolation-writes: (subscribers on X, SessionNote creates per phase); growth: (records, window).
+                "growth": (2000, 500), "graphql": (10, 0.5, 20, 4, 4)}
+    # isolation-writes: (subscribers on X, SessionNote creates per phase); growth: (records, window);
+    # graphql: (finds at c1 per kind, seconds per concurrent phase, subscribers, REST creates per kind of
+    # subscriber, concurrency of the finds per second).
     return {"fanout": ([50, 200, 1000], 100), "pages": ([50, 200, 500], 10), "isolation": (10, 1000, 100),
             "isolation-writes": (1000, 2000), "writes": ([1, 16], 2000), "memory": [0, 250, 500, 1000],
-            "growth": (20000, 1000)}
+            "growth": (20000, 1000), "graphql": (500, 5.0, 200, 100, 16)}
 
 
 async def run_one(name: str, ctx: Context, p: dict) -> dict:
-    from bench.scenarios import caseload, floor, growth, live, memory, pages, resources
+    from bench.scenarios import caseload, floor, graphql, growth, live, memory, pages, resources
 
     if name == "floor":
         return await floor.run(ctx)
@@ -78,6 +81,8 @@ async def run_one(name: str, ctx: Context, p: dict) -> dict:
         return await memory.run(ctx, p["memory"])
     if name == "resources":
         return await resources.run(ctx)
+    if name == "graphql":
+        return await graphql.run(ctx, *p["graphql"])
     raise ValueError(name)
 
 

@@ -142,6 +142,7 @@ def table_rows(results: dict) -> list[tuple]:
                          f"{ratio(sqlite_rate, first)} / {ratio(sqlite_rate, last)}",
                          "MISSES" if g.get("refused") or g.get("errors") else
                          _verdict(pct, 90, lower_is_better=False)))
+    rows.extend(graphql_rows(s.get("graphql", {}), floor))
     if echo is not None:
         rows.append(("floor: websocket echo round trip p50 / p99 ms",
                      f"{echo} / {_get(floor, 'websocket', 'echo_rtt', 'p99_ms')}", "", "", "", "floor"))
@@ -150,6 +151,56 @@ def table_rows(results: dict) -> list[tuple]:
     for name, r in s.items():
         if not r.get("completed") and not r.get("blocked"):
             rows.append((f"{name}", "FAILED", "", "", "", (r.get("error") or "")[:200]))
+    return rows
+
+
+def graphql_rows(g: dict, floor: dict) -> list[tuple]:
+    """10. GraphQL beside REST (finds) and live queries (fan-out), each measured on the same server."""
+    if not g.get("completed"):
+        return []
+    rows: list[tuple] = []
+    gq, rest = _get(g, "c1", "graphql") or {}, _get(g, "c1", "rest") or {}
+    bare, status = g.get("http_floor_c1") or {}, g.get("server_status_c1") or {}
+
+    def three(r: dict) -> str:
+        return f"{r.get('p50_ms')} / {r.get('p99_ms')} / {r.get('max_ms')}"
+
+    rows.append(("GraphQL find of 100 scores with patient.primaryTherapist, recordedBy, c1: p50 / p99 / max ms",
+                 three(gq), "", f"REST same page, same run {rest.get('p50_ms')} / {rest.get('p99_ms')}; "
+                 f"bare HTTP GET {bare.get('p50_ms')}", f"{ratio(gq.get('p50_ms'), rest.get('p50_ms'))} / "
+                 f"{ratio(gq.get('p99_ms'), rest.get('p99_ms'))} × REST", "reference"))
+    rows.append(("  … REST GET the same page (include=patient.primaryTherapist,recordedBy), c1 ms", three(rest), "",
+                 f"bare HTTP GET {bare.get('p50_ms')} / {bare.get('p99_ms')}; server /status {status.get('p50_ms')}",
+                 f"{ratio(rest.get('p50_ms'), bare.get('p50_ms'))} / {ratio(rest.get('p99_ms'), bare.get('p99_ms'))}",
+                 "reference"))
+    level = g.get("concurrency")
+    c = g.get(f"c{level}") or {}
+    g_rate, r_rate = _get(c, "graphql", "per_second"), _get(c, "rest", "per_second")
+    refused = g.get("refused_concurrent") or 0
+    rows.append((f"GraphQL vs REST, the same page c{level} ({c.get('accounts')} accounts), requests/s",
+                 f"{g_rate} vs {r_rate} ({c.get('graphql_vs_rest_pct')}%)" + (f"; refused {refused}" if refused else ""),
+                 "", f"REST {r_rate}/s", f"{ratio(g_rate, r_rate)} × REST", "MISSES" if refused else "reference"))
+    fan = g.get("fanout") or {}
+    size = fan.get("subscribers")
+    live, sub = fan.get("live") or {}, fan.get("graphql") or {}
+    f = _get(floor, "websocket", f"fanout_{size}") or {}
+    bare_fan = f"bare fan-out {f.get('p50_ms')} / {f.get('p99_ms')}" if f else "no bare fan-out at this size"
+    lp50, lp99 = _get(live, "latency", "p50_ms"), _get(live, "latency", "p99_ms")
+    if sub.get("available") is False:
+        rows.append((f"GraphQL subscription fan-out {size} subs (graphql-transport-ws)", sub.get("result"), "",
+                     "", "", "not measured"))
+    elif sub:
+        p50, p99 = _get(sub, "latency", "p50_ms"), _get(sub, "latency", "p99_ms")
+        rows.append((f"GraphQL subscription fan-out {size} subs: p50 / p99 / max ms",
+                     f"{p50} / {p99} / {_get(sub, 'latency', 'max_ms')} (lost {sub.get('lost')})", "none lost",
+                     f"live queries same run {lp50} / {lp99}; {bare_fan}",
+                     f"{ratio(p50, lp50)} / {ratio(p99, lp99)} × live",
+                     "meets" if sub.get("all_delivered") else "MISSES"))
+    if live:
+        rows.append((f"  … live-query fan-out {size} subs, same server: p50 / p99 / max ms",
+                     f"{lp50} / {lp99} / {_get(live, 'latency', 'max_ms')} (lost {live.get('lost')})", "none lost",
+                     bare_fan, f"{ratio(lp50, f.get('p50_ms'))} / {ratio(lp99, f.get('p99_ms'))}",
+                     "meets" if live.get("all_delivered") else "MISSES"))
     return rows
 
 

@@ -23,7 +23,7 @@ def test_bench_quick_completes_every_scenario(tmp_path: Path) -> None:
     assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"floor", "fanout", "pages", "isolation", "writes", "caseload", "memory"}
+    assert set(scenarios) == {"floor", "fanout", "pages", "isolation", "writes", "caseload", "memory", "graphql"}
     for name, result in scenarios.items():
         assert result.get("completed"), (name, result.get("blocked") or result.get("error"), result.get("traceback"))
         assert result.get("all_delivered", True), (name, result)
@@ -32,5 +32,10 @@ def test_bench_quick_completes_every_scenario(tmp_path: Path) -> None:
             assert fan["lost"] == 0 and fan["delivered"] == fan["expected_deliveries"], fan
     assert scenarios["isolation"]["lost"] == 0 and scenarios["isolation"]["events_to_others"] == 0
     assert all(v["pushes_lost"] == 0 for k, v in scenarios["writes"].items() if k.startswith("c") and k[1:].isdigit())
+    graphql = scenarios["graphql"]
+    assert {shape["rows"] for shape in graphql["shapes"].values()} == {100}, graphql["shapes"]
+    assert graphql["refused_concurrent"] == 0 and graphql["fanout"]["live"]["lost"] == 0
+    # The GraphQL websocket, when the server has one, delivers everything; without one it is "not available".
+    assert graphql["fanout"]["graphql"].get("lost", 0) == 0, graphql["fanout"]["graphql"]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert_no_logged_errors(tmp_path / "server-logs")

@@ -36,31 +36,45 @@ async def _writes(rest: RestClient, arrivals: Arrivals, token: str, patient_id: 
     return {"latency": latencies, "post": posts, "lost": lost, "duplicates": extra}
 
 
+async def fanout_samples(subs, server_url: str, world, subscribers: int, writes: int, query) -> dict:
+    """One fan-out on a running server, the raw samples: `subscribers` subscriptions of `query` opened
+    through `subs` (live-query `Subscribers`, or any client set with the same `open`, `errors`, `close`
+    and `arrivals`), spread over the sessions of X's care team; 3 warm-up creates, then `writes` REST
+    creates one after another, each awaited with all its deliveries. `subs` is closed after."""
+    arrivals = subs.arrivals
+    rest = RestClient(server_url, connections=1)
+    try:
+        t0 = time.perf_counter()
+        await subs.open([(world.members[i % len(world.members)].token, query) for i in range(subscribers)])
+        connect_s = time.perf_counter() - t0
+        await _writes(rest, arrivals, world.therapists[0].token, world.x, 3, subscribers)  # warm-up
+        result = await _writes(rest, arrivals, world.therapists[0].token, world.x, writes, subscribers)
+        errors = subs.errors
+    finally:
+        await rest.close()
+        await subs.close()
+    return {**result, "writes": writes, "subscribe_all_s": round(connect_s, 3), "errors": errors}
+
+
+def fanout_summary(subscribers: int, samples: dict) -> dict:
+    """The reported figures of `fanout_samples` (or of several, merged by the caller)."""
+    expected = subscribers * samples["writes"]
+    errors = samples["errors"]
+    return {"subscribers": subscribers, "writes": samples["writes"], "expected_deliveries": expected,
+            "delivered": len(samples["latency"]), "lost": samples["lost"], "duplicates": samples["duplicates"],
+            "all_delivered": samples["lost"] == 0 and samples["duplicates"] == 0 and not errors,
+            "subscribe_all_s": samples["subscribe_all_s"], "latency": summary_ms(samples["latency"]),
+            "post_roundtrip": summary_ms(samples["post"]), "errors": errors[:5]}
+
+
 async def fanout(ctx, subscribers: int, writes: int) -> dict:
     async with Workspace(f"fanout{subscribers}", ctx.database_url) as ws:
         async with open_store(ws.db.url, ws.data_dir) as store:
             world = await build_world(store, patients=1, therapists=1, members=min(subscribers, 20))
         server = await asyncio.to_thread(ws.start_server)
-        arrivals = Arrivals(expected=subscribers)
-        subs = Subscribers(server.ws_url, arrivals)
-        rest = RestClient(server.url, connections=1)
-        try:
-            t0 = time.perf_counter()
-            await subs.open([(world.members[i % len(world.members)].token, patient_query(world.x))
-                             for i in range(subscribers)])
-            connect_s = time.perf_counter() - t0
-            await _writes(rest, arrivals, world.therapists[0].token, world.x, 3, subscribers)  # warm-up
-            result = await _writes(rest, arrivals, world.therapists[0].token, world.x, writes, subscribers)
-            errors = subs.errors
-        finally:
-            await rest.close()
-            await subs.close()
-    expected = subscribers * writes
-    return {"completed": True, "subscribers": subscribers, "writes": writes, "expected_deliveries": expected,
-            "delivered": len(result["latency"]), "lost": result["lost"], "duplicates": result["duplicates"],
-            "all_delivered": result["lost"] == 0 and result["duplicates"] == 0 and not errors,
-            "subscribe_all_s": round(connect_s, 3), "latency": summary_ms(result["latency"]),
-            "post_roundtrip": summary_ms(result["post"]), "errors": errors[:5]}
+        subs = Subscribers(server.ws_url, Arrivals(expected=subscribers))
+        samples = await fanout_samples(subs, server.url, world, subscribers, writes, patient_query(world.x))
+    return {"completed": True, **fanout_summary(subscribers, samples)}
 
 
 class Crowd:
