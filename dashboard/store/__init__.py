@@ -50,6 +50,7 @@ class Store:
             core.start, core.stop, core.flush_audit, core.permissions)
         self.find, self.get, self.count, self.get_many = reads.find, reads.get, reads.count, reads.get_many
         self.create, self.update, self.delete = writes.create, writes.update, writes.delete
+        self.create_for_new_patient = writes.create_for_new_patient
         self.record_score, self.add_note, self.check_out_equipment = (
             writes.record_score, writes.add_note, writes.check_out_equipment)
         self.change_status, self.return_equipment, self.assign_therapist = (

@@ -13,7 +13,7 @@ The per-class rules are the pure functions of rules.py.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from dashboard.access import Principal, Role
 from dashboard.changes import Change, patient_mutation
-from dashboard.db import WriteConn
+from dashboard.db import CoreWriteConn, WriteConn
 from dashboard.errors import InvalidInput, MissingField, NotFound, ParseCode, PermissionDenied, StaleWrite
 from dashboard.hub import Event
 from dashboard.models import (
@@ -147,12 +147,15 @@ class Writes:
             raise InvalidInput("primaryTherapist", "must be an active therapist")
 
     def new_record_values(self, principal: Principal | None, class_name: str,
-                           fields: Mapping[str, object]) -> dict[str, Any]:
+                           fields: Mapping[str, object], *, admitting: str | None = None) -> dict[str, Any]:
         """authorize -> clean -> the class's rules, for a new score, note or equipment log: the
-        attributes to insert, or an error. Single creates and imports both come through here."""
+        attributes to insert, or an error. Single creates and imports both come through here.
+        `admitting`: the id of a patient this principal adds in the same transaction (its adder
+        always sees it: a lead, or its own therapist)."""
         actor = self.core.actor(principal)  # no session: NotAuthenticated, before anything else
         values = self.core.clean(class_name, fields, creating=True, allow_server_set_for=actor.user_id)
-        self.core.require_sees(principal, values["patient_id"], "patient")
+        if admitting is None or values["patient_id"] != admitting:
+            self.core.require_sees(principal, values["patient_id"], "patient")
         if not rules.may_add_records(actor.role):
             raise PermissionDenied(f"A {actor.role} account cannot add records")
         if class_name == "MobilityScore":
@@ -183,7 +186,22 @@ class Writes:
         """A score, note or equipment log as one `transact` job of Core statements (no ORM unit of
         work; batched with other creates on SQLite): persist, refresh read models, history, audit,
         and its change_log row, all in the job's transaction."""
-        values = self.new_record_values(principal, class_name, fields)
+        record, steps = self._record_steps(principal, class_name, fields, request_key)
+
+        def job(w: WriteConn) -> tuple[int | None, list[Change]]:
+            changes = steps(w)
+            return self.core.log_changes_in_job(w, changes), changes
+
+        seq, changes = await self.core.db.transact(job)
+        await self.core.feed.committed(seq, changes)
+        return record
+
+    def _record_steps(self, principal: Principal | None, class_name: str, fields: Mapping[str, object],
+                      request_key: str | None, *, admitting: str | None = None,
+                      ) -> tuple[Record, Callable[[WriteConn], list[Change]]]:
+        """The new record, and the statements that persist it with its read models, history and
+        audit row (returning its changes): a job's body, alone or after a patient's admission."""
+        values = self.new_record_values(principal, class_name, fields, admitting=admitting)
         actor = self.core.actor(principal)
         now = utcnow()
         values = {"id": new_object_id(), "created_at": now, "updated_at": now, "version": 1, **values}
@@ -201,7 +219,7 @@ class Writes:
         created = Event("create", class_name, object_id, patient_id, to_parse(record))
         delta = _activity_delta(None, record)
 
-        def job(w: WriteConn) -> tuple[int | None, list[Change]]:
+        def steps(w: WriteConn) -> list[Change]:
             if request_key is not None:  # first: a refusal below rolls the claim back with the rest
                 claim_request_key(w, user_id=actor.user_id, key=request_key, class_name=class_name,
                                   object_id=object_id, now=now_for_key)
@@ -226,11 +244,35 @@ class Writes:
                                      to_parse(record_from_values("StatusHistory", history))))
             w.insert(AuditEvent.__table__, [audit])
             changes.append(created)
-            return self.core.log_changes_in_job(w, changes), changes
+            return changes
 
-        seq, changes = await self.core.db.transact(job)
-        await self.core.feed.committed(seq, changes)
-        return record
+        return record, steps
+
+    async def create_for_new_patient(self, *, principal: Principal | None, class_name: str,
+                                     fields: Mapping[str, object], patient: Mapping[str, object],
+                                     pointer: str = "patient") -> tuple[Record, Record]:
+        """A score, note or equipment log together with the patient it is for, admitted in the
+        same transaction (GraphQL's createAndLink): both are stored, or neither. (patient, record)."""
+        if class_name not in ("MobilityScore", "SessionNote", "EquipmentLog") or pointer != "patient":
+            self.core.actor(principal)
+            raise PermissionDenied(f"{pointer}: only a record's patient can be created with it")
+        actor = self.core.actor(principal)
+        values = self.new_patient_values(actor, patient)
+        row = Patient(id=new_object_id(), **values)
+        record, steps = self._record_steps(principal, class_name, {**fields, "patient": row.id}, None,
+                                           admitting=row.id)
+        async with self.core.write(duplicate=lambda: patient_id_taken(actor.role)) as tx:
+            if await tx.session.scalar(select(Patient.id).where(Patient.patient_id == values["patient_id"])):
+                raise patient_id_taken(actor.role)
+            tx.session.add(row)
+            await tx.session.flush()
+            await self._add_history(tx, actor, row.id, "mobilityStatus", None, row.mobility_status, "admitted")
+            tx.audit(principal, "create", "Patient", object_id=row.id, patient_ref=row.id)
+            # The patient's access change first: the record's event is checked against it.
+            tx.changes += [patient_mutation(row.id, row.primary_therapist_id),
+                           Event("create", "Patient", row.id, row.id, to_parse(row))]
+            tx.changes += await tx.session.run_sync(lambda session: steps(CoreWriteConn(session.connection())))
+        return self.reads.shaped_for(actor, row), record
 
     async def _add_history(self, tx: Tx, actor: Actor, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,

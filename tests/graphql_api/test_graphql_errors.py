@@ -233,3 +233,27 @@ async def test_a_bug_is_code_1_internal_server_error_with_no_trace(gql, monkeypa
     assert r.status_code == 200 and body["data"] is None
     assert body["errors"][0]["message"] == "Internal server error" and body["errors"][0]["extensions"] == {"code": 1}
     assert "secret" not in r.text and "Traceback" not in r.text
+
+
+async def test_create_and_link_stores_the_patient_and_the_score_together_or_neither(gql):
+    new_patient = {"patientId": "NEW-77", "displayName": "Nova Reed", "mobilityStatus": "independent",
+                   "primaryTherapist": {"link": gql.world.users["owner"].id}}
+    before = await gql.api.counts()
+    code, _ = await gql.error(SCORE, {"f": {**score_fields(gql.world, 999), "patient": {"createAndLink": new_patient}}},
+                              "owner")
+    assert code == 111  # the score is out of range: no patient was admitted either
+    assert await gql.api.counts() == before
+    data = await gql.data("""mutation S($f: CreateMobilityScoreFieldsInput) { createMobilityScore(input: {fields: $f}) {
+        mobilityScore { scoreValue patient { patientId displayName primaryTherapist { username } } } } }""",
+                          {"f": {**score_fields(gql.world, 41), "patient": {"createAndLink": new_patient}}}, "owner")
+    assert data["createMobilityScore"]["mobilityScore"] == {
+        "scoreValue": 41, "patient": {"patientId": "NEW-77", "displayName": "Nova Reed",
+                                      "primaryTherapist": {"username": "owner"}}}
+    history = await gql.data("""query($p: String) { statusHistories(where: { patient: { have: { patientId: { equalTo: $p } } } })
+        { count edges { node { toValue } } } }""", {"p": "NEW-77"}, "owner")
+    assert history["statusHistories"]["count"] == 1  # admitted, as any new patient
+    code, _ = await gql.error(SCORE, {"f": {**score_fields(gql.world), "patient": {"createAndLink": new_patient}}}, "owner")
+    assert code == 137  # that patientId is now taken: nothing written
+    code, _ = await gql.error("""mutation($id: ID!, $f: UpdateMobilityScoreFieldsInput) { updateMobilityScore(input: {id: $id, fields: $f}) {
+        mobilityScore { objectId } } }""", {"id": "nosuchid00", "f": {"patient": {"createAndLink": new_patient}}}, "owner")
+    assert code == 106

@@ -246,10 +246,19 @@ def finder(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
 
 
 # ------------------------------------------------------------------------------- mutations
-async def to_rest_fields(ctx: Context, class_name: str, fields: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A fields input as the REST body the store decodes: pointer inputs become pointers (a
-    `createAndLink` is created first, under the same rules), dates arrive in the wire form."""
+@dataclass
+class Fields:
+    """A fields input as the store takes it, and the pointers to create with it (`createAndLink`)."""
+
+    values: dict[str, Any]
+    create: dict[str, dict[str, Any]] = field(default_factory=dict)  # pointer field -> target's fields
+
+
+def to_rest_fields(class_name: str, fields: Mapping[str, Any] | None) -> Fields:
+    """A fields input as the REST body the store decodes: pointer inputs become pointers, dates
+    arrive in the wire form; a `createAndLink` is kept apart for the store to create alongside."""
     body: dict[str, Any] = {}
+    create: dict[str, dict[str, Any]] = {}
     specs = CLASSES[class_name]
     for name, value in (fields or {}).items():
         if name == "ACL":
@@ -261,22 +270,22 @@ async def to_rest_fields(ctx: Context, class_name: str, fields: Mapping[str, Any
         spec = specs.get(name)
         if spec is not None and spec.kind == "Pointer" and value is not None:
             target = spec.target or ""
-            link, create = value.get("link"), value.get("createAndLink")
-            if (link is None) == (create is None):
+            link, linked = value.get("link"), value.get("createAndLink")
+            if (link is None) == (linked is None):
                 raise InvalidInput(name, f"You need to provide link OR createLink on the pointer mutation of field {name}",
                                    code=ParseCode.INVALID_POINTER)
             if link is not None:
-                object_id = object_id_of(link, target)
+                body[name] = pointer(target, object_id_of(link, target))
+            elif target == "_User":
+                raise PermissionDenied(f"{name}: users are made by signUp (or by a lead with createUser)")
             else:
-                if target == "_User":
-                    raise PermissionDenied("users are made by signUp (or by a lead with createUser)")
-                created = await ctx.store.create(principal=ctx.principal, class_name=target,
-                                                 fields=await to_rest_fields(ctx, target, create))
-                object_id = created.id  # type: ignore[attr-defined]
-            body[name] = pointer(target, object_id)
+                nested = to_rest_fields(target, linked)
+                if nested.create:
+                    raise PermissionDenied(f"{name}: one level of createAndLink at most")
+                create[name] = nested.values
         else:
             body[name] = value
-    return wire.decode_fields(class_name, body)
+    return Fields(wire.decode_fields(class_name, body), create)
 
 
 def _payload(class_name: str, obj: dict[str, Any], input: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,8 +295,14 @@ def _payload(class_name: str, obj: dict[str, Any], input: Mapping[str, Any]) -> 
 def creator(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def resolve(root: Any, info: GraphQLResolveInfo, input: Mapping[str, Any]) -> dict[str, Any]:
         ctx: Context = info.context
-        fields = await to_rest_fields(ctx, class_name, input.get("fields"))
-        record = await ctx.store.create(principal=ctx.principal, class_name=class_name, fields=fields)
+        fields = to_rest_fields(class_name, input.get("fields"))
+        if fields.create:  # the target and this object in one store transaction, or neither
+            [(name, target_fields)] = fields.create.items() if len(fields.create) == 1 else [("", {})]
+            _, record = await ctx.store.create_for_new_patient(
+                principal=ctx.principal, class_name=class_name, fields=fields.values, patient=target_fields,
+                pointer=name or ", ".join(fields.create))
+        else:
+            record = await ctx.store.create(principal=ctx.principal, class_name=class_name, fields=fields.values)
         return _payload(class_name, await _get(ctx, class_name, record.id), input)  # type: ignore[attr-defined]
     return resolve
 
@@ -296,8 +311,12 @@ def updater(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def resolve(root: Any, info: GraphQLResolveInfo, input: Mapping[str, Any]) -> dict[str, Any]:
         ctx: Context = info.context
         object_id = _object_id(input["id"], class_name)
-        changes = await to_rest_fields(ctx, class_name, input.get("fields"))
-        await ctx.store.update(principal=ctx.principal, class_name=class_name, object_id=object_id, changes=changes)
+        changes = to_rest_fields(class_name, input.get("fields"))
+        if changes.create:
+            raise InvalidInput(next(iter(changes.create)), "createAndLink makes a new object with a new one; "
+                               "on an update, link an existing object", code=ParseCode.INVALID_POINTER)
+        await ctx.store.update(principal=ctx.principal, class_name=class_name, object_id=object_id,
+                               changes=changes.values)
         return _payload(class_name, await _get(ctx, class_name, object_id), input)
     return resolve
 
@@ -319,7 +338,7 @@ async def sign_up(root: Any, info: GraphQLResolveInfo, input: Mapping[str, Any])
         raise PermissionDenied("signUp makes a contributor; a lead makes other accounts with createUser")
     for name in fields:
         if name not in SIGN_UP_FIELDS:
-            await to_rest_fields(ctx, "_User", {name: fields[name]})  # authData, emailVerified: their own error
+            to_rest_fields("_User", {name: fields[name]})  # authData, emailVerified: their own error
             raise InvalidInput(name, "is not a sign-up field (username, email, password)",
                                code=ParseCode.INVALID_KEY_NAME)
     signed = await ctx.store.sign_up(username=fields.get("username"), email=fields.get("email"),  # type: ignore[arg-type]
