@@ -152,8 +152,8 @@ async def test_sign_up_makes_a_contributor_refuses_a_role_and_auth_data(gql):
 
 
 async def test_viewer_without_a_session_is_209(gql):
-    code, _ = await gql.error("{ viewer { user { objectId } } }")
-    assert code == 209
+    code, body = await gql.error("{ viewer { user { objectId } } }")
+    assert code == 209 and body["errors"][0]["message"] == "Permission denied"  # Parse's words
     data = await gql.data("{ viewer { sessionToken user { username } } }", who="owner")
     assert data["viewer"] == {"sessionToken": gql.api.tokens["owner"], "user": {"username": "owner"}}
 

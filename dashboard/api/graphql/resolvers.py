@@ -53,7 +53,7 @@ class Context:
 
     def signed_in(self) -> Principal:
         if self.principal is None:
-            raise NotAuthenticated()
+            raise NotAuthenticated("Permission denied")  # code 209 with Parse's words for `viewer`
         return self.principal
 
 
