@@ -17,6 +17,7 @@ from dashboard.store import Store
 def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> None:
     """Adds the REST routes, the live-query websocket and GraphQL to `app` (tests mount on their own app)."""
     from dashboard.api.graphql.http import MOUNT as GRAPHQL, GraphQLEndpoint
+    from dashboard.api.graphql.subscriptions import GraphQLSubscriptions
     from dashboard.api.live_query import LiveQueryServer
     from dashboard.api.rest import MOUNT, build_router
 
@@ -27,3 +28,4 @@ def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> N
     app.add_api_websocket_route(MOUNT + "/", live.serve)
     graphql = GraphQLEndpoint(settings, get_store)
     app.add_route(GRAPHQL, graphql.handle, methods=["GET", "POST"], include_in_schema=False)
+    app.add_api_websocket_route(GRAPHQL, GraphQLSubscriptions(live, graphql).serve)
