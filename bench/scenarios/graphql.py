@@ -213,8 +213,11 @@ async def finds(server, world, tokens: list[str], c1_requests: int, c16_seconds:
     status = await _get_c1(f"{server.url}/status", c1_requests // 2)
     half = max(1, c1_requests // 2)
     c1: dict[str, list[float]] = {"graphql": [], "rest": []}
+    c1_phases: dict[str, list] = {"graphql": [], "rest": []}
     for kind in ("graphql", "rest", "rest", "graphql"):
-        c1[kind] += await _c1(pages[kind], owner, half)
+        times = await _c1(pages[kind], owner, half)
+        c1[kind] += times
+        c1_phases[kind].append(summary_ms(times)["p50_ms"])
     c16: dict[str, list[dict]] = {"graphql": [], "rest": []}
     for kind in ("graphql", "rest"):  # warm-up, not counted
         await _concurrent(pages[kind], tokens, concurrency, min(1.0, c16_seconds / 2))
@@ -222,7 +225,8 @@ async def finds(server, world, tokens: list[str], c1_requests: int, c16_seconds:
         c16[kind].append(await _concurrent(pages[kind], tokens, concurrency, c16_seconds))
     g, r = _side(c16["graphql"]), _side(c16["rest"])
     return {"shapes": shapes, "server_status_c1": summary_ms(status),
-            "c1": {kind: summary_ms(times) for kind, times in c1.items()}, "c1_order": "G R R G",
+            "c1": {kind: {**summary_ms(times), "phases_p50_ms": c1_phases[kind]} for kind, times in c1.items()},
+            "c1_order": "G R R G",
             f"c{concurrency}": {"graphql": g, "rest": r, "seconds_per_phase": c16_seconds,
                                 "accounts": len(tokens), "order": "G R R G",
                                 "graphql_vs_rest_pct": round(100 * g["per_second"] / r["per_second"], 1)
@@ -339,13 +343,18 @@ async def fanouts(server, world, subscribers: int, writes: int) -> dict:
                                                         world, subscribers, half, gql_query))
             except NoWebsocket as exc:
                 unavailable = str(exc)
+    def phases(kind: str) -> dict:
+        return {"phases_p50_ms": [summary_ms(p["latency"])["p50_ms"] for p in parts[kind]],
+                "phases_p99_ms": [summary_ms(p["latency"])["p99_ms"] for p in parts[kind]]}
+
     out: dict = {"subscribers": subscribers, "order": "L G G L",
-                 "live": fanout_summary(subscribers, _merge(parts["live"]))}
+                 "live": {**fanout_summary(subscribers, _merge(parts["live"])), **phases("live")}}
     if unavailable is not None:
         out["graphql"] = {"available": False, "result": NOT_AVAILABLE, "refusal": unavailable[:500],
                           "all_delivered": True}
     else:
-        out["graphql"] = {"available": True, **fanout_summary(subscribers, _merge(parts["graphql"]))}
+        out["graphql"] = {"available": True, **fanout_summary(subscribers, _merge(parts["graphql"])),
+                          **phases("graphql")}
     return out
 
 
