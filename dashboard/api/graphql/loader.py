@@ -28,6 +28,10 @@ class PointerLoader:
             future.set_result(dict(obj))
             self.found[key] = future
 
+    def known(self, class_name: str, object_id: str) -> asyncio.Future[dict[str, Any] | None] | None:
+        """The read of that object if this request has made it (done or still on its way)."""
+        return self.found.get((class_name, object_id))
+
     def load(self, class_name: str, object_id: str) -> asyncio.Future[dict[str, Any] | None]:
         """The object as the principal may read it, or None; batched with every load of this step."""
         key = (class_name, object_id)

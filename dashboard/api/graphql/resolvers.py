@@ -6,6 +6,7 @@ request's loader. The store's errors become GraphQL errors with the Parse code (
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,8 +89,55 @@ def pointer_resolver(field_name: str, target: str) -> Callable[..., Any]:
         value = obj.get(field_name)
         if not isinstance(value, Mapping) or not isinstance(value.get("objectId"), str):
             return None
-        return info.context.loader.load(target, value["objectId"])
+        future = info.context.loader.load(target, value["objectId"])
+        # Read ahead (`prefetch`): answered at once, so graphql-core stays on its synchronous path.
+        return future.result() if future.done() else future
     return resolve
+
+
+def _fields_named(selection_sets: list[SelectionSetNode], fragments: Mapping[str, Any]) -> dict[str, list[SelectionSetNode]]:
+    """The subselections of every field these selection sets name, through fragments."""
+    out: dict[str, list[SelectionSetNode]] = {}
+
+    def walk(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> None:
+        for sel in selection_set.selections if selection_set is not None else ():
+            if isinstance(sel, FieldNode):
+                if sel.selection_set is not None:
+                    out.setdefault(sel.name.value, []).append(sel.selection_set)
+            elif isinstance(sel, InlineFragmentNode):
+                walk(sel.selection_set, seen)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
+                fragment = fragments.get(sel.name.value)
+                if fragment is not None:
+                    walk(fragment.selection_set, seen | {sel.name.value})
+
+    for selection_set in selection_sets:
+        walk(selection_set, frozenset())
+    return out
+
+
+async def prefetch(ctx: Context, class_name: str, objects: list[dict[str, Any]],
+                   selection_sets: list[SelectionSetNode], info: GraphQLResolveInfo) -> None:
+    """Reads, before execution reaches them, the pointers these objects' selection follows: one
+    `get_many` per class and level (the loader's batches), so each pointer field then resolves at
+    once instead of as one awaitable per object."""
+    level = [(class_name, objects, selection_sets)]
+    while level:
+        pending: list[tuple[str, list[asyncio.Future[dict[str, Any] | None]], list[SelectionSetNode]]] = []
+        for cls, objs, sets in level:
+            specs = CLASSES.get(cls, {})
+            for name, subsets in _fields_named(sets, info.fragments).items():
+                spec = specs.get(name)
+                if spec is None or spec.kind != "Pointer" or not spec.target:
+                    continue
+                ids = {o[name]["objectId"] for o in objs
+                       if isinstance(o.get(name), Mapping) and isinstance(o[name].get("objectId"), str)}
+                pending.append((spec.target, [ctx.loader.load(spec.target, i) for i in ids], subsets))
+        level = []
+        for target, futures, subsets in pending:
+            loaded = [o for o in await asyncio.gather(*futures) if o is not None]
+            if loaded:
+                level.append((target, loaded, subsets))
 
 
 # ------------------------------------------------------------------------------- queries
@@ -111,6 +159,14 @@ async def _get(ctx: Context, class_name: str, object_id: str) -> dict[str, Any]:
     return obj
 
 
+async def _get_for(info: GraphQLResolveInfo, class_name: str, object_id: str,
+                   selection_sets: list[SelectionSetNode]) -> dict[str, Any]:
+    """One object and, read ahead, the pointers its selection follows."""
+    obj = await _get(info.context, class_name, object_id)
+    await prefetch(info.context, class_name, [obj], selection_sets, info)
+    return obj
+
+
 async def node(root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
     decoded = from_global_id(id)
     if decoded is None or decoded[0] not in CLASSES:
@@ -120,7 +176,8 @@ async def node(root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
 
 def getter(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def resolve(root: Any, info: GraphQLResolveInfo, id: str, options: Any = None) -> dict[str, Any]:
-        return await _get(info.context, class_name, _object_id(id, class_name))
+        return await _get_for(info, class_name, _object_id(id, class_name),
+                              [f.selection_set for f in info.field_nodes if f.selection_set])
     return resolve
 
 
@@ -231,6 +288,9 @@ def finder(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
             rows = rows[:limit]
             for obj in rows:
                 ctx.loader.prime(obj)
+            nodes = _fields_named(_fields_named([f.selection_set for f in info.field_nodes if f.selection_set],
+                                                info.fragments).get("edges", []), info.fragments).get("node", [])
+            await prefetch(ctx, class_name, rows, nodes, info)
         edges = [{"cursor": offset_to_cursor(start + i), "node": obj} for i, obj in enumerate(rows)]
         return {
             "count": total,

@@ -52,6 +52,8 @@ def _non_null(t: Any) -> GraphQLNonNull:
 def _date_out(value: Any) -> str:
     if isinstance(value, Mapping) and value.get("__type") == "Date":
         value = value.get("iso")
+    if isinstance(value, str) and len(value) == 24 and value[-1] == "Z" and value[19] == ".":
+        return value  # already Parse's form (serialize.iso): the store's every date
     parsed = from_iso(value)
     if parsed is None:
         raise TypeError("Date cannot represent this value")
