@@ -433,7 +433,7 @@ class LiveConnection:
                         async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
                             text = await text.text()
                     except TimeoutError:
-                        raise
+                        raise  # stuck reads: as a stuck write, this connection ends
                     except Exception:  # noqa: BLE001 - one message that could not be made is skipped
                         log.exception("live query: could not make a message")
                         text = None

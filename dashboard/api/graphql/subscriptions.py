@@ -223,7 +223,7 @@ class GraphQLConnection(LiveConnection):
         object_id = obj["objectId"]
         root = {"event": event, "id": to_global_id(sub.class_name, object_id), "objectId": object_id,
                 "node": None if lost else obj, "originalNode": None if lost else original}
-        context = self._context(sub.principal)
+        context = self._event_context(sub.principal)
         result = execute(self.endpoint.schema, live.document, root_value=root, context_value=context,
                          variable_values=live.variables, operation_name=live.operation_name)
         if isinstance(result, ExecutionResult):
@@ -290,17 +290,21 @@ class GraphQLConnection(LiveConnection):
         self.acknowledged = True
         await self.send(_message("connection_ack"))
 
-    def _context(self, principal: Principal | None) -> Context:
+    def _context(self) -> Context:
+        """A request's context, with its own loader (an operation, or the check of a subscription)."""
+        return Context(store=self.store, principal=self.principal, token=self.token, address=self.address)
+
+    def _event_context(self, principal: Principal) -> Context:
+        """An event's context: its pointer reads shared with the other recipients of this step."""
         context = Context(store=self.store, principal=principal, token=self.token, address=self.address)
-        if principal is not None:
-            context.loader = self.hosted.loader(self.store, principal)
+        context.loader = self.hosted.loader(self.store, principal)
         return context
 
     async def _subscribe(self, id: str, payload: Mapping[str, Any]) -> None:
         if id in self.subscriptions:
             self.close(SUBSCRIBER_EXISTS, f"Subscriber for {id} already exists")
             return
-        context = self._context(self.principal)
+        context = self._context()
         try:
             operation = decode_operation(payload, from_url=False)
             document, op = self.endpoint.prepare(operation, context)
