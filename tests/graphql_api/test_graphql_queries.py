@@ -101,3 +101,13 @@ async def test_a_viewer_sees_no_private_field_and_no_note(gql):
     data = await gql.data("query($id: ID!) { patient(id: $id) { displayName patientId dateOfBirth } }",
                           {"id": gql.world.patient.id}, "viewer")
     assert data["patient"]["patientId"] is None and data["patient"]["dateOfBirth"] is None
+
+
+async def test_a_where_condition_whose_variables_are_unset_is_no_condition(gql):
+    await _scores(gql, [31, 32])
+    data = await gql.data("query($v: Float) { mobilityScores(where: { scoreValue: { equalTo: $v } }) { count } }",
+                          {}, "owner")
+    assert data["mobilityScores"]["count"] == 2
+    data = await gql.data("query($v: Float) { mobilityScores(where: { scoreValue: { equalTo: $v } }) { count } }",
+                          {"v": 31}, "owner")
+    assert data["mobilityScores"]["count"] == 1

@@ -64,7 +64,8 @@ async def to_rest_where(class_name: str, where: Mapping[str, Any] | None, subque
             parts = [await to_rest_where(class_name, c, subquery, depth + 1) or {} for c in condition]
             out[f"${key.lower()}"] = parts
         elif key in ID_FIELDS:
-            out["objectId"] = _operators(key, condition, lambda v: object_id_of(v, class_name))
+            out["objectId"] = {**out.get("objectId", {}),
+                               **_operators(key, condition, lambda v: object_id_of(v, class_name))}
         elif key == "ACL" or key == "authData" and class_name == "_User":
             # Objects no one stores here: every object has the same empty ACL and no authData.
             if condition.keys() - {"exists"}:
@@ -77,7 +78,8 @@ async def to_rest_where(class_name: str, where: Mapping[str, Any] | None, subque
             out[key] = await _relation(key, spec.target or "", condition, subquery, depth)
         else:
             out[key] = _operators(key, condition)
-    return out
+    # A condition left empty (its variables unset) is no condition, as in Parse.
+    return {k: v for k, v in out.items() if v != {}} or None
 
 
 def _ids_only(where: Mapping[str, Any]) -> bool:
