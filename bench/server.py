@@ -149,6 +149,8 @@ class Server:
     port: int = field(default_factory=free_port)
     settings: dict[str, str] = field(default_factory=dict)
     process: "subprocess.Popen[bytes] | None" = None
+    # Python run in the server process before it starts (a test's fault injection); empty in the bench.
+    preamble: str = ""
 
     DEFAULTS: ClassVar[dict[str, str]] = {"OT_SECRET_KEY": "test-secret-not-for-production"}
 
@@ -188,7 +190,8 @@ class Server:
     def start(self, timeout: float = 60) -> None:
         raise_fd_limit()
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen([sys.executable, "-c", _SERVE], env=self.env(), cwd=SERVER_ROOT,
+            code = f"{self.preamble}\n{_SERVE}" if self.preamble else _SERVE
+            self.process = subprocess.Popen([sys.executable, "-c", code], env=self.env(), cwd=SERVER_ROOT,
                                             stdout=log, stderr=subprocess.STDOUT)
         try:
             self.wait_ready(timeout)

@@ -111,3 +111,31 @@ async def test_a_where_condition_whose_variables_are_unset_is_no_condition(gql):
     data = await gql.data("query($v: Float) { mobilityScores(where: { scoreValue: { equalTo: $v } }) { count } }",
                           {"v": 31}, "owner")
     assert data["mobilityScores"]["count"] == 1
+
+
+async def _audit_rows(store) -> list[tuple[str, str, str]]:
+    from sqlalchemy import select
+
+    from dashboard.models import AuditEvent
+    await store.flush_audit()
+    async with store.db.read() as session:
+        return [tuple(r) for r in await session.execute(
+            select(AuditEvent.action, AuditEvent.class_name, AuditEvent.outcome).order_by(AuditEvent.id))]
+
+
+async def test_a_find_is_audited_as_rest_audits_it_one_row_per_read_not_per_field(gql):
+    import json
+
+    await _scores(gql, [21, 22, 23])
+    pid = gql.world.patient.id
+    start = len(await _audit_rows(gql.store))
+    await gql.data("""query($pid: ID!) { mobilityScores(where: { patient: { have: { objectId: { equalTo: $pid } } } }) {
+        edges { node { scoreValue patient { displayName } } } } }""", {"pid": pid}, "owner")
+    through_graphql = (await _audit_rows(gql.store))[start:]
+    start += len(through_graphql)
+    r = await gql.api.call("GET", "classes/MobilityScore", "owner", params={
+        "where": json.dumps({"patient": {"__type": "Pointer", "className": "Patient", "objectId": pid}}),
+        "include": "patient"})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3
+    through_rest = (await _audit_rows(gql.store))[start:]
+    assert through_graphql == through_rest and len(through_graphql) == 2  # the scores, then their patient
