@@ -21,11 +21,11 @@ def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> N
     from dashboard.api.live_query import LiveQueryServer
     from dashboard.api.rest import MOUNT, build_router
 
-    router, _ = build_router(settings, get_store)
+    router, rest = build_router(settings, get_store)
     app.include_router(router)
     live = LiveQueryServer(settings, get_store)
     app.add_api_websocket_route(MOUNT, live.serve)
     app.add_api_websocket_route(MOUNT + "/", live.serve)
-    graphql = GraphQLEndpoint(settings, get_store)
+    graphql = GraphQLEndpoint(settings, get_store, heavy_place=rest.heavy_place)
     app.add_route(GRAPHQL, graphql.handle, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_websocket_route(GRAPHQL, GraphQLSubscriptions(live, graphql).serve)

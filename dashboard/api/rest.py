@@ -331,8 +331,14 @@ class ParseApi:
     @asynccontextmanager
     async def _heavy(self, call: ParseRequest) -> AsyncIterator[None]:
         """Finds and batches: at most MAX_HEAVY_PER_ACCOUNT at once per account (HTTP 429, code 155)."""
-        principal = await self.principal(call)  # every session of one account shares its places
-        key = f"user:{principal.user_id}" if principal else f"address:{call.address}"
+        async with self.heavy_place(await self.principal(call), call.address):
+            yield
+
+    @asynccontextmanager
+    async def heavy_place(self, principal: Principal | None, address: str | None) -> AsyncIterator[None]:
+        """One of the account's places for heavy reads, shared by REST and GraphQL: every session of
+        one account (or one address, signed out) shares them; beyond, ApiError 429 (code 155)."""
+        key = f"user:{principal.user_id}" if principal else f"address:{address}"
         if not self.heavy.try_acquire(key):
             raise ApiError(429, {"code": ParseCode.REQUEST_LIMIT_EXCEEDED,
                                  "error": f"At most {MAX_HEAVY_PER_ACCOUNT} finds or batches "

@@ -5,6 +5,7 @@ import pytest
 
 from dashboard.api.graphql.names import to_global_id
 from tests.api.conftest import APP_ID, PASSWORD
+from tests.support import eventually
 
 SCORE = """mutation S($f: CreateMobilityScoreFieldsInput) { createMobilityScore(input: {fields: $f}) {
     mobilityScore { objectId scoreValue } } }"""
@@ -257,3 +258,30 @@ async def test_create_and_link_stores_the_patient_and_the_score_together_or_neit
     code, _ = await gql.error("""mutation($id: ID!, $f: UpdateMobilityScoreFieldsInput) { updateMobilityScore(input: {id: $id, fields: $f}) {
         mobilityScore { objectId } } }""", {"id": "nosuchid00", "f": {"patient": {"createAndLink": new_patient}}}, "owner")
     assert code == 106
+
+
+async def test_an_account_runs_at_most_four_heavy_reads_at_once_across_rest_and_graphql(gql, monkeypatch):
+    import asyncio
+
+    release = asyncio.Event()
+    started = []
+    real = gql.store.find
+
+    async def held(**kwargs):
+        started.append(kwargs["class_name"])
+        await release.wait()
+        return await real(**kwargs)
+
+    monkeypatch.setattr(gql.store, "find", held)
+    query = "{ patients { edges { node { objectId } } } }"
+    running = [asyncio.create_task(gql.post(query, who="owner")) for _ in range(3)]
+    running.append(asyncio.create_task(gql.api.call("GET", "classes/Patient", "owner")))  # REST's place
+    await eventually(lambda: len(started) == 4)  # the four reads hold their places
+    refused = await gql.post(query, who="owner")
+    other = asyncio.create_task(gql.post(query, who="lead"))  # another account has its own places
+    await eventually(lambda: len(started) == 5)
+    release.set()
+    answers = await asyncio.gather(*running, other)
+    assert refused.status_code == 429 and refused.json()["errors"][0]["extensions"]["code"] == 155
+    assert refused.headers["retry-after"] == "1"
+    assert [a.status_code for a in answers] == [200] * 5

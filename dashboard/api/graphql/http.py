@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from dashboard.api import wire
 from dashboard.api.graphql import limits
 from dashboard.api.graphql.resolvers import Context
 from dashboard.api.graphql.schema import build_schema
-from dashboard.api.rest import MAX_RESPONSE_BYTES, ParseJSONResponse
+from dashboard.api.rest import MAX_RESPONSE_BYTES, ApiError, ParseJSONResponse
 from dashboard.config import Settings
 from dashboard.errors import NotAuthenticated, ParseCode, RateLimited, StoreError
 from dashboard.store import Store
@@ -134,10 +135,14 @@ def error_body(error: GraphQLError, *, hints: bool) -> dict[str, Any]:
 class GraphQLEndpoint:
     """The /graphql route; `schema` is built once, at start-up."""
 
-    def __init__(self, settings: Settings, get_store: Callable[[], Store], schema: GraphQLSchema | None = None):
+    def __init__(self, settings: Settings, get_store: Callable[[], Store], schema: GraphQLSchema | None = None,
+                 heavy_place: Callable[[Principal | None, str | None], AbstractAsyncContextManager[None]] | None = None):
         self.settings = settings
         self.get_store = get_store
         self.schema = schema or build_schema()
+        # REST's places for heavy reads (rest.ParseApi.heavy_place): a query holds one, so an account
+        # runs at most four finds at once across both channels.
+        self.heavy_place = heavy_place
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -200,7 +205,16 @@ class GraphQLEndpoint:
         if op.operation == OperationType.SUBSCRIPTION:
             raise _errors(400, "Subscriptions run over the websocket at /graphql (graphql-transport-ws).",
                           "BAD_REQUEST")
-        body, headers, status = await self.run(document, operation, context)
+        if op.operation == OperationType.QUERY and self.heavy_place is not None:
+            try:
+                async with self.heavy_place(principal, context.address):
+                    body, headers, status = await self.run(document, operation, context)
+            except ApiError as exc:
+                raise Refused(exc.status, {"errors": [{"message": exc.body.get("error"),
+                                                       "extensions": {"code": exc.body.get("code")}}]},
+                              exc.headers) from None
+        else:
+            body, headers, status = await self.run(document, operation, context)
         encoded = json.dumps(body, allow_nan=False, separators=(",", ":"))
         if len(encoded) > MAX_RESPONSE_BYTES:
             raise _errors(400, f"The answer would be larger than {MAX_RESPONSE_BYTES // 2**20} MB; ask for fewer "
