@@ -25,13 +25,15 @@ from sqlalchemy import Text, bindparam, delete, func, insert, select
 from dashboard.access import AccessIndex, Role
 from dashboard.hub import AccessChange, Event, Hub
 from dashboard.loop_tasks import cancel, ensure_running
-from dashboard.models import ChangeLog, UTCDateTime, utcnow
+from dashboard.models import CHANGE_LOG_NOTIFY_CHANNEL, ChangeLog, UTCDateTime, utcnow
 
 log = logging.getLogger("ot_tracker.changes")
 CHANGE_LOG = ChangeLog.__table__
 HEARTBEAT_SECONDS = 1.0
 RETENTION = timedelta(minutes=15)
 PRUNE_EVERY_SECONDS = 60.0
+# The listener's connection is probed this often: a half-open TCP connection shows no other way.
+LISTEN_PROBE_SECONDS = 5.0
 
 MutationOp = Literal["put_user", "put_patient", "add_member", "remove_member", "revoke_sessions"]
 
@@ -91,6 +93,10 @@ class ChangeFeed:
         self._heartbeat: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.caught_up_from_log = 0  # changes applied from the log rather than from memory
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = False  # PostgreSQL: LISTENing for other instances' commits right now
+        self._wake_scheduled = False
+        self._woken: set[asyncio.Task[None]] = set()
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,16 +115,25 @@ class ChangeFeed:
             self._stopping = asyncio.Event()
         self._heartbeat = task
 
+    def start_listening(self) -> None:
+        """PostgreSQL: LISTEN for the commits of other instances (SCALE-OUT.md §3), reconnecting
+        when the connection drops; call after `start_heartbeat` (they stop together)."""
+        if not self.db.is_sqlite:
+            self._listener = ensure_running(self._listener, self._listen, "change-feed-listener")
+
     async def stop(self) -> None:
-        """Ends the heartbeat between beats: a catch-up in progress finishes its read first (a read
-        cancelled mid-statement would answer a closed event loop from the driver's thread)."""
-        task, self._heartbeat = self._heartbeat, None
+        """Ends the heartbeat between beats and the listener: a catch-up in progress finishes its
+        read first (a read cancelled mid-statement would answer a closed event loop from the
+        driver's thread)."""
+        tasks = [t for t in (self._heartbeat, self._listener) if t is not None]
+        self._heartbeat = self._listener = None
         self._stopping.set()
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), HEARTBEAT_SECONDS * 5)
-            except TimeoutError:
-                await cancel(task)
+        for task in tasks:
+            if not task.done() and task.get_loop() is asyncio.get_running_loop():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), HEARTBEAT_SECONDS * 5)
+                except TimeoutError:
+                    await cancel(task)
 
     async def _beat(self) -> None:
         since_prune = 0.0
@@ -139,6 +154,65 @@ class ChangeFeed:
                 raise
             except Exception:  # noqa: BLE001 - the next beat tries again; nothing is lost meanwhile
                 log.warning("change feed: catch-up failed; retrying", exc_info=True)
+
+    # -- the wake-up from other instances (PostgreSQL) -------------------------------------------
+    async def _listen(self) -> None:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        dsn = make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        stopping = self._stopping
+        while not stopping.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(CHANGE_LOG_NOTIFY_CHANNEL, self._notified)
+                # LISTEN first, then read: whatever committed before it is in the log.
+                await self.catch_up()
+                self.listening = True
+                while not stopping.is_set() and not lost.is_set():
+                    try:
+                        await asyncio.wait_for(stopping.wait(), LISTEN_PROBE_SECONDS)
+                    except TimeoutError:
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), LISTEN_PROBE_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the heartbeat still reads the log meanwhile
+                log.warning("change feed: the listener's connection failed; reconnecting", exc_info=True)
+            finally:
+                self.listening = False
+                if conn is not None and not conn.is_closed():
+                    try:
+                        await conn.close(timeout=2)
+                    except Exception:  # noqa: BLE001 - a dead connection needs no goodbye
+                        conn.terminate()
+            try:
+                await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                pass
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        """A commit somewhere: read the log unless its row is applied already (our own write)."""
+        try:
+            if int(payload) <= self.applied:
+                return
+        except ValueError:
+            pass
+        if self._wake_scheduled:
+            return  # the catch-up about to run reads this row too
+        self._wake_scheduled = True
+        task = asyncio.ensure_future(self._wake())
+        self._woken.add(task)
+        task.add_done_callback(self._woken.discard)
+
+    async def _wake(self) -> None:
+        self._wake_scheduled = False  # a notification from here on schedules the next read
+        try:
+            await self.catch_up()
+        except Exception:  # noqa: BLE001 - the next wake-up or the heartbeat tries again
+            log.warning("change feed: catch-up after a notification failed", exc_info=True)
 
     # -- after a commit -------------------------------------------------------------------------
     async def committed(self, seq: int | None, changes: list[Change]) -> None:

@@ -294,6 +294,18 @@ class ChangeLog(Base):
 
 # The numbering on PostgreSQL; the migration (0005) creates the same objects.
 CHANGE_LOG_ADVISORY_LOCK = 7_310_001
+# The wake-up of other instances (SCALE-OUT.md §3): delivered at commit, in commit order. Its payload
+# is the row's number and nothing else (no data, no PHI): a listener that has applied it reads nothing.
+CHANGE_LOG_NOTIFY_CHANNEL = "ot_changes"
+CHANGE_LOG_NOTIFY_DDL = (
+    f"""CREATE OR REPLACE FUNCTION change_log_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{CHANGE_LOG_NOTIFY_CHANNEL}', NEW.seq::text);
+    RETURN NULL;
+END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS change_log_notify ON change_log",
+    "CREATE TRIGGER change_log_notify AFTER INSERT ON change_log FOR EACH ROW EXECUTE FUNCTION change_log_notify()",
+)
 CHANGE_LOG_PG_DDL = (
     "CREATE SEQUENCE IF NOT EXISTS change_seq",
     "ALTER TABLE change_log ALTER COLUMN seq DROP DEFAULT",
@@ -305,6 +317,7 @@ BEGIN
 END $$ LANGUAGE plpgsql""",
     "DROP TRIGGER IF EXISTS change_log_number ON change_log",
     "CREATE TRIGGER change_log_number BEFORE INSERT ON change_log FOR EACH ROW EXECUTE FUNCTION change_log_number()",
+    *CHANGE_LOG_NOTIFY_DDL,
 )
 for _statement in CHANGE_LOG_PG_DDL:
     event.listen(ChangeLog.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))

@@ -63,7 +63,8 @@ async def status() -> JSONResponse:
         "database": current.db.dialect,
         "subscriptions": current.hub.subscription_count,
         # The change log position this process has applied (dashboard/changes.py); no data.
-        "changes": {"applied": current.feed.applied, "from_log": current.feed.caught_up_from_log},
+        "changes": {"applied": current.feed.applied, "from_log": current.feed.caught_up_from_log,
+                    "listening": current.feed.listening},
     })
 
 

@@ -147,7 +147,7 @@ async def test_a_second_store_on_the_same_database_applies_the_first_ones_change
         with mailbox(other.hub, colleague, [patient_topic(p, "MobilityScore")]) as box:
             await store.remove_care_team_member(principal=world.lead, patient_id=p, user_id=member.user_id)
             made = await store.record_score(principal=world.owner, patient_id=p, score_type="berg", value=44)
-            # No wake-up crosses processes yet (issue 14: NOTIFY); the other's heartbeat reads the log.
+            # On PostgreSQL a NOTIFY wakes the other; on SQLite (tests only: one process) its heartbeat.
             await eventually(lambda: not other.access.sees_patient(member, p), timeout=5)
             got: list[str] = []
             await eventually(lambda: got.extend(d.object_id for d in box.drain()) or made.id in got, timeout=5)
@@ -165,6 +165,16 @@ async def test_transactions_are_applied_in_commit_order_not_start_order(world: W
     p = world.patient.id
     early = Event("update", "PatientActivity", p, p, {"className": "PatientActivity", "objectId": p, "n": "early"})
     late = Event("update", "PatientActivity", p, p, {"className": "PatientActivity", "objectId": p, "n": "late"})
+    applied: list[str] = []
+    original = store.hub.dispatch
+
+    def seen(item) -> None:
+        if isinstance(item, Event) and item.data and "n" in item.data:
+            applied.append(item.data["n"])
+        original(item)
+
+    # Whatever applies them (the NOTIFY wake-up or this catch-up), the order is the commits'.
+    monkeypatch.setattr(store.hub, "dispatch", seen)
     async with store.db.write_engine.connect() as first, store.db.write_engine.connect() as second:
         await first.begin()
         await first.execute(select(func.now()))  # started first; writes its row last
@@ -174,15 +184,6 @@ async def test_transactions_are_applied_in_commit_order_not_start_order(world: W
         first_seq = (await first.execute(INSERT_CHANGE, change_row([early]))).scalar_one()
         await first.commit()
     assert second_seq < first_seq
-    applied: list[str] = []
-    original = store.hub.dispatch
-
-    def seen(item) -> None:
-        if isinstance(item, Event) and item.data and "n" in item.data:
-            applied.append(item.data["n"])
-        original(item)
-
-    monkeypatch.setattr(store.hub, "dispatch", seen)
     await store.feed.catch_up()
     assert applied == ["late", "early"]
 
@@ -281,3 +282,28 @@ async def test_two_imports_racing_for_one_patient_id_end_as_one_patient_and_one_
     assert refused[0].parse_code == 137 and refused[0].field == "patientId"
     found = await store.find(principal=world.lead, class_name="Patient", where={"patientId": "RACE-1"})
     assert len(found) == 1
+
+
+async def test_another_instance_is_woken_by_notify_well_before_its_heartbeat(
+        world: World, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    if world.store.db.is_sqlite:
+        pytest.skip("SQLite is one process: nothing to wake")
+    from dashboard import changes
+
+    monkeypatch.setattr(changes, "HEARTBEAT_SECONDS", 30.0)  # only the wake-up can be in time
+    store, p = world.store, world.patient.id
+    db2 = Database(database_url)
+    other = Store(db2, settings=settings_for(database_url))
+    await other.start()
+    try:
+        await eventually(lambda: other.feed.listening, timeout=5)
+        colleague = Principal(world.team_therapist.user_id)
+        with mailbox(other.hub, colleague, [patient_topic(p, "MobilityScore")]) as box:
+            made = await store.record_score(principal=world.owner, patient_id=p, score_type="berg", value=45)
+            got: list[str] = []
+            await eventually(lambda: got.extend(d.object_id for d in box.drain()) or made.id in got, timeout=1.0)
+        assert other.feed.applied == store.feed.applied
+    finally:
+        await other.stop()
+        await db2.dispose()
+    assert not other.feed.listening

@@ -132,6 +132,7 @@ class StoreCore:
     async def start(self) -> None:
         await self.feed.start()
         self.feed.start_heartbeat()
+        self.feed.start_listening()
 
     async def stop(self) -> None:
         """Stops the change feed's heartbeat and stores every queued read's audit row."""
