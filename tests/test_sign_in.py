@@ -311,3 +311,23 @@ async def test_l5_failed_sign_ins_are_audited_with_account_address_and_lockout(t
     seen = [(r.object_id, r.address, r.outcome) for r in rows]
     assert seen == [(lead_id, "192.0.2.7", "invalid")] * 4 + [
         (lead_id, "192.0.2.7", "locked"), (lead_id, "192.0.2.8", "locked"), (None, "192.0.2.9", "invalid")]
+
+
+async def test_concurrent_failed_sign_ins_all_count_towards_the_lockout(world):
+    """failures = failures + 1 in one statement: failures racing on several instances are not lost."""
+    import asyncio
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from dashboard.errors import InvalidCredentials
+    from dashboard.models import LoginThrottle
+
+    store = world.store
+    store.settings = dataclasses.replace(store.settings, lockout_attempts=100)
+    results = await asyncio.gather(*(store.log_in(username="owner", password="wrong password!") for _ in range(12)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, InvalidCredentials) for r in results)
+    async with store.db.read() as session:
+        failures = await session.scalar(select(LoginThrottle.failures))
+    assert failures == 12

@@ -7,9 +7,11 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, case, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard import password_rules
@@ -27,7 +29,7 @@ from dashboard.errors import (
     RateLimited,
     Taken,
 )
-from dashboard.models import AuthSession, LoginThrottle, User, new_object_id
+from dashboard.models import AuthSession, LoginThrottle, User, UTCDateTime, new_object_id
 from dashboard.record_types import UserRecord
 from dashboard.names import MAX_INPUT, account_key, email_key
 from dashboard.passwords import new_session_token, token_hash
@@ -57,6 +59,20 @@ class SignedIn:
     user: UserRecord
     token: str
     principal: Principal
+
+
+def _failure_upsert(dialect: str) -> Any:
+    """One more failure for a username key; a window that has run out starts again at 1."""
+    table = LoginThrottle.__table__
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    expired = table.c.window_started_at < bindparam("window_start", type_=UTCDateTime)
+    statement = insert(table).values(username_key=bindparam("key"), failures=1,
+                                     window_started_at=bindparam("now", type_=UTCDateTime))
+    return statement.on_conflict_do_update(index_elements=[table.c.username_key], set_={
+        "failures": case((expired, 1), else_=table.c.failures + 1),
+        "window_started_at": case((expired, statement.excluded.window_started_at), else_=table.c.window_started_at),
+        "locked_until": case((expired, None), else_=table.c.locked_until),
+    }).returning(table.c.failures)
 
 
 class Accounts:
@@ -286,19 +302,17 @@ class Accounts:
         await self.core.db.transact(lambda w: w.insert(AUDIT, [row]))
 
     async def _record_failure(self, key: str) -> int:
-        """Counts a failed sign-in; returns the minutes locked when this one tipped it over."""
+        """Counts a failed sign-in, in one statement (failures = failures + 1: concurrent failures on
+        several instances all count); returns the minutes locked when this one tipped it over."""
+        settings = self.core.settings
         now = self.core.clock()
         async with self.core.write() as tx:
-            row = await tx.session.get(LoginThrottle, key)
-            if row is None:
-                row = LoginThrottle(username_key=key, failures=0, window_started_at=now)
-                tx.session.add(row)
-            if now - row.window_started_at > self.core.settings.lockout_window:
-                row.failures, row.window_started_at, row.locked_until = 0, now, None
-            row.failures += 1
-            if row.failures >= self.core.settings.lockout_attempts:
-                row.locked_until = now + self.core.settings.lockout_duration
-                return math.ceil(self.core.settings.lockout_duration.total_seconds() / 60)
+            failures = int(await tx.session.scalar(_failure_upsert(self.core.db.dialect), {
+                "key": key, "now": now, "window_start": now - settings.lockout_window}))
+            if failures >= settings.lockout_attempts:
+                await tx.session.execute(update(LoginThrottle).where(LoginThrottle.username_key == key)
+                                         .values(locked_until=now + settings.lockout_duration))
+                return math.ceil(settings.lockout_duration.total_seconds() / 60)
         return 0
 
     async def resolve_session(self, token: str | None) -> Principal:
