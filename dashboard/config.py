@@ -99,6 +99,11 @@ class Settings:
             elif f.metadata["derive"] is not None:
                 derived.append(f)
         values.update(overrides)
+        database_url = values.get("database_url")
+        if isinstance(database_url, str) and database_url.startswith("postgresql") and "secret_key" not in values:
+            # A key kept in one instance's data directory would sign cookies the other instances refuse.
+            raise SystemExit("OT_SECRET_KEY must be set when OT_DATABASE_URL is PostgreSQL: every instance "
+                             "on that database must share one key")
         data_dir = Path(values.get("data_dir", DATA_DIR))  # type: ignore[arg-type]
         for f in derived:
             values[f.name] = f.metadata["derive"](data_dir)

@@ -74,3 +74,17 @@ def test_a_malformed_value_stops_start_up_and_names_the_variable(tmp_path: Path,
 def test_an_empty_secret_key_is_refused() -> None:
     with pytest.raises(ValueError, match="OT_SECRET_KEY"):
         Settings(database_url="x", secret_key="")
+
+
+def test_postgresql_needs_a_shared_secret_key(tmp_path):
+    import pytest
+
+    from dashboard.config import Settings
+
+    url = "postgresql+asyncpg://postgres@127.0.0.1:5432/x"
+    with pytest.raises(SystemExit, match="OT_SECRET_KEY must be set"):
+        Settings.from_env({"OT_DATABASE_URL": url, "OT_DATA_DIR": str(tmp_path)})
+    assert not (tmp_path / "secret_key").exists()  # no key made for one instance alone
+    settings = Settings.from_env({"OT_DATABASE_URL": url, "OT_DATA_DIR": str(tmp_path), "OT_SECRET_KEY": "shared"})
+    assert settings.secret_key == "shared"
+    assert Settings.from_env({"OT_DATA_DIR": str(tmp_path)}).secret_key  # SQLite keeps its own, as before
