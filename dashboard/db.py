@@ -109,6 +109,25 @@ class CoreWriteConn:
         return [tuple(r) for r in result] if result.returns_rows else []
 
 
+def claim_sqlite_file(url: str) -> Any:
+    """The serving process's hold on its SQLite file (an exclusive lock on `<file>-server.lock`, kept
+    while the process lives); None for PostgreSQL. SQLite is one process: its group commit, change
+    feed and caches are this process's own, so a second server on the same file is refused."""
+    import fcntl
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    held = open(f"{parsed.database}-server.lock", "a")  # noqa: SIM115 - held open for the process's life
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        held.close()
+        raise SystemExit(f"another OT Tracker server is running on {parsed.database}: SQLite serves one "
+                         "process; stop that one, or run several instances on PostgreSQL") from None
+    return held
+
+
 @dataclass
 class _Queued:
     job: Callable[[WriteConn], Any]

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from dashboard import runtime
 from dashboard.api.live_query import MAX_MESSAGE_CHARS
 from dashboard.config import Settings
+from dashboard.db import claim_sqlite_file
 from dashboard.security_headers import SecurityHeaders, not_found
 
 log = logging.getLogger("ot_tracker")
@@ -96,6 +97,7 @@ def build(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
+    held = claim_sqlite_file(settings.database_url)  # noqa: F841 - kept: the lock lives while we serve
     # X-Forwarded-For is believed only from the configured proxies (uvicorn's default trusts
     # 127.0.0.1: anything on the host could choose its address for the per-address limits).
     uvicorn.run(build(settings), host=settings.host, port=settings.port, ws=WEBSOCKETS,
