@@ -150,6 +150,14 @@ class AccessIndex:
         clock.ends_at = min(clock.expires_at, clock.last_seen_at + self.idle_timeout)
         return clock
 
+    def seen_elsewhere(self, session_id: str, last_seen_at: datetime | None) -> None:
+        """The database's last-seen time, written by another instance: a later one extends the clock."""
+        clock = self._sessions.get(session_id)
+        if clock is None or last_seen_at is None or last_seen_at <= clock.last_seen_at:
+            return
+        clock.last_seen_at = clock.stored_last_seen_at = last_seen_at
+        clock.ends_at = min(clock.expires_at, last_seen_at + self.idle_timeout)
+
     def forget_session(self, session_id: str) -> None:
         """An ended session's clock is dropped; being unknown, it stays over."""
         self._sessions.pop(session_id, None)

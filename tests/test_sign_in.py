@@ -331,3 +331,24 @@ async def test_concurrent_failed_sign_ins_all_count_towards_the_lockout(world):
     async with store.db.read() as session:
         failures = await session.scalar(select(LoginThrottle.failures))
     assert failures == 12
+
+
+async def test_a_session_active_on_another_instance_is_not_idle_here(timed_store: Store, clock: Clock,
+                                                                      database_url: str):
+    """B's cached clock says idle; A saw the session since (its last-seen time is in the database)."""
+    other_db = Database(database_url)
+    other = Store(other_db, settings=timed_store.settings, clock=clock)
+    await other.start()
+    try:
+        signed = await timed_store.log_in(username="lead", password=PASSWORD)
+        await other.resolve_session(signed.token)  # B knows the session now
+        for _ in range(3):  # 45 minutes of activity on A alone
+            clock.advance(minutes=15)
+            await timed_store.resolve_session(signed.token)
+        assert (await other.resolve_session(signed.token)).user_id == signed.principal.user_id
+        clock.advance(minutes=31)  # idle everywhere now
+        with pytest.raises(NotAuthenticated, match="inactivity"):
+            await other.resolve_session(signed.token)
+    finally:
+        await other.stop()
+        await other_db.dispose()

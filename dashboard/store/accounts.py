@@ -339,6 +339,12 @@ class Accounts:
         user = self.core.access.user(cached.user_id)
         over = self.core.access.session_over(cached.session_id, user.role if user else None)
         if over == "idle":
+            # Idle here may be active on another instance: its last-seen time is in the database.
+            async with self.core.db.read() as session:
+                seen = await session.scalar(select(AuthSession.last_seen_at).where(AuthSession.id == cached.session_id))
+            self.core.access.seen_elsewhere(cached.session_id, seen)
+            over = self.core.access.session_over(cached.session_id, user.role if user else None)
+        if over == "idle":
             raise NotAuthenticated("Session expired after inactivity")
         if over is not None or user is None or not user.active:
             raise NotAuthenticated()
