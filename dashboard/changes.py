@@ -96,6 +96,7 @@ class ChangeFeed:
         self._listener: asyncio.Task[None] | None = None
         self.listening = False  # PostgreSQL: LISTENing for other instances' commits right now
         self._wake_scheduled = False
+        self._notified_up_to = 0  # the highest row number a notification named
         self._woken: set[asyncio.Task[None]] = set()
 
     # -- start ----------------------------------------------------------------------------------
@@ -196,10 +197,12 @@ class ChangeFeed:
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         """A commit somewhere: read the log unless its row is applied already (our own write)."""
         try:
-            if int(payload) <= self.applied:
-                return
+            seq = int(payload)
         except ValueError:
-            pass
+            seq = self.applied + 1  # not a number: read to be sure
+        self._notified_up_to = max(self._notified_up_to, seq)
+        if seq <= self.applied:
+            return
         if self._wake_scheduled:
             return  # the catch-up about to run reads this row too
         self._wake_scheduled = True
@@ -209,6 +212,8 @@ class ChangeFeed:
 
     async def _wake(self) -> None:
         self._wake_scheduled = False  # a notification from here on schedules the next read
+        if self._notified_up_to <= self.applied:
+            return  # our own commit, applied from memory while this waited its turn: nothing to read
         try:
             await self.catch_up()
         except Exception:  # noqa: BLE001 - the next wake-up or the heartbeat tries again

@@ -96,14 +96,15 @@ def pointer_resolver(field_name: str, target: str) -> Callable[..., Any]:
 
 
 def _fields_named(selection_sets: list[SelectionSetNode], fragments: Mapping[str, Any]) -> dict[str, list[SelectionSetNode]]:
-    """The subselections of every field these selection sets name, through fragments."""
+    """Every field these selection sets name, through fragments, with its subselections."""
     out: dict[str, list[SelectionSetNode]] = {}
 
     def walk(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> None:
         for sel in selection_set.selections if selection_set is not None else ():
             if isinstance(sel, FieldNode):
+                subsets = out.setdefault(sel.name.value, [])
                 if sel.selection_set is not None:
-                    out.setdefault(sel.name.value, []).append(sel.selection_set)
+                    subsets.append(sel.selection_set)
             elif isinstance(sel, InlineFragmentNode):
                 walk(sel.selection_set, seen)
             elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
@@ -176,35 +177,12 @@ async def node(root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
 
 def getter(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def resolve(root: Any, info: GraphQLResolveInfo, id: str, options: Any = None) -> dict[str, Any]:
-        return await _get_for(info, class_name, _object_id(id, class_name),
-                              [f.selection_set for f in info.field_nodes if f.selection_set])
+        return await _get_for(info, class_name, _object_id(id, class_name), _own_selections(info))
     return resolve
 
 
-def selected(info: GraphQLResolveInfo) -> dict[str, set[str]]:
-    """The connection's selected fields, and the subfields of each (pageInfo's, say)."""
-    out: dict[str, set[str]] = {}
-
-    def walk(selection_set: SelectionSetNode | None, into: dict[str, set[str]] | None, parent: str | None) -> None:
-        if selection_set is None:
-            return
-        for sel in selection_set.selections:
-            if isinstance(sel, FieldNode):
-                if parent is None:
-                    out.setdefault(sel.name.value, set())
-                    walk(sel.selection_set, out, sel.name.value)
-                elif into is not None:
-                    into[parent].add(sel.name.value)
-            elif isinstance(sel, InlineFragmentNode):
-                walk(sel.selection_set, into, parent)
-            elif isinstance(sel, FragmentSpreadNode):
-                fragment = info.fragments.get(sel.name.value)
-                if fragment is not None:
-                    walk(fragment.selection_set, into, parent)
-
-    for field_node in info.field_nodes:
-        walk(field_node.selection_set, None, None)
-    return out
+def _own_selections(info: GraphQLResolveInfo) -> list[SelectionSetNode]:
+    return [f.selection_set for f in info.field_nodes if f.selection_set is not None]
 
 
 def _non_negative(value: int | None, name: str) -> int | None:
@@ -264,12 +242,12 @@ def finder(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
                       skip: int | None = None, first: int | None = None, after: str | None = None,
                       last: int | None = None, before: str | None = None, options: Any = None) -> dict[str, Any]:
         ctx: Context = info.context
-        wanted = selected(info)
+        wanted = _fields_named(_own_selections(info), info.fragments)
         start, limit, needs_count = skip_and_limit(skip, first, after, last, before)
         rest_where = await to_rest_where(class_name, where,
                                          lambda target, w: subquery_ids(ctx, target, w))
         rest_order = to_rest_order(order)
-        page = wanted.get("pageInfo", set())
+        page = _fields_named(wanted.get("pageInfo", []), info.fragments)
         total: int | None = None
         if "count" in wanted or needs_count or ("hasNextPage" in page and limit == MAX_FIRST):
             total = await ctx.store.count(principal=ctx.principal, class_name=class_name, where=rest_where)
@@ -288,8 +266,7 @@ def finder(class_name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
             rows = rows[:limit]
             for obj in rows:
                 ctx.loader.prime(obj)
-            nodes = _fields_named(_fields_named([f.selection_set for f in info.field_nodes if f.selection_set],
-                                                info.fragments).get("edges", []), info.fragments).get("node", [])
+            nodes = _fields_named(wanted.get("edges", []), info.fragments).get("node", [])
             await prefetch(ctx, class_name, rows, nodes, info)
         edges = [{"cursor": offset_to_cursor(start + i), "node": obj} for i, obj in enumerate(rows)]
         return {
