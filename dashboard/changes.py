@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -34,6 +35,10 @@ RETENTION = timedelta(minutes=15)
 PRUNE_EVERY_SECONDS = 60.0
 # The listener's connection is probed this often: a half-open TCP connection shows no other way.
 LISTEN_PROBE_SECONDS = 5.0
+# An instance that has not confirmed it holds the whole log for this long fails closed (503): a
+# revoked session or a removed care-team member must not keep access on an instance cut off from
+# the others' commits (SCALE-OUT.md §4 "Fail closed").
+CURRENT_WITHIN_SECONDS = 5.0
 
 MutationOp = Literal["put_user", "put_patient", "add_member", "remove_member", "revoke_sessions"]
 
@@ -83,8 +88,14 @@ PRUNE = delete(ChangeLog).where(ChangeLog.at < bindparam("cutoff", type_=UTCDate
 class ChangeFeed:
     """The single applier. `applied` is the highest number whose changes this process applied."""
 
-    def __init__(self, db: Any, access: AccessIndex, hub: Hub):
+    def __init__(self, db: Any, access: AccessIndex, hub: Hub, *,
+                 clock: Callable[[], float] = time.monotonic):
         self.db = db
+        self.clock = clock
+        # When a read of the log last came back whole (so `applied` was its head then); None
+        # until the first. SQLite is one process: every commit is applied here, always current.
+        self.confirmed_at: float | None = None
+        self.head = 0  # the highest row number seen: read, notified or handed off
         self.access = access
         self.hub = hub
         self.applied = 0
@@ -103,12 +114,32 @@ class ChangeFeed:
     async def start(self) -> None:
         """Loads the access index and the log position from one snapshot: the index then holds
         every change up to `applied`, and the feed applies what commits after it."""
+        started = self.clock()
         async with self.db.read() as session:
             if not self.db.is_sqlite:
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             self.applied = int(await session.scalar(select(func.coalesce(func.max(ChangeLog.seq), 0))) or 0)
             await self.access.load(session)
         self._pending.clear()
+        self.head = max(self.head, self.applied)
+        self.confirmed_at = started
+
+    # -- fail closed ----------------------------------------------------------------------------
+    @property
+    def current(self) -> bool:
+        """Whether this instance may answer access-checked requests: it read the whole log within
+        CURRENT_WITHIN_SECONDS (the heartbeat reads every second while the database answers)."""
+        if self.db.is_sqlite:
+            return True
+        confirmed = self.confirmed_at
+        return confirmed is not None and self.clock() - confirmed <= CURRENT_WITHIN_SECONDS
+
+    def status(self) -> dict[str, Any]:
+        """The feed's position for /status: numbers and flags only, no data."""
+        confirmed = self.confirmed_at
+        return {"applied": self.applied, "head": self.head, "lag": max(self.head - self.applied, 0),
+                "listening": self.listening, "current": self.current, "from_log": self.caught_up_from_log,
+                "confirmed_ms_ago": None if confirmed is None else round((self.clock() - confirmed) * 1000)}
 
     def start_heartbeat(self) -> None:
         task = ensure_running(self._heartbeat, self._beat, "change-feed-heartbeat")
@@ -201,6 +232,7 @@ class ChangeFeed:
         except ValueError:
             seq = self.applied + 1  # not a number: read to be sure
         self._notified_up_to = max(self._notified_up_to, seq)
+        self.head = max(self.head, seq)
         if seq <= self.applied:
             return
         if self._wake_scheduled:
@@ -225,6 +257,7 @@ class ChangeFeed:
         (read-your-writes: the writer's own access change holds when its call returns)."""
         if seq is None or seq <= self.applied:
             return
+        self.head = max(self.head, seq)
         self._pending[seq] = changes
         self._apply_pending()
         if seq > self.applied:
@@ -238,6 +271,7 @@ class ChangeFeed:
     async def catch_up(self) -> int:
         """Applies, in order, whatever the log holds beyond `applied`. Returns how many rows."""
         async with self._reading:
+            read_at = self.clock()  # before the read: what committed by then is in it
             async with self.db.read() as session:
                 rows = (await session.execute(
                     select(ChangeLog.seq, ChangeLog.body).where(ChangeLog.seq > self.applied)
@@ -256,6 +290,8 @@ class ChangeFeed:
             for stale in [s for s in self._pending if s <= self.applied]:
                 del self._pending[stale]
             self._apply_pending()
+            self.head = max(self.head, self.applied)
+            self.confirmed_at = read_at  # everything committed before the read is applied now
             return count
 
     async def prune(self) -> int:

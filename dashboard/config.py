@@ -77,10 +77,14 @@ class Settings:
     trusted_proxies: tuple[str, ...] = setting("OT_TRUSTED_PROXIES", ())
     # Live-query sockets one client address may hold open at once.
     sockets_per_address: int = setting("OT_SOCKETS_PER_ADDRESS", 256)
+    # This instance's name among several on one PostgreSQL (presence, /status); host:port if unset.
+    instance_id: str = setting("OT_INSTANCE_ID", "")
 
     def __post_init__(self) -> None:
         if not self.secret_key:
             raise ValueError("Settings: secret_key must not be empty (OT_SECRET_KEY)")
+        if not self.instance_id:
+            object.__setattr__(self, "instance_id", f"{self.host}:{self.port}")  # frozen: set once here
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -20,6 +20,7 @@ from dashboard import runtime
 from dashboard.api.live_query import MAX_MESSAGE_CHARS
 from dashboard.config import Settings
 from dashboard.db import claim_sqlite_file
+from dashboard.fail_closed import FailClosed
 from dashboard.security_headers import SecurityHeaders, not_found
 
 log = logging.getLogger("ot_tracker")
@@ -39,34 +40,43 @@ WEBSOCKETS = "websockets-sansio"
 WS_MAX_SIZE = 4 * MAX_MESSAGE_CHARS
 
 
+def _current() -> bool:
+    try:
+        return runtime.store().feed.current
+    except RuntimeError:  # not started yet: nothing is served before the lifespan starts it
+        return True
+
+
 class RootApp(FastAPI):
     """The root app, with the security headers outermost: around FastAPI's own error middleware,
-    so its plain "Internal Server Error" answers carry them too."""
+    so its plain "Internal Server Error" answers carry them too. Inside them, requests fail closed
+    while the change feed cannot confirm it is current (dashboard/fail_closed.py)."""
 
     def __init__(self, *, hsts: bool, **kwargs: object) -> None:
         self.hsts = hsts
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     def build_middleware_stack(self):  # noqa: ANN201 - Starlette's ASGIApp
-        return SecurityHeaders(super().build_middleware_stack(), hsts=self.hsts)
+        return SecurityHeaders(FailClosed(super().build_middleware_stack(), _current), hsts=self.hsts)
 
 
 async def status() -> JSONResponse:
-    """Health: the database answers and the hub is up. No patient data."""
+    """Health: the database answers and this instance holds the whole change log (else 503, and
+    the balancer drains it). No patient data."""
     try:
         current = runtime.store()
         async with current.db.read() as session:
             await session.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
         return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
-    return JSONResponse({
-        "status": "ok",
-        "database": current.db.dialect,
-        "subscriptions": current.hub.subscription_count,
-        # The change log position this process has applied (dashboard/changes.py); no data.
-        "changes": {"applied": current.feed.applied, "from_log": current.feed.caught_up_from_log,
-                    "listening": current.feed.listening},
-    })
+    # The change log position this process has applied (dashboard/changes.py); numbers only.
+    changes = current.feed.status()
+    body = {"status": "ok", "database": current.db.dialect, "instance": current.settings.instance_id,
+            "subscriptions": current.hub.subscription_count, "changes": changes}
+    if not changes["current"]:
+        return JSONResponse({**body, "status": "unavailable", "reason": "catching up with the change log"},
+                            status_code=503)
+    return JSONResponse(body)
 
 
 def build(settings: Settings) -> FastAPI:

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
     # shellcheck disable=SC2086 - the list is word-split on purpose

@@ -1,0 +1,79 @@
+"""An instance that cannot confirm it holds the whole change log fails closed (SCALE-OUT.md §4).
+
+A real server on PostgreSQL; another connection holds an exclusive lock on change_log, so the
+server's reads of the log stall (as they would with the database cut off while /status's own
+SELECT 1 still answers). Within a few seconds /status says 503 (the balancer drains the instance),
+and so do the API and the pages; once the lock goes, it catches up and answers again.
+PostgreSQL only: SQLite is one process and always current.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from bench.clients import APP_ID
+from bench.server import Server
+from tests.support import TEST_SETTINGS
+from tests.test_change_log_processes import DEMO_PASSWORD, shared_postgres  # noqa: F401 - the fixture
+
+
+def _wait_for_status(client: httpx.Client, code: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/status")
+        if response.status_code == code:
+            return response.json()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/status stayed {response.status_code}: {response.text[:300]}")
+        time.sleep(0.1)  # polling the condition: the server offers no event for it
+
+
+async def test_an_instance_that_cannot_read_the_log_answers_503_until_it_catches_up(
+        tmp_path, shared_postgres):  # noqa: F811 - the imported fixture
+    server = Server(tmp_path / "a", database_url=shared_postgres, settings={**TEST_SETTINGS, "OT_PARSE_APP_ID": APP_ID})
+    server.data_dir.mkdir()
+    server.load_demo()
+    server.start()
+    parsed = make_url(shared_postgres)
+    blocker = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                                    database=parsed.database)
+    headers = {"X-Parse-Application-Id": APP_ID}
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            status = client.get("/status").json()
+            assert status["status"] == "ok" and status["changes"]["current"] is True
+            assert status["changes"]["lag"] == 0 and status["changes"]["listening"] in (True, False)
+            login = client.post("/parse/login", headers=headers,
+                                json={"username": "therapist", "password": DEMO_PASSWORD})
+            assert login.status_code == 200
+            headers["X-Parse-Session-Token"] = login.json()["sessionToken"]
+            assert client.get("/parse/classes/Patient", headers=headers).status_code == 200
+
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("LOCK TABLE change_log IN ACCESS EXCLUSIVE MODE")
+            try:
+                stale = await asyncio.to_thread(_wait_for_status, client, 503, 10)
+                assert stale["status"] == "unavailable" and stale["changes"]["current"] is False
+                assert stale["changes"]["confirmed_ms_ago"] > 5000
+                refused = client.get("/parse/classes/Patient", headers=headers)
+                assert refused.status_code == 503 and refused.json()["code"] == 1
+                assert refused.headers["retry-after"] == "5"
+                page = client.get("/login")
+                assert page.status_code == 503 and "catching up" in page.text
+            finally:
+                await tx.rollback()
+
+            back = await asyncio.to_thread(_wait_for_status, client, 200, 10)
+            assert back["changes"]["current"] is True and back["changes"]["lag"] == 0
+            assert client.get("/parse/classes/Patient", headers=headers).status_code == 200
+            assert client.get("/login").status_code == 200
+    finally:
+        await blocker.close()
+        server.stop()
+    assert server.logged_errors() == []
