@@ -208,6 +208,17 @@ class LoginThrottle(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class LoginAttempt(Base):
+    """Sign-in attempts per key (an account's or a client address's) and minute: the one rate
+    limit that every instance on one PostgreSQL shares (dashboard/rate_limit.py)."""
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class AuditEvent(Base):
     """Who did what to which record, when, and the outcome. Never holds PHI values."""
 

@@ -158,7 +158,7 @@ async def eventually(check, timeout: float = 3.0) -> None:
 # -- helpers for tests that check what a refused call left behind ------------------------------------
 # Tables that a refused call may legitimately touch: the audit trail records the refusal, and the
 # sign-in bookkeeping is not domain data.
-NOT_DOMAIN_TABLES = frozenset({"audit_log", "auth_sessions", "login_throttle"})
+NOT_DOMAIN_TABLES = frozenset({"audit_log", "auth_sessions", "login_throttle", "login_attempts"})
 
 
 async def domain_snapshot(db: Database) -> dict[str, list[tuple]]:

@@ -352,3 +352,71 @@ async def test_a_session_active_on_another_instance_is_not_idle_here(timed_store
     finally:
         await other.stop()
         await other_db.dispose()
+
+
+# -- one sign-in rate limit for every instance on one PostgreSQL ---------------------------------------------
+MID_MINUTE = 29_000_000 * 60 + 30.0  # a fixed wall clock, half-way through a minute
+
+
+@pytest.fixture
+async def two_instances(timed_store: Store, database_url: str):
+    """Two stores on one PostgreSQL database, as two app instances behind a balancer."""
+    if timed_store.db.is_sqlite:
+        pytest.skip("SQLite is one process: its limiter is in memory, and there is no other instance")
+    other_db = Database(database_url)
+    other = Store(other_db, settings=timed_store.settings)
+    await other.start()
+    yield timed_store, other
+    await other.stop()
+    await other_db.dispose()
+
+
+def _share_limits(stores, per_account: int, per_address: int, now: float) -> None:
+    from dashboard.rate_limit import SharedLoginLimiter
+
+    for store in stores:
+        assert isinstance(store.sign_in_limiter, SharedLoginLimiter)  # what PostgreSQL gets by default
+        store.sign_in_limiter = SharedLoginLimiter(store.db, per_account, per_address, clock=lambda: now)
+
+
+async def test_the_eleventh_sign_in_a_minute_is_refused_on_whichever_instance(two_instances):
+    from dashboard.errors import RateLimited
+
+    a, b = two_instances
+    _share_limits((a, b), per_account=10, per_address=100, now=MID_MINUTE)
+    for attempt in range(10):  # spread over both instances and many addresses
+        store = (a, b)[attempt % 2]
+        await store.log_in(username="lead", password=PASSWORD, address=f"10.0.0.{attempt}")
+    for store in (a, b):
+        with pytest.raises(RateLimited) as refused:
+            await store.log_in(username="LEAD", password=PASSWORD, address="10.0.1.1")  # any spelling
+        assert refused.value.seconds == 30  # the minute's end
+    await b.sign_up(username="another", email="another@example.org", password=PASSWORD, address="10.0.2.1")
+    await a.log_in(username="another", password=PASSWORD, address="10.0.2.1")  # other accounts go on
+
+
+async def test_attempts_from_one_address_are_counted_together_and_apart_from_others(two_instances):
+    from dashboard.errors import RateLimited
+
+    a, b = two_instances
+    _share_limits((a, b), per_account=10, per_address=3, now=MID_MINUTE)
+    for store, name in ((a, "nobody1"), (b, "nobody2"), (a, "nobody3")):
+        with pytest.raises(InvalidCredentials):
+            await store.log_in(username=name, password="wrong password!", address="192.0.2.7")
+    with pytest.raises(RateLimited):
+        await b.log_in(username="lead", password=PASSWORD, address="192.0.2.7")
+    await b.log_in(username="lead", password=PASSWORD, address="192.0.2.8")
+
+
+async def test_the_previous_minute_counts_by_the_share_of_it_still_in_the_window(two_instances):
+    from dashboard.errors import RateLimited
+
+    a, b = two_instances
+    _share_limits((a, b), per_account=10, per_address=100, now=MID_MINUTE)
+    for attempt in range(10):
+        await a.log_in(username="lead", password=PASSWORD, address=f"10.0.3.{attempt}")
+    _share_limits((a, b), per_account=10, per_address=100, now=MID_MINUTE + 45)  # 15 s into the next minute
+    await b.log_in(username="lead", password=PASSWORD, address="10.0.4.1")  # 1 + 10 × 0.75 = 8.5
+    await b.log_in(username="lead", password=PASSWORD, address="10.0.4.2")  # 9.5
+    with pytest.raises(RateLimited):
+        await a.log_in(username="lead", password=PASSWORD, address="10.0.4.3")  # 10.5 > 10

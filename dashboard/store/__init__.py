@@ -24,7 +24,7 @@ from dashboard.db import Database
 from dashboard.hub import Hub
 from dashboard.models import utcnow
 from dashboard.passwords import PasswordHasher
-from dashboard.rate_limit import LoginLimiter
+from dashboard.rate_limit import SignInLimiter
 from dashboard.store.accounts import Accounts, SignedIn
 from dashboard.store.care_team import CareTeams, TeamMember
 from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore
@@ -112,11 +112,11 @@ class Store:
         self.core.clock = value
 
     @property
-    def sign_in_limiter(self) -> LoginLimiter:
+    def sign_in_limiter(self) -> SignInLimiter:
         return self.core.sign_in_limiter
 
     @sign_in_limiter.setter
-    def sign_in_limiter(self, value: LoginLimiter) -> None:
+    def sign_in_limiter(self, value: SignInLimiter) -> None:
         self.core.sign_in_limiter = value
 
 

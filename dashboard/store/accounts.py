@@ -198,7 +198,7 @@ class Accounts:
         """A new account: always a contributor, seeing no patient until added to a care team.
         `address`: the client's, from a channel (pages, API): each one is rate limited."""
         if address is not None:
-            self._limit_sign_in(address, None)
+            await self._limit_sign_in(address, None)
         username = self._check_username(username)
         email = self._check_email(email)
         password = self._check_password(password)
@@ -248,9 +248,9 @@ class Accounts:
             raise NotAuthenticated()
         return str(found)
 
-    def _limit_sign_in(self, address: str, username: object) -> None:
+    async def _limit_sign_in(self, address: str, username: object) -> None:
         """Attempts per minute per client address and per account key; RateLimited beyond."""
-        wait = self.core.sign_in_limiter.check(username=username, address=address)
+        wait = await self.core.sign_in_limiter.check(username=username, address=address)
         if wait:
             raise RateLimited(wait)
 
@@ -262,7 +262,7 @@ class Accounts:
         which rate limits the attempt; internal callers (tests, the command line) give none.
         """
         if address is not None:
-            self._limit_sign_in(address, username)
+            await self._limit_sign_in(address, username)
         if not isinstance(username, str) or not username:
             raise MissingField("username")
         if not isinstance(password, str) or not password:

@@ -39,7 +39,7 @@ from dashboard.errors import (
 from dashboard.hub import Hub
 from dashboard.models import AuditEvent, utcnow
 from dashboard.passwords import PasswordHasher
-from dashboard.rate_limit import LoginLimiter
+from dashboard.rate_limit import LoginLimiter, SharedLoginLimiter, SignInLimiter
 from dashboard.schema import CLASSES, MODELS, FieldSpec
 from dashboard.store.query import text_problem
 from dashboard.store.rules import Permissions
@@ -125,9 +125,11 @@ class StoreCore:
         self._audit_task: asyncio.Task[None] | None = None
         self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
                                      time_cost=settings.argon2_time_cost)
-        # One sign-in limiter for every channel (pages and API): the store applies it.
-        self.sign_in_limiter = LoginLimiter(settings.login_rate_per_minute,
-                                            settings.login_address_rate_per_minute)
+        # One sign-in limiter for every channel (pages and API): the store applies it. On PostgreSQL
+        # it is counted in the database, shared by every instance.
+        self.sign_in_limiter: SignInLimiter = (
+            LoginLimiter(settings.login_rate_per_minute, settings.login_address_rate_per_minute) if db.is_sqlite
+            else SharedLoginLimiter(db, settings.login_rate_per_minute, settings.login_address_rate_per_minute))
 
     async def start(self) -> None:
         await self.feed.start()
