@@ -19,11 +19,11 @@ from bench.server import raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("floor", "fanout", "pages", "isolation", "isolation-writes", "writes", "caseload", "memory", "growth",
-             "graphql")
+             "graphql", "cluster")
 # Run only when named (--only): the resource-limit attacks (REVIEW-SECURITY H3/H4) push the server towards gigabytes.
 OPT_IN = ("resources",)
 # In a full run, not in a plain --quick (the smoke test's set of scenarios): `--quick --only NAME` runs them scaled down.
-NOT_QUICK = ("isolation-writes", "growth")
+NOT_QUICK = ("isolation-writes", "growth", "cluster")
 
 
 @dataclass
@@ -41,13 +41,17 @@ def plan(quick: bool) -> dict:
     if quick:
         return {"fanout": ([5, 20], 5), "pages": ([3, 6], 2), "isolation": (3, 20, 5),
                 "isolation-writes": (50, 200), "writes": ([1, 16], 40), "memory": [0, 10, 20],
-                "growth": (2000, 500), "graphql": (10, 0.5, 20, 4, 4)}
+                "growth": (2000, 500), "graphql": (10, 0.5, 20, 4, 4),
+                "cluster": ([5, 20], 5, 6, 2, 3, 50, {1: 50, 16: 200})}
     # isolation-writes: (subscribers on X, SessionNote creates per phase); growth: (records, window);
     # graphql: (finds at c1 per kind, seconds per concurrent phase, subscribers, REST creates per kind of
     # subscriber, concurrency of the finds per second).
     return {"fanout": ([50, 200, 1000], 100), "pages": ([50, 200, 500], 10), "isolation": (10, 1000, 100),
             "isolation-writes": (1000, 2000), "writes": ([1, 16], 2000), "memory": [0, 250, 500, 1000],
-            "growth": (20000, 1000), "graphql": (500, 5.0, 200, 100, 16)}
+            "growth": (20000, 1000), "graphql": (500, 5.0, 200, 100, 16),
+            # cluster: (fan-out sizes, writes per size and phase, open pages, page writes, revocation trials,
+            # EquipmentLog subscribers beside the creates, {concurrency: creates per phase}).
+            "cluster": ([50, 200, 1000], 100, 500, 10, 20, 1000, {1: 500, 16: 2000})}
 
 
 async def run_one(name: str, ctx: Context, p: dict) -> dict:
@@ -83,6 +87,10 @@ async def run_one(name: str, ctx: Context, p: dict) -> dict:
         return await resources.run(ctx)
     if name == "graphql":
         return await graphql.run(ctx, *p["graphql"])
+    if name == "cluster":
+        from bench.scenarios import cluster
+
+        return await cluster.run(ctx, *p["cluster"])
     raise ValueError(name)
 
 

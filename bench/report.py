@@ -143,6 +143,10 @@ def table_rows(results: dict) -> list[tuple]:
                          "MISSES" if g.get("refused") or g.get("errors") else
                          _verdict(pct, 90, lower_is_better=False)))
     rows.extend(graphql_rows(s.get("graphql", {}), floor))
+    if "cluster" in s:
+        from bench.scenarios.cluster import table_rows as cluster_rows
+
+        rows.extend(cluster_rows(s["cluster"], s))
     if echo is not None:
         rows.append(("floor: websocket echo round trip p50 / p99 ms",
                      f"{echo} / {_get(floor, 'websocket', 'echo_rtt', 'p99_ms')}", "", "", "", "floor"))
