@@ -69,7 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--email", required=True)
     create.add_argument("--role", default=Role.LEAD.value, choices=[Role.LEAD.value])
     create.add_argument("--password", help="prompted for when omitted")
+    cluster = commands.add_parser("cluster", help="try several instances on one PostgreSQL behind HAProxy "
+                                                  "(this machine; needs OT_DATABASE_URL and haproxy)")
+    cluster.add_argument("--instances", type=int, default=3)
+    cluster.add_argument("--base-port", type=int, default=8081, help="the first instance's port (then +1, ...)")
+    cluster.add_argument("--bind", default="127.0.0.1:8080", help="where HAProxy listens")
     args = parser.parse_args(argv)
+    if args.command == "cluster":  # before Settings: it checks the environment itself, and starts the others
+        from dashboard.cluster import run
+
+        return run(args.instances, base_port=args.base_port, bind=args.bind)
     settings = Settings.from_env()
 
     if args.command in ("migrate", "up", "demo", "create-user"):
