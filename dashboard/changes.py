@@ -109,6 +109,10 @@ class ChangeFeed:
         self._wake_scheduled = False
         self._notified_up_to = 0  # the highest row number a notification named
         self._woken: set[asyncio.Task[None]] = set()
+        # Other channels riding on the listener's connection (presence): name -> callback(payload).
+        self._channels: dict[str, Callable[[str], None]] = {}
+        self._conn: Any = None
+        self._conn_busy = asyncio.Lock()  # one operation at a time on an asyncpg connection
 
     # -- start ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +156,23 @@ class ChangeFeed:
         when the connection drops; call after `start_heartbeat` (they stop together)."""
         if not self.db.is_sqlite:
             self._listener = ensure_running(self._listener, self._listen, "change-feed-listener")
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Another channel on the same connection (call before `start_listening`)."""
+        self._channels[channel] = callback
+
+    async def send(self, channel: str, payload: str) -> bool:
+        """pg_notify on the listener's connection; False when it is down (the caller re-sends)."""
+        conn = self._conn
+        if conn is None or not self.listening:
+            return False
+        try:
+            async with self._conn_busy:
+                await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+        except Exception:  # noqa: BLE001 - the listener reconnects; presence is re-sent on a period
+            log.warning("change feed: a notification on %s could not be sent", channel)
+            return False
+        return True
 
     async def stop(self) -> None:
         """Ends the heartbeat between beats and the listener: a catch-up in progress finishes its
@@ -201,6 +222,9 @@ class ChangeFeed:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(CHANGE_LOG_NOTIFY_CHANNEL, self._notified)
+                for channel, callback in self._channels.items():
+                    await conn.add_listener(channel, lambda _c, _p, _ch, payload, cb=callback: cb(payload))
+                self._conn = conn
                 # LISTEN first, then read: whatever committed before it is in the log.
                 await self.catch_up()
                 self.listening = True
@@ -208,13 +232,15 @@ class ChangeFeed:
                     try:
                         await asyncio.wait_for(stopping.wait(), LISTEN_PROBE_SECONDS)
                     except TimeoutError:
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), LISTEN_PROBE_SECONDS)
+                        async with self._conn_busy:
+                            await asyncio.wait_for(conn.fetchval("SELECT 1"), LISTEN_PROBE_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the heartbeat still reads the log meanwhile
                 log.warning("change feed: the listener's connection failed; reconnecting", exc_info=True)
             finally:
                 self.listening = False
+                self._conn = None
                 if conn is not None and not conn.is_closed():
                     try:
                         await conn.close(timeout=2)

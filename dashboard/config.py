@@ -79,6 +79,8 @@ class Settings:
     sockets_per_address: int = setting("OT_SOCKETS_PER_ADDRESS", 256)
     # This instance's name among several on one PostgreSQL (presence, /status); host:port if unset.
     instance_id: str = setting("OT_INSTANCE_ID", "")
+    # Another instance's viewers of a page are forgotten when it has not been heard for this long.
+    presence_ttl_seconds: int = setting("OT_PRESENCE_TTL_SECONDS", 30)
 
     def __post_init__(self) -> None:
         if not self.secret_key:

@@ -1,4 +1,5 @@
-"""Who else has a patient's page open right now, per server process.
+"""Who else has a patient's page open right now: on this server process, and on the others
+(dashboard/presence.py carries each process's set to the rest).
 
 Presence holds only usernames and roles of people already allowed to open the page; a page joins
 when built and leaves when its client is deleted or its access ends.
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nicegui import Client, ui
+
+from dashboard import runtime
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,11 @@ ANNOUNCE_DELAY = 0.25  # seconds
 
 
 def viewers(patient_id: str) -> list[Viewer]:
-    return sorted(_open.get(patient_id, {}).values(), key=lambda v: v.username)
+    """This process's viewers and the other instances' (whose client ids name no client here)."""
+    here = list(_open.get(patient_id, {}).values())
+    elsewhere = [Viewer(f"elsewhere:{user_id}", user_id, username, role)
+                 for user_id, username, role in runtime.store().presence.elsewhere(patient_id)]
+    return sorted(here + elsewhere, key=lambda v: v.username)
 
 
 def _people(patient_id: str) -> frozenset[tuple[str, str, str]]:
@@ -52,6 +59,15 @@ def _announce(patient_id: str) -> None:
         _announced[patient_id] = people
     else:
         _announced.pop(patient_id, None)
+    try:
+        runtime.store().presence.publish(patient_id, people)
+    except RuntimeError:  # the store stopped while this waited: the process is shutting down
+        return
+    _render(patient_id)
+
+
+def _render(patient_id: str) -> None:
+    """Re-renders this process's pages of the patient (also when the other instances' set changed)."""
     for client_id in list(_open.get(patient_id, {})):
         entry = _renderers.get(client_id)
         if entry is None or entry[0].is_deleted:
@@ -63,6 +79,7 @@ def _announce(patient_id: str) -> None:
 
 def join(patient_id: str, viewer: Viewer, render: Callable[[], None]) -> None:
     client = ui.context.client
+    runtime.store().presence.listeners.add(_render)  # a set: once per store
     _open.setdefault(patient_id, {})[client.id] = viewer
     _renderers[client.id] = (client, render)
     client.on_delete(lambda: leave(patient_id, client.id))

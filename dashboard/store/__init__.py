@@ -24,6 +24,7 @@ from dashboard.db import Database
 from dashboard.hub import Hub
 from dashboard.models import utcnow
 from dashboard.passwords import PasswordHasher
+from dashboard.presence import PresenceBoard
 from dashboard.rate_limit import SignInLimiter
 from dashboard.store.accounts import Accounts, SignedIn
 from dashboard.store.care_team import CareTeams, TeamMember
@@ -86,6 +87,11 @@ class Store:
     @property
     def feed(self) -> ChangeFeed:
         return self.core.feed
+
+    @property
+    def presence(self) -> PresenceBoard:
+        """Viewers of patient pages on the other instances (dashboard/presence.py)."""
+        return self.core.presence
 
     @property
     def catalogue(self) -> Catalogue:

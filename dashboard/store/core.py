@@ -39,6 +39,7 @@ from dashboard.errors import (
 from dashboard.hub import Hub
 from dashboard.models import AuditEvent, utcnow
 from dashboard.passwords import PasswordHasher
+from dashboard.presence import PresenceBoard
 from dashboard.rate_limit import LoginLimiter, SharedLoginLimiter, SignInLimiter
 from dashboard.schema import CLASSES, MODELS, FieldSpec
 from dashboard.store.query import text_problem
@@ -121,6 +122,8 @@ class StoreCore:
                                   viewer_exempt=settings.viewer_sessions_exempt)
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
         self.feed = ChangeFeed(db, self.access, self.hub)
+        self.presence = PresenceBoard(settings.instance_id, ttl=float(settings.presence_ttl_seconds))
+        self.presence.attach(self.feed)
         self._audit_pending: list[dict[str, Any]] = []
         self._audit_task: asyncio.Task[None] | None = None
         self.hasher = PasswordHasher(memory_kib=settings.argon2_memory_kib,
@@ -135,9 +138,11 @@ class StoreCore:
         await self.feed.start()
         self.feed.start_heartbeat()
         self.feed.start_listening()
+        self.presence.start()
 
     async def stop(self) -> None:
         """Stops the change feed's heartbeat and stores every queued read's audit row."""
+        await self.presence.stop()
         await self.feed.stop()
         await self.flush_audit()
 
