@@ -45,7 +45,8 @@ APP_ID = "ot-tracker"
 # X-Forwarded-For, and a short wait for the pages' sockets.
 CLUSTER_SETTINGS = {**TEST_SETTINGS, "OT_SECRET_KEY": "cluster-test-secret", "OT_PARSE_APP_ID": APP_ID,
                     "OT_LOGIN_RATE_PER_MINUTE": "10", "OT_LOGIN_ADDRESS_RATE_PER_MINUTE": "40",
-                    "OT_LOCKOUT_ATTEMPTS": "1000", "OT_TRUSTED_PROXIES": "127.0.0.1"}
+                    "OT_LOCKOUT_ATTEMPTS": "1000", "OT_TRUSTED_PROXIES": "127.0.0.1",
+                    "OT_PRESENCE_TTL_SECONDS": "6"}  # scenario 5 waits for a dead instance's viewers to expire
 
 
 def why_unavailable() -> str | None:
@@ -417,6 +418,7 @@ class PageView:
         self.set_cookies: dict[str, str] = {}
         self.sio = None
         self.http: aiohttp.ClientSession | None = None
+        self.ws_http: aiohttp.ClientSession | None = None
 
     def cookie_header(self) -> str:
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -439,7 +441,9 @@ class PageView:
         query.update(document_id=str(uuid.uuid4()), tab_id=str(uuid.uuid4()), old_tab_id="",
                      implicit_handshake="true")
         query = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items()}
-        self.sio = socketio.AsyncClient(reconnection=False, http_session=self.http)
+        # Its own jar: engine.io moves the Cookie header into the session's jar (a dummy one drops it).
+        self.ws_http = aiohttp.ClientSession()
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=self.ws_http)
         self.sio.on("update", self._update)
         self.sio.on("disconnect", self._disconnect)
         await asyncio.wait_for(self.sio.connect(
@@ -458,7 +462,7 @@ class PageView:
 
     def texts(self) -> list[str]:
         """Every text the page shows (each element's `text`, in no particular order)."""
-        return [str(e["text"]) for e in self.elements.values() if e and e.get("text")]
+        return [str(e["text"]) for e in self.elements.values() if isinstance(e, dict) and e.get("text")]
 
     def shows(self, fragment: str) -> bool:
         return any(fragment in t for t in self.texts())
@@ -484,8 +488,9 @@ class PageView:
                 await asyncio.wait_for(self.sio.disconnect(), 5)
             except Exception:  # noqa: BLE001 - the server may be gone
                 pass
-        if self.http is not None:
-            await self.http.close()
+        for http in (self.http, self.ws_http):
+            if http is not None:
+                await http.close()
 
 
 async def poll(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> float | None:
