@@ -4,6 +4,7 @@ without haproxy or PostgreSQL's server binaries. Tests that kill an instance rev
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import pytest
 
@@ -22,7 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def private_postgres():
+def private_postgres(tmp_path_factory: pytest.TempPathFactory):
     reason = why_unavailable()
     if reason:
         pytest.skip(reason)
@@ -33,6 +34,10 @@ def private_postgres():
         pg.stop()
         pytest.skip(f"a private PostgreSQL could not start: {str(exc)[:500]}")
     yield pg
+    try:  # kept beside the servers' logs (deadlocks and terminated backends are explained there)
+        shutil.copy(pg.log, tmp_path_factory.getbasetemp() / "postgres.log")
+    except OSError:
+        pass
     pg.stop()
 
 

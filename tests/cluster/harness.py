@@ -300,7 +300,11 @@ async def rest(session: aiohttp.ClientSession, method: str, url: str, token: str
                body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body, default=str)
     async with session.request(method, url, data=data, headers={**parse_headers(token), **(headers or {})}) as r:
-        payload = await r.json(content_type=None) if r.content_length != 0 else {}
+        text = await r.text()
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError:  # HAProxy's own pages (502, 503) are HTML
+            payload = {"text": text[:200]}
         return r.status, payload if isinstance(payload, dict) else {"value": payload}
 
 
