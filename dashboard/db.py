@@ -6,10 +6,12 @@ with "database is locked" when a read transaction tries to upgrade. Reads use th
 run concurrently under WAL. PostgreSQL uses one engine for both.
 
 `transact` is the fast write path (record creates, audit rows): a job is a plain synchronous
-function of a `WriteConn`. On SQLite, jobs queued meanwhile are committed together (group commit):
-the whole batch runs as one call on the writer connection's own thread, each job inside its own
-SAVEPOINT, so a job that raises is undone alone and the others still commit; every job is answered
-before the connection goes back to the pool. On PostgreSQL each job is its own transaction.
+function of a `WriteConn`. Jobs queued meanwhile are committed together (group commit), each inside its
+own SAVEPOINT, so a job that raises is undone alone and the others still commit; every job is answered
+before the connection goes back to the pool. On SQLite the whole batch runs as one call on the writer
+connection's own thread; on PostgreSQL as one `run_sync` on one pooled connection, with the jobs'
+change_log rows inserted together as the batch's last statement (dashboard/pg_writer.py says why).
+`transact_logged` answers a job's change_log number as well (`WriteConn.log_change`).
 
 That one call borrows aiosqlite's and SQLAlchemy's internals (dashboard/sqlite_writer.py checks them
 at start-up). When the check fails, or OT_FAST_PATHS_OFF=sqlite-batch, the same batch, with the same
@@ -36,7 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql import Executable
 
-from dashboard import patterns, sqlite_writer
+from dashboard import patterns, pg_writer, sqlite_writer
 from dashboard.loop_tasks import cancel, ensure_running
 from dashboard.models import Base
 from dashboard.sqlite_writer import SqliteWriteConn
@@ -91,14 +93,42 @@ class WriteConn(Protocol):
         """Runs a Core statement; its rows as tuples of raw column values (read plain columns only:
         on SQLite's fast path no result processing is applied, so a datetime column comes back as text)."""
 
+    def log_change(self, row: Mapping[str, Any]) -> None:
+        """The job's change_log row (`changes.change_row`), at most one per job: call it as the job's
+        last step. `transact_logged` answers its number once committed. On SQLite it is inserted
+        here; on PostgreSQL's group commit, with the batch's other rows just before COMMIT."""
 
-class CoreWriteConn:
+
+class LogsChanges:
+    """`log_change` for the write connections: inserted at once, or (`defer`) kept for the batch."""
+
+    deferred: Mapping[str, Any] | None = None  # the job's row, for its batch to insert (PostgreSQL)
+    seq: int | None = None  # the number of the row inserted at once
+    defer = False
+
+    fetch: Callable[[Executable, Mapping[str, Any]], list[tuple[Any, ...]]]  # the connection's own
+
+    def start_job(self) -> None:
+        self.deferred = self.seq = None
+
+    def log_change(self, row: Mapping[str, Any]) -> None:
+        from dashboard.changes import INSERT_CHANGE
+
+        if self.defer:
+            self.deferred = row
+        else:
+            [(seq,)] = self.fetch(INSERT_CHANGE, row)
+            self.seq = int(seq)
+
+
+class CoreWriteConn(LogsChanges):
     """A WriteConn over a SQLAlchemy Connection, through `run_sync` (PostgreSQL, and SQLite's public
     fallback batch path)."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, *, defer: bool = False):
         self.conn = conn
         self.dialect = conn.dialect.name
+        self.defer = defer
 
     def insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -131,17 +161,23 @@ def claim_sqlite_file(url: str) -> Any:
 @dataclass
 class _Queued:
     job: Callable[[WriteConn], Any]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any]  # answered (result, change_log number or None)
+    retries: int = 0
+
+
+class _SqliteWriter(LogsChanges, SqliteWriteConn):
+    """SQLite's fast-path WriteConn, inserting change rows at once (one writer: its order is commit order)."""
 
 
 def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Queued]) -> list[tuple[bool, Any]]:
     """One transaction for the batch; each job in a savepoint. Runs on the writer's thread."""
-    writer = SqliteWriteConn(conn)
+    writer = _SqliteWriter(conn)
     outcomes: list[tuple[bool, Any]] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for item in batch:
             conn.execute("SAVEPOINT job")
+            writer.start_job()
             try:
                 result = item.job(writer)
             except Exception as exc:  # noqa: BLE001 - this job's answer; the others go on
@@ -150,7 +186,7 @@ def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Queued]) -> list[tuple
                 outcomes.append((False, exc))
             else:
                 conn.execute("RELEASE job")
-                outcomes.append((True, result))
+                outcomes.append((True, (result, writer.seq)))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -166,13 +202,14 @@ def _run_batch_public(conn: Connection, batch: Sequence[_Queued]) -> list[tuple[
     outcomes: list[tuple[bool, Any]] = []
     with conn.begin():  # the engine's begin hook makes it BEGIN IMMEDIATE; a failed COMMIT rolls back
         for item in batch:
+            writer.start_job()
             try:
                 with conn.begin_nested():
                     result = item.job(writer)
             except Exception as exc:  # noqa: BLE001 - this job's answer; the others go on
                 outcomes.append((False, exc))
             else:
-                outcomes.append((True, result))
+                outcomes.append((True, (result, writer.seq)))
     return outcomes
 
 
@@ -205,7 +242,7 @@ class Database:
         self._queue: list[_Queued] = []
         self._writer: asyncio.Task[None] | None = None
         # How each group-commit batch runs: on aiosqlite's thread (fast) or through run_sync (public API).
-        self.batch_path = "per-job" if self.dialect != "sqlite" else \
+        self.batch_path = "group-commit" if self.dialect != "sqlite" else \
             sqlite_writer.FALLBACK if sqlite_writer.fast_path_problem() else sqlite_writer.FAST
         self._checkpointer: asyncio.Task[None] | None = None
 
@@ -237,14 +274,15 @@ class Database:
         """Runs `job` in a committed transaction; returns its result or raises its exception.
 
         When this returns, the job's writes are committed (what to publish goes out after this).
-        A job that raises has written nothing; on SQLite the jobs batched with it are unaffected.
+        A job that raises has written nothing; the jobs batched with it are unaffected.
         """
-        if not self.is_sqlite:
-            async with self.write_engine.begin() as conn:
-                return await conn.run_sync(lambda sync_conn: job(CoreWriteConn(sync_conn)))
+        return (await self.transact_logged(job))[0]
+
+    async def transact_logged(self, job: Callable[[WriteConn], T]) -> tuple[T, int | None]:
+        """`transact`, answering (result, the number of the change_log row the job logged, or None)."""
         self._checkpoint_in_background()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[tuple[T, int | None]] = loop.create_future()
         self._queue.append(_Queued(job, future))
         # A drain task of a loop that has since closed never finishes: start one on this loop.
         if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
@@ -256,8 +294,15 @@ class Database:
         while self._queue:
             batch, self._queue = self._queue, []
             try:
-                # The pool's one write connection: ORM write sessions and batches take turns.
+                # SQLite: the pool's one write connection (ORM write sessions and batches take turns).
                 async with self.write_engine.connect() as conn:
+                    if not self.is_sqlite:
+                        outcomes = await conn.run_sync(
+                            pg_writer.run_batch, [item.job for item in batch],
+                            lambda c: CoreWriteConn(c, defer=True))
+                        batch, outcomes = self._requeue_deadlocked(batch, outcomes)
+                        _settle(batch, outcomes)
+                        continue
                     driver = (await conn.get_raw_connection()).driver_connection
                     if self.batch_path == sqlite_writer.FAST and (problem := sqlite_writer.driver_problem(driver)):
                         self.batch_path = sqlite_writer.FALLBACK
@@ -276,6 +321,25 @@ class Database:
                         item.future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+
+    def _requeue_deadlocked(self, batch: list[_Queued], outcomes: list[tuple[bool, Any]],
+                            ) -> tuple[list[_Queued], list[tuple[bool, Any]]]:
+        """PostgreSQL: a job undone as a deadlock's victim goes to the front of the next batch (twice at
+        most; then its caller gets the error)."""
+        answered: list[_Queued] = []
+        kept: list[tuple[bool, Any]] = []
+        again: list[_Queued] = []
+        for item, outcome in zip(batch, outcomes):
+            if isinstance(outcome[1], pg_writer.Retry):
+                if item.retries < 2:
+                    item.retries += 1
+                    again.append(item)
+                    continue
+                outcome = (False, outcome[1].error)
+            answered.append(item)
+            kept.append(outcome)
+        self._queue[:0] = again
+        return answered, kept
 
     def _checkpoint_in_background(self) -> None:
         """Starts the checkpointer with the first write on this loop (SQLite only)."""

@@ -230,3 +230,60 @@ async def _wrk(server_url: str, class_name: str, body: dict, token: str, count: 
         errors.append(f"wrk stopped at its {ceiling}s ceiling after {r['ok'] + r['bad']} of {count} answers")
     return Burst("wrk", class_name, concurrency, r["ok"] + r["bad"], r["ok"], r["duration_us"] / 1e6, errors,
                  round(r["p50_us"] / 1000, 3), round(r["p99_us"] / 1000, 3))
+
+
+# ---------------------------------------------------------------------------------------------- on its own
+async def rest_creates(database_url: str | None, class_name: str, levels: list[int], count: int, rounds: int,
+                       driver: str | None = None, on_server=None) -> dict:
+    """REST creates of `class_name` at each concurrency in `levels`, `rounds` times in turn, on one server
+    (SQLite, or a fresh PostgreSQL database beside `database_url`). A warm-up burst is not counted.
+    `on_server(server)` is called once the server is up (a profiler attaching to its pid)."""
+    import os
+
+    from bench.seed import build_world, open_store
+    from bench.server import Workspace
+
+    driver = pick_driver(driver)
+    out: dict = {"driver": driver, "class": class_name, "count": count, "loadavg_before": os.getloadavg()}
+    async with Workspace("rest", database_url) as ws:
+        async with open_store(ws.db.url, ws.data_dir) as store:
+            world = await build_world(store, patients=1 + max(levels), therapists=1)
+        server = await asyncio.to_thread(ws.start_server)
+        token = world.lead.token
+        await burst(driver, server.url, class_name, world.patients[0], token, min(500, count), max(levels))
+        if on_server is not None:
+            on_server(server)
+        for _ in range(rounds):
+            for level in levels:
+                b = await burst(driver, server.url, class_name, world.patients[1 + (level % max(levels))], token,
+                                count, level)
+                out.setdefault(f"c{level}", []).append(b.per_second)
+                if b.errors:
+                    out.setdefault("errors", []).extend(b.errors[:2])
+                print(f"[rest] c{level}: {b.per_second}/s p50 {b.latency_p50_ms} ms p99 {b.latency_p99_ms} ms"
+                      f"{' errors ' + str(b.errors[:2]) if b.errors else ''}", flush=True)
+    out["loadavg_after"] = os.getloadavg()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.scenarios.load`: REST creates per second at a few concurrencies, alone."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.scenarios.load", description=main.__doc__)
+    parser.add_argument("--database-url", help="a PostgreSQL URL (a fresh database beside it); default SQLite")
+    parser.add_argument("--class", dest="class_name", choices=sorted(BODIES), default="MobilityScore")
+    parser.add_argument("--concurrency", default="1,16", help="comma-separated levels (1,16)")
+    parser.add_argument("--count", type=int, default=3000, help="creates per burst (3000)")
+    parser.add_argument("--rounds", type=int, default=3, help="bursts per level, levels in turn (3)")
+    parser.add_argument("--driver", choices=DRIVERS, default="auto")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    result = asyncio.run(rest_creates(args.database_url, args.class_name, levels, args.count, args.rounds,
+                                      args.driver))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -204,12 +204,11 @@ class StoreCore:
         return int(await session.scalar(INSERT_CHANGE, change_row(changes)))
 
     @staticmethod
-    def log_changes_in_job(w: WriteConn, changes: list[Change]) -> int | None:
-        """A `transact` job's change_log row: call it as the job's last statement."""
-        if not changes:
-            return None
-        [(seq,)] = w.fetch(INSERT_CHANGE, change_row(changes))
-        return int(seq)
+    def log_changes_in_job(w: WriteConn, changes: list[Change]) -> None:
+        """A `transact_logged` job's change_log row: call it as the job's last step (its number is
+        answered by `transact_logged`; on PostgreSQL the row goes in with its batch's, before COMMIT)."""
+        if changes:
+            w.log_change(change_row(changes))
 
     async def claim_request_key(self, tx: Tx, principal: Principal | None, request_key: str | None,
                                  class_name: str, object_id: object) -> None:

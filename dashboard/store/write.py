@@ -188,11 +188,12 @@ class Writes:
         and its change_log row, all in the job's transaction."""
         record, steps = self._record_steps(principal, class_name, fields, request_key)
 
-        def job(w: WriteConn) -> tuple[int | None, list[Change]]:
+        def job(w: WriteConn) -> list[Change]:
             changes = steps(w)
-            return self.core.log_changes_in_job(w, changes), changes
+            self.core.log_changes_in_job(w, changes)
+            return changes
 
-        seq, changes = await self.core.db.transact(job)
+        changes, seq = await self.core.db.transact_logged(job)
         await self.core.feed.committed(seq, changes)
         return record
 
