@@ -83,11 +83,14 @@ class PrivatePostgres:
             raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stdout}{done.stderr}{self.log_tail()}")
         return done
 
-    def log_tail(self) -> str:
+    def log_text(self) -> str:
         try:
-            return self.log.read_text(errors="replace")[-2000:]
+            return self.log.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self) -> str:
+        return self.log_text()[-2000:]
 
     @property
     def options(self) -> str:

@@ -38,6 +38,7 @@ async def test_kill_9_of_b_during_writes_loses_nothing_acknowledged(healthy: Clu
     enough_before = asyncio.Event()
     stop = asyncio.Event()
     killed_at: list[float] = []
+    pg_log_start = len(cluster.pg.log_text())
     try:
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=15)) as http:
@@ -99,7 +100,9 @@ async def test_kill_9_of_b_during_writes_loses_nothing_acknowledged(healthy: Clu
         print(f"\nkill -9 of B during c{CONCURRENCY} writes via HAProxy: {len(acknowledged)} answered 201 "
               f"(lost 0), {len(unanswered)} unanswered ({len(present)} of them stored, each delivered once); "
               f"B's page reloaded onto {again.set_cookies['ot_node']}; unanswered: "
-              f"{sorted(set(unanswered.values()))[:3]}")
+              f"{sorted(set(unanswered.values()))[:3]}; PostgreSQL deadlocks meanwhile (batches of different "
+              f"instances locking patient rows; retried by the writer): "
+              f"{cluster.pg.log_text()[pg_log_start:].count('deadlock detected')}")
     finally:
         await page.close()
         await asyncio.gather(*(w.close() for w in watchers))
