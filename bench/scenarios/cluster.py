@@ -155,8 +155,9 @@ class Cluster:
         await asyncio.gather(*(asyncio.to_thread(s.start, 120) for s in self.servers.values()))
         await self.wait_listening()
 
-    async def wait_listening(self, timeout: float = 30) -> dict:
-        """Every instance's /status says it is LISTENing for the others' commits."""
+    async def wait_listening(self, timeout: float = 60) -> dict:
+        """Every instance's /status says it is LISTENing for the others' commits and current (it has
+        confirmed it holds the whole log: else it fails closed, 503 and websocket handshakes refused)."""
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:
             while True:
@@ -167,7 +168,8 @@ class Cluster:
                             states[name] = await response.json(content_type=None)
                     except aiohttp.ClientError as exc:
                         states[name] = {"error": str(exc)}
-                if all((s.get("changes") or {}).get("listening") for s in states.values()):
+                if all((s.get("changes") or {}).get("listening") and (s.get("changes") or {}).get("current", True)
+                       for s in states.values()):
                     return states
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"instances not listening in {timeout}s: {states}")
@@ -262,13 +264,14 @@ async def fanout(cluster: Cluster, world, sizes: list[int], writes: int) -> dict
 # ---------------------------------------------------------------------------------------------- pages
 async def pages(cluster: Cluster, world, count: int, writes: int) -> dict:
     from bench.pages_client import MarkerLog, login_cookies
-    from bench.scenarios.pages import UPDATE_TIMEOUT, marked_score, open_pages
+    from bench.scenarios.pages import UPDATE_TIMEOUT, marked_score
 
     a, b, c = (cluster.servers[n] for n in Cluster.NAMES)
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     rest = RestClient(a.url, connections=1)
     log = MarkerLog()
     lists: dict[str, list] = {"B": [], "C": []}
+    retried: list[dict] = []
     try:
         path = f"/patient/{world.x}"
         t0 = time.perf_counter()
@@ -281,7 +284,7 @@ async def pages(cluster: Cluster, world, count: int, writes: int) -> dict:
                     return {"completed": False, "blocked": "no sign-in route on the pages"}
                 cookies.append(got)
             share = count // 2 + (count % 2 if name == "B" else 0)
-            await open_pages(server.url, path, cookies, share, log, http, lists[name])
+            await _open_pages(server, path, cookies, share, log, http, lists[name], retried)
         open_s = time.perf_counter() - t0
         clients = lists["B"] + lists["C"]
         await asyncio.sleep(1.0)
@@ -298,14 +301,47 @@ async def pages(cluster: Cluster, world, count: int, writes: int) -> dict:
             if i:
                 latencies.extend(t - start for t in log.first.values())
                 lost += len(clients) - len(log.first)
+        from collections import Counter
+
         dropped = sum(1 for cl in clients if cl.disconnected_at is not None)
+        reasons = dict(Counter(cl.disconnect_reason for cl in clients if cl.disconnected_at is not None))
         return {"pages": len(clients), "on_b": len(lists["B"]), "on_c": len(lists["C"]), "writes": writes,
-                "open_all_s": round(open_s, 1), "lost": lost, "disconnected": dropped,
+                "open_all_s": round(open_s, 1), "open_retries": len(retried), "open_failures": retried[:5],
+                "lost": lost, "disconnected": dropped, "disconnect_reasons": reasons,
                 "latency": summary_ms(latencies), "all_delivered": lost == 0}
     finally:
         await asyncio.gather(*(cl.close() for cl in lists["B"] + lists["C"]), return_exceptions=True)
         await rest.close()
         await http.close()
+
+
+async def _open_pages(server: BenchServer, path: str, cookies: list, count: int, log, http: aiohttp.ClientSession,
+                      into: list, retried: list[dict], attempts: int = 3) -> None:
+    """pages.py's open_pages, 25 at a time, with a page whose socket.io connect fails opened again (up to
+    `attempts` times); each failure is kept with the instance's /status at that moment."""
+    from bench.pages_client import PageClient
+
+    async def one(i: int) -> PageClient:
+        for attempt in range(attempts):
+            client = PageClient(server.url, path, cookies[i % len(cookies)], log)
+            try:
+                await client.open(http)
+                return client
+            except Exception as exc:  # noqa: BLE001 - kept, with the instance's own view of itself
+                await client.close()
+                try:
+                    async with http.get(f"{server.url}/status") as response:
+                        status = {"http": response.status, **(await response.json(content_type=None))}
+                except Exception as status_exc:  # noqa: BLE001
+                    status = {"error": repr(status_exc)}
+                retried.append({"error": f"{type(exc).__name__}: {exc}"[:200], "status": status})
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    for start in range(len(into), count, 25):
+        into.extend(await asyncio.gather(*(one(i) for i in range(start, min(count, start + 25)))))
 
 
 # ----------------------------------------------------------------------------------------- revocation
@@ -372,7 +408,11 @@ def _lag_summary(kind: str, samples: list[dict]) -> dict:
             "live_missing": sum(1 for s in samples if s.get("live_lag") is None),
             "refusals": sorted({f"{s.get('status')}/{s.get('code')}" for s in samples if s.get("status")}),
             "poll_ms": round(sum(pick("poll_ms")) / max(1, len(pick("poll_ms"))), 3),
-            "commit_roundtrip": summary_ms(pick("commit"))}
+            "commit_roundtrip": summary_ms(pick("commit")),
+            # Each trial's figures (ms), in order: which trial was slow, and whether the push was too.
+            "trials_ms": [{k: round(v * 1000, 1) if isinstance(v, float) and k != "poll_ms" else v
+                           for k, v in s.items() if k in ("rest_lag", "live_lag", "commit", "poll_ms", "status")}
+                          for s in samples]}
 
 
 async def revocation(cluster: Cluster, world, leavers: list, trials: int) -> dict:
@@ -419,13 +459,24 @@ async def revocation(cluster: Cluster, world, leavers: list, trials: int) -> dic
 
         # (b) a care-team removal committed by another writer, refused on B.
         samples = []
+        fail_closed: list[dict] = []
         rest = RestClient(a.url, connections=1)
         async with open_store(cluster.db.url, cluster.root / "seed") as store:
             lead = (await store.log_in(username=world.lead.username, password=PASSWORD)).principal
             for i in range(trials):
                 account = world.members[i % len(world.members)]
                 watched = Watched(b.ws_url, account.token, Arrivals(expected=1))
-                await watched.open(http, patient_query(world.x))
+                try:
+                    await watched.open(http, patient_query(world.x))
+                except aiohttp.WSServerHandshakeError as exc:
+                    # B refused the handshake: it failed closed (not current). Counted, waited out, again.
+                    t_wait = time.perf_counter()
+                    status = await cluster.wait_listening()
+                    fail_closed.append({"trial": i, "refused": exc.status,
+                                        "waited_s": round(time.perf_counter() - t_wait, 2),
+                                        "b_after": (status.get("B") or {}).get("changes")})
+                    watched = Watched(b.ws_url, account.token, Arrivals(expected=1))
+                    await watched.open(http, patient_query(world.x))
                 # One score it sees first, so that the removal has something to leave.
                 _, _, body = await rest.create("MobilityScore", new_score(world.x, i), world.therapists[0].token)
                 await watched.arrivals.wait(body["objectId"], DELIVERY_TIMEOUT)
@@ -450,6 +501,7 @@ async def revocation(cluster: Cluster, world, leavers: list, trials: int) -> dic
                 await store.add_care_team_member(principal=lead, patient_id=world.x, user_id=account.user_id)
         await rest.close()
         out["team_removal"] = _lag_summary("care-team removal (store in the bench process) → refused on B", samples)
+        out["team_removal"]["b_failed_closed"] = fail_closed
         await asyncio.sleep(0.5)  # the re-grants reach every instance before the next part
     finally:
         await http.close()
@@ -565,16 +617,29 @@ async def run(ctx, sizes: list[int], writes: int, page_count: int, page_writes: 
                  ("creates", lambda: creates(cluster, world, driver, subscribers, counts)))
         for name, step in steps:
             t0 = time.perf_counter()
-            out[name] = await step()
+            ready = time.perf_counter()
+            await cluster.wait_listening()  # e.g. after 250 pages closed on B and C (see the README)
+            out[f"{name}_waited_current_s"] = round(time.perf_counter() - ready, 2)
+            try:
+                out[name] = await step()
+            except Exception as exc:  # noqa: BLE001 - this figure failed; the others are still measured
+                import traceback
+
+                out[name] = {"failed": f"{type(exc).__name__}: {exc}"[:500], "traceback": traceback.format_exc()[-3000:]}
             load[f"after_{name}"] = [round(x, 2) for x in os.getloadavg()]
             out[f"{name}_seconds"] = round(time.perf_counter() - t0, 1)
             print(f"[bench] cluster: {name} in {out[f'{name}_seconds']}s, load {load[f'after_{name}']}", flush=True)
         out["status"] = await cluster.wait_listening()
         out["logged_errors"] = cluster.logged_errors()
     out["loadavg"] = load
+    failed = {name: out[name]["failed"] for name, _ in steps if "failed" in out[name]}
+    if failed:
+        out["error"] = "; ".join(f"{k}: {v}" for k, v in failed.items())[:2000]
+        return out  # completed False: the figures that were measured are in the JSON and the table
     fan_ok = all(v["cross"]["all_delivered"] and v["one_instance"]["all_delivered"]
                  for v in out["fanout"].values())
-    rev_ok = all(r["not_refused"] == 0 and r["live_missing"] == 0 for r in out["revocation"].values())
+    rev_ok = all(r["not_refused"] == 0 and r["live_missing"] == 0 and not r.get("b_failed_closed")
+                 for r in out["revocation"].values())
     out["all_delivered"] = (fan_ok and out["pages"].get("all_delivered", False) and rev_ok and out["creates"]["ok"]
                             and not out["logged_errors"])
     out["completed"] = True
@@ -592,9 +657,13 @@ def table_rows(r: dict, scenarios: dict) -> list[tuple]:
     """The cluster's rows for bench/report.py's table."""
     if r.get("blocked"):
         return [("cluster (3 instances on PostgreSQL)", "BLOCKED", "", "", "", r["blocked"])]
-    if not r.get("completed"):
+    if not r.get("completed") and not any(isinstance(r.get(k), dict) for k in ("fanout", "pages", "revocation",
+                                                                               "creates")):
         return []
     rows: list[tuple] = []
+    for name in ("fanout", "pages", "revocation", "creates"):
+        if isinstance(r.get(name), dict) and "failed" in r[name]:
+            rows.append((f"cluster {name}", "FAILED", "", "", "", r[name]["failed"][:200]))
     floor = scenarios.get("floor", {})
     pg = r.get("floor") or {}
     notify = (pg.get("notify_callback") or {}).get("p50_ms")
@@ -625,7 +694,7 @@ def table_rows(r: dict, scenarios: dict) -> list[tuple]:
     p = r.get("pages") or {}
     if p.get("blocked"):
         rows.append(("cluster open pages on B+C", "BLOCKED", "p99 ≤ 200", "", "", p["blocked"]))
-    elif p:
+    elif p and "failed" not in p:
         inproc = ((scenarios.get("pages") or {}).get(f"p{p['pages']}") or {}).get("latency") or {}
         rows.append((f"cluster open pages {p['pages']} on B+C, writes on A: p50 / p99 ms",
                      f"{p['latency']['p50_ms']} / {p['latency']['p99_ms']} (lost {p['lost']})", "p99 ≤ 200",
@@ -633,13 +702,17 @@ def table_rows(r: dict, scenarios: dict) -> list[tuple]:
                      if inproc else "", "",
                      "MISSES" if p["lost"] else _verdict(p["latency"]["p99_ms"], 200)))
     for name, v in (r.get("revocation") or {}).items():
+        if not isinstance(v, dict):
+            continue
         rest, live = v["rest_lag"], v["live_lag"]
         bad = v["not_refused"] or v["live_missing"]
         rows.append((f"cluster revocation lag, {v['kind']} ({v['trials']} trials): REST p50 / p99 ms; "
                      f"live query p50 / p99 ms",
                      f"{rest['p50_ms']} / {rest['p99_ms']}; {live['p50_ms']} / {live['p99_ms']} "
                      f"(refused {v['refused']}/{v['trials']} as {', '.join(v['refusals'])}; poll every "
-                     f"{v['poll_ms']} ms)", "p99 ≤ 1000 (the heartbeat); all refused",
+                     f"{v['poll_ms']} ms" + (f"; B failed closed {len(v['b_failed_closed'])}× between trials"
+                                             if v.get("b_failed_closed") else "") + ")",
+                     "p99 ≤ 1000 (the heartbeat); all refused",
                      f"NOTIFY→callback {notify}", "",
                      "MISSES" if bad else _verdict(max(rest["p99_ms"] or 0, live["p99_ms"] or 0), 1000)))
     c = r.get("creates") or {}
