@@ -98,37 +98,96 @@ class WriteConn(Protocol):
         last step. `transact_logged` answers its number once committed. On SQLite it is inserted
         here; on PostgreSQL's group commit, with the batch's other rows just before COMMIT."""
 
+    def append(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """`insert` for rows nothing in the transaction reads back (audit rows): PostgreSQL's group
+        commit inserts the batch's together, before COMMIT."""
 
-class LogsChanges:
-    """`log_change` for the write connections: inserted at once, or (`defer`) kept for the batch."""
+    def after(self, statement: Executable, params: Mapping[str, Any]) -> None:
+        """A statement that recomputes from the tables (a read model's upsert), run after this job's
+        appended rows; its result is not returned. PostgreSQL's group commit runs each distinct one
+        (statement and parameters) once, after the batch's appended rows."""
 
-    deferred: Mapping[str, Any] | None = None  # the job's row, for its batch to insert (PostgreSQL)
-    seq: int | None = None  # the number of the row inserted at once
-    defer = False
+    def lock(self, statement: Executable, params: Mapping[str, Any]) -> None:
+        """A row lock (a SELECT ... FOR ...) held to the end of the transaction; taken once per
+        transaction however many of a batch's jobs ask. SQLite has one writer: nothing to take."""
 
+
+class WriteState:
+    """What the write connections share: the change row, appended rows and locks, done at once, or
+    (`batched`, PostgreSQL's group commit) kept for the batch's end."""
+
+    batched = False  # the change rows kept for the batch's end
+    appending = False  # appended rows and `after` statements kept for the batch's end too
+    seq: int | None = None  # the number of the change row inserted at once
     fetch: Callable[[Executable, Mapping[str, Any]], list[tuple[Any, ...]]]  # the connection's own
+    insert: Callable[[Table, Sequence[Mapping[str, Any]]], None]
+    dialect: str
+
+    def start_transaction(self) -> None:
+        self.change_rows: list[tuple[int, Mapping[str, Any]]] = []  # (job index, row), batched
+        # Appended rows by table and keys (an executemany needs the same keys in every row), in order.
+        self.appended: dict[tuple[Table, tuple[str, ...]], list[Mapping[str, Any]]] = {}
+        self.afters: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Executable, Mapping[str, Any]]] = {}
+        self.locked: set[tuple[int, tuple[tuple[str, Any], ...]]] = set()
+        self.job = -1
+
+    def finish(self) -> None:
+        """The batch's appended rows, then its `after` statements (`appending` only)."""
+        for (table, _), rows in self.appended.items():
+            self.insert(table, rows)
+        for statement, params in self.afters.values():
+            self.fetch(statement, params)
 
     def start_job(self) -> None:
-        self.deferred = self.seq = None
+        if not hasattr(self, "locked"):
+            self.start_transaction()
+        self.seq = None
+        self.job += 1
 
     def log_change(self, row: Mapping[str, Any]) -> None:
         from dashboard.changes import INSERT_CHANGE
 
-        if self.defer:
-            self.deferred = row
+        if self.batched:
+            self.change_rows.append((self.job, row))
         else:
             [(seq,)] = self.fetch(INSERT_CHANGE, row)
             self.seq = int(seq)
 
+    def append(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not self.appending:
+            self.insert(table, rows)
+            return
+        for row in rows:
+            self.appended.setdefault((table, tuple(row)), []).append(row)
 
-class CoreWriteConn(LogsChanges):
+    def after(self, statement: Executable, params: Mapping[str, Any]) -> None:
+        if not self.appending:
+            self.fetch(statement, params)
+            return
+        key = (id(statement), tuple(sorted(params.items())))
+        self.afters.pop(key, None)  # the latest place in the order: after every row appended so far
+        self.afters[key] = (statement, params)
+
+    def lock(self, statement: Executable, params: Mapping[str, Any]) -> None:
+        if self.dialect == "sqlite":
+            return
+        if not hasattr(self, "locked"):
+            self.start_transaction()
+        key = (id(statement), tuple(sorted(params.items())))
+        if key not in self.locked:
+            self.fetch(statement, params)
+            self.locked.add(key)
+
+
+class CoreWriteConn(WriteState):
     """A WriteConn over a SQLAlchemy Connection, through `run_sync` (PostgreSQL, and SQLite's public
     fallback batch path)."""
 
-    def __init__(self, conn: Connection, *, defer: bool = False):
+    def __init__(self, conn: Connection, *, batched: bool = False, appending: bool = False):
         self.conn = conn
         self.dialect = conn.dialect.name
-        self.defer = defer
+        self.batched, self.appending = batched, appending
+        self.start_transaction()
 
     def insert(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -165,7 +224,7 @@ class _Queued:
     retries: int = 0
 
 
-class _SqliteWriter(LogsChanges, SqliteWriteConn):
+class _SqliteWriter(WriteState, SqliteWriteConn):
     """SQLite's fast-path WriteConn, inserting change rows at once (one writer: its order is commit order)."""
 
 
@@ -299,7 +358,7 @@ class Database:
                     if not self.is_sqlite:
                         outcomes = await conn.run_sync(
                             pg_writer.run_batch, [item.job for item in batch],
-                            lambda c: CoreWriteConn(c, defer=True))
+                            lambda c, appending: CoreWriteConn(c, batched=True, appending=appending))
                         batch, outcomes = self._requeue_deadlocked(batch, outcomes)
                         _settle(batch, outcomes)
                         continue

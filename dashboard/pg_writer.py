@@ -1,8 +1,13 @@
 """PostgreSQL group commit: the `transact` jobs queued meanwhile, committed in one transaction.
 
-Each job runs inside its own SAVEPOINT, so a job that raises is undone alone and the others still
-commit (as on SQLite's writer, dashboard/sqlite_writer.py). A batch of one job needs no savepoint: if it
-raises, the transaction is rolled back.
+A job that raises is undone alone and the others still commit, as on SQLite's writer
+(dashboard/sqlite_writer.py), but without a SAVEPOINT per job (two round trips each, a third of a
+score's): the batch is rolled back and run again without the job that raised. Refusals are rare (most
+are decided before the job), and a job touches nothing but its arguments and its connection, so it
+may run more than once. Rows nothing reads back in the transaction (audit rows, new scores and notes)
+are inserted together at the end (`WriteConn.append`), then each distinct recomputation the jobs
+ask for (`WriteConn.after`: a score's summary) runs once, and a row lock the batch's jobs ask for again
+is taken once. A new score then costs its batch nothing but its share of a few statements.
 
 The jobs' change_log rows are not inserted where each job asks for them but all together, as the
 batch's last statement before COMMIT. The row's numbering trigger takes the change_log advisory lock
@@ -12,10 +17,10 @@ it would be held while later jobs wait for row locks, and a transaction holding 
 waiting for the advisory lock would deadlock with the batch. Numbers follow job order within the batch
 (one multi-row INSERT; the rows are numbered in VALUES order), and the batch's commit makes them visible
 together. A job that deadlocks anyway (another instance's batch took the same patients in the other
-order) is undone alone and retried in the next batch.
+order) is left out and retried in the next batch.
 
-Public API only: `Connection.begin()` once per batch, `begin_nested()` per job, statements through
-`Connection.execute`, run inside `AsyncConnection.run_sync`.
+Public API only: `Connection.begin()` once per attempt, statements through `Connection.execute`, run
+inside `AsyncConnection.run_sync`.
 """
 from __future__ import annotations
 
@@ -54,30 +59,43 @@ def insert_change_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> l
     return sorted(int(seq) for seq in conn.execute(statement).scalars())
 
 
-def run_batch(conn: Connection, jobs: Sequence[Callable[[Any], Any]], make_writer: Callable[[Connection], Any],
-              ) -> list[tuple[bool, Any]]:
-    """One transaction for the batch; each job in a savepoint (none for a batch of one); the change_log
+def run_batch(conn: Connection, jobs: Sequence[Callable[[Any], Any]],
+              make_writer: Callable[[Connection, bool], Any]) -> list[tuple[bool, Any]]:
+    """One transaction for the batch; the appended rows, the `after` statements and the change_log
     rows last. Outcomes in job order: (True, (result, seq)), (False, exception) or (False, Retry).
+    A job that raises is answered with its exception, the transaction is rolled back and the batch
+    runs again without it. If the end of the batch fails (an appended row refused), the batch runs
+    again with every row inserted where its job asks, so the job it belongs to is the one refused.
     Runs inside `run_sync`; raises (nothing committed) if the transaction itself fails."""
-    writer = make_writer(conn)
-    outcomes: list[tuple[bool, Any]] = []
-    pending: list[tuple[int, Mapping[str, Any]]] = []  # (job index, change row)
-    alone = len(jobs) == 1
-    with conn.begin():
-        for index, job in enumerate(jobs):
-            writer.start_job()
-            if alone:
-                outcomes.append((True, job(writer)))  # raises: the transaction rolls back, the caller is told
+    failed: dict[int, Any] = {}
+    appending = True
+    while True:
+        live = [i for i in range(len(jobs)) if i not in failed]
+        if not live:
+            return [(False, failed[i]) for i in range(len(jobs))]
+        writer = make_writer(conn, appending)
+        results: dict[int, Any] = {}
+        with conn.begin() as transaction:
+            for i in live:
+                writer.start_job()
+                try:
+                    results[i] = jobs[i](writer)
+                except Exception as exc:  # noqa: BLE001 - this job's answer; the others run again
+                    failed[i] = Retry(exc) if deadlocked(exc) else exc
+                    transaction.rollback()
+                    break
             else:
                 try:
-                    with conn.begin_nested():
-                        result = job(writer)
-                except Exception as exc:  # noqa: BLE001 - this job's answer; the others go on
-                    outcomes.append((False, Retry(exc) if deadlocked(exc) else exc))
+                    writer.finish()
+                except Exception:
+                    if not appending:
+                        raise  # nothing was left to the end but rows the jobs' own statements made
+                    transaction.rollback()
+                    appending = False
                     continue
-                outcomes.append((True, result))
-            if writer.deferred is not None:
-                pending.append((index, writer.deferred))
-        seqs = insert_change_rows(conn, [row for _, row in pending]) if pending else []
-    numbered = {index: seq for (index, _), seq in zip(pending, seqs)}
-    return [(True, (value, numbered.get(i))) if ok else (ok, value) for i, (ok, value) in enumerate(outcomes)]
+                change_rows = writer.change_rows
+                seqs = insert_change_rows(conn, [row for _, row in change_rows]) if change_rows else []
+        if len(results) == len(live):  # committed as the block ended
+            numbered = {live[job]: seq for (job, _), seq in zip(change_rows, seqs)}
+            return [(True, (results[i], numbered.get(i))) if i in results else (False, failed[i])
+                    for i in range(len(jobs))]

@@ -224,16 +224,18 @@ class Writes:
             if request_key is not None:  # first: a refusal below rolls the claim back with the rest
                 claim_request_key(w, user_id=actor.user_id, key=request_key, class_name=class_name,
                                   object_id=object_id, now=now_for_key)
-            if w.dialect != "sqlite":  # as lock_patient does for ORM sessions
-                w.fetch(LOCK_PATIENT, {"patient_id": patient_id})
+            w.lock(LOCK_PATIENT, {"patient_id": patient_id})  # as lock_patient does for ORM sessions
             if class_name == "SessionNote" and values.get("amends_id"):
                 amended = w.fetch(NOTE_PATIENT, {"note_id": values["amends_id"]})
                 if not amended or amended[0][0] != patient_id:
                     raise NotFound("amends: no such note for this patient")
-            w.insert(table, [values])
             changes: list[Change] = []
-            if class_name == "MobilityScore":
-                w.fetch(score_summary_upsert(w.dialect), {"patient_id": patient_id,
+            if class_name == "EquipmentLog":
+                w.insert(table, [values])  # its history row refers to it
+            else:  # nothing in the transaction reads it back but the summary, which runs after
+                w.append(table, [values])
+            if class_name == "MobilityScore":  # a recomputation: once per batch is the same
+                w.after(score_summary_upsert(w.dialect), {"patient_id": patient_id,
                                                           "score_type": values["score_type"]})
             elif delta is not None:
                 [activity] = w.fetch(activity_delta_upsert(w.dialect), {"patient_id": patient_id, **delta})
@@ -243,7 +245,7 @@ class Writes:
                 w.insert(StatusHistory.__table__, [history])
                 changes.append(Event("create", "StatusHistory", history["id"], patient_id,
                                      to_parse(record_from_values("StatusHistory", history))))
-            w.insert(AuditEvent.__table__, [audit])
+            w.append(AuditEvent.__table__, [audit])
             changes.append(created)
             return changes
 
