@@ -6,11 +6,13 @@ with "database is locked" when a read transaction tries to upgrade. Reads use th
 run concurrently under WAL. PostgreSQL uses one engine for both.
 
 `transact` is the fast write path (record creates, audit rows): a job is a plain synchronous
-function of a `WriteConn`. Jobs queued meanwhile are committed together (group commit), each inside its
-own SAVEPOINT, so a job that raises is undone alone and the others still commit; every job is answered
-before the connection goes back to the pool. On SQLite the whole batch runs as one call on the writer
-connection's own thread; on PostgreSQL as one `run_sync` on one pooled connection, with the jobs'
-change_log rows inserted together as the batch's last statement (dashboard/pg_writer.py says why).
+function of a `WriteConn`. Jobs queued meanwhile are committed together (group commit); a job that
+raises is undone alone and the others still commit; every job is answered before the connection goes
+back to the pool, in queue order (so the change feed's hand-offs come in number order). On SQLite the
+whole batch runs as one call on the writer connection's own thread, each job inside its own SAVEPOINT.
+On PostgreSQL it runs as one `run_sync` on one pooled connection, without savepoints (a batch runs
+again without a job that raised), with the rows nothing reads back, the read-model recomputations and
+the change_log rows left to the batch's end (dashboard/pg_writer.py says why and how).
 `transact_logged` answers a job's change_log number as well (`WriteConn.log_change`).
 
 That one call borrows aiosqlite's and SQLAlchemy's internals (dashboard/sqlite_writer.py checks them
@@ -82,7 +84,8 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
 # ============================================================================ the fast write path
 class WriteConn(Protocol):
     """What a `transact` job may do inside its transaction. Runs synchronously, off the event loop
-    on SQLite: a job touches nothing but its arguments and this connection."""
+    on SQLite: a job touches nothing but its arguments and this connection. On PostgreSQL a job may
+    run more than once (its batch runs again without a job that raised): same arguments, same result."""
 
     dialect: str
 
