@@ -109,7 +109,9 @@ class Patient(Timestamps, Versioned, Base):
 
 class MobilityScore(Timestamps, Versioned, Base):
     __tablename__ = "mobility_scores"
-    __table_args__ = (Index("ix_scores_patient_type_date", "patient_id", "score_type", "score_date"),)
+    # created_at breaks ties under "latest score" (summaries.py), so a burst on one date stays a lookup.
+    __table_args__ = (Index("ix_scores_patient_type_date_created", "patient_id", "score_type", "score_date",
+                            "created_at"),)
     class_name = "MobilityScore"
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True, default=new_object_id)
