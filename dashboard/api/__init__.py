@@ -1,5 +1,5 @@
-"""The Parse-compatible API: REST at /parse, live queries on the websocket at /parse, and GraphQL
-at /graphql.
+"""The Parse-compatible API: REST at /parse, live queries on the websocket at /parse, GraphQL
+at /graphql, and the FHIR export at /fhir.
 
 `mount` is called by dashboard.server.build on the root app; both channels reach the data only
 through the running store (dashboard.runtime), which enforces ACCESS.md.
@@ -16,6 +16,7 @@ from dashboard.store import Store
 
 def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> None:
     """Adds the REST routes, the live-query websocket and GraphQL to `app` (tests mount on their own app)."""
+    from dashboard.api.fhir import EVERYTHING, FhirEndpoint
     from dashboard.api.graphql.http import MOUNT as GRAPHQL, GraphQLEndpoint
     from dashboard.api.graphql.subscriptions import GraphQLSubscriptions
     from dashboard.api.live_query import LiveQueryServer
@@ -29,3 +30,5 @@ def mount(app: FastAPI, settings: Settings, get_store: Callable[[], Store]) -> N
     graphql = GraphQLEndpoint(settings, get_store, heavy_place=rest.heavy_place)
     app.add_route(GRAPHQL, graphql.handle, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_websocket_route(GRAPHQL, GraphQLSubscriptions(live, graphql).serve)
+    app.add_route(EVERYTHING, FhirEndpoint(settings, get_store, rest).everything, methods=["GET"],
+                  include_in_schema=False)

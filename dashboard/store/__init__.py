@@ -10,6 +10,7 @@ verb one line to the part that holds it:
     care_teams  add, remove, list members                        care_team.py
     caseloads   caseload, equipment board, audit trail           caseload.py
     imports     bulk imports                                     imports.py
+    exports     one patient's everything (the FHIR export)       exports.py
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from dashboard.store.accounts import Accounts, SignedIn
 from dashboard.store.care_team import CareTeams, TeamMember
 from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore
 from dashboard.store.core import StoreCore
+from dashboard.store.exports import Exports, PatientEverything
 from dashboard.store.imports import Imports
 from dashboard.store.read import Reads
 from dashboard.store.rules import Permissions
@@ -46,6 +48,7 @@ class Store:
         self.care_teams = care_teams = CareTeams(core, reads)
         self.caseloads = caseloads = Caseloads(core, reads)
         self.imports = imports = Imports(core, writes)
+        self.exports = exports = Exports(core, reads)
 
         self.start, self.stop, self.flush_audit, self.permissions = (
             core.start, core.stop, core.flush_audit, core.permissions)
@@ -70,6 +73,7 @@ class Store:
             caseloads.caseload, caseloads.equipment_board, caseloads.audit_trail)
         self.import_patients, self.import_scores, self.import_notes = (
             imports.import_patients, imports.import_scores, imports.import_notes)
+        self.patient_everything = exports.patient_everything
 
     # What the channels read beside the verbs; tests move the clock and swap the limiter.
     @property
@@ -126,4 +130,5 @@ class Store:
         self.core.sign_in_limiter = value
 
 
-__all__ = ["Store", "SignedIn", "CaseloadRow", "LatestScore", "BoardItem", "Permissions", "TeamMember"]
+__all__ = ["Store", "SignedIn", "CaseloadRow", "LatestScore", "BoardItem", "Permissions", "TeamMember",
+           "PatientEverything"]
