@@ -225,7 +225,12 @@ class AuditEvent(Base):
     """Who did what to which record, when, and the outcome. Never holds PHI values."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_patient", "patient_ref"))
+    # Each of the audit view's filters with the listing's order, newest first by (at, id), so a keyset
+    # page reads only its rows at any size of the log (dashboard/store/audit.py; migration 0009).
+    __table_args__ = (Index("ix_audit_at_id", "at", "id"), Index("ix_audit_patient_at", "patient_ref", "at", "id"),
+                      Index("ix_audit_actor_at", "actor_id", "at", "id"),
+                      Index("ix_audit_class_at", "class_name", "at", "id"),
+                      Index("ix_audit_outcome_at", "outcome", "at", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,7 +8,8 @@ verb one line to the part that holds it:
     writes      create, update, delete and the record verbs      write.py
     accounts    sign-up, sign-in, sessions, users                accounts.py
     care_teams  add, remove, list members                        care_team.py
-    caseloads   caseload, equipment board, audit trail           caseload.py
+    caseloads   caseload, equipment board                        caseload.py
+    audit       audit pages, access report, CSV, patient activity audit.py
     imports     bulk imports                                     imports.py
     exports     one patient's everything (the FHIR export)       exports.py
 """
@@ -28,6 +29,7 @@ from dashboard.passwords import PasswordHasher
 from dashboard.presence import PresenceBoard
 from dashboard.rate_limit import SignInLimiter
 from dashboard.store.accounts import Accounts, SignedIn
+from dashboard.store.audit import AuditLog
 from dashboard.store.care_team import CareTeams, TeamMember
 from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore
 from dashboard.store.core import StoreCore
@@ -49,6 +51,7 @@ class Store:
         self.caseloads = caseloads = Caseloads(core, reads)
         self.imports = imports = Imports(core, writes)
         self.exports = exports = Exports(core, reads)
+        self.audit = audit = AuditLog(core)
 
         self.start, self.stop, self.flush_audit, self.permissions = (
             core.start, core.stop, core.flush_audit, core.permissions)
@@ -69,8 +72,9 @@ class Store:
         self.unlock_user, self.lock_state = accounts.unlock_user, accounts.lock_state
         self.add_care_team_member, self.remove_care_team_member, self.care_team = (
             care_teams.add_care_team_member, care_teams.remove_care_team_member, care_teams.care_team)
-        self.caseload, self.equipment_board, self.audit_trail = (
-            caseloads.caseload, caseloads.equipment_board, caseloads.audit_trail)
+        self.caseload, self.equipment_board = caseloads.caseload, caseloads.equipment_board
+        self.audit_trail, self.audit_page, self.audit_csv = audit.audit_trail, audit.audit_page, audit.audit_csv
+        self.access_report, self.patient_activity = audit.access_report, audit.patient_activity
         self.import_patients, self.import_scores, self.import_notes = (
             imports.import_patients, imports.import_scores, imports.import_notes)
         self.patient_everything = exports.patient_everything

@@ -1,4 +1,4 @@
-"""Board-wide read models: the caseload, the equipment board, the audit trail.
+"""Board-wide read models: the caseload and the equipment board (the audit log: audit.py).
 
 The caseload takes two SELECTs whatever the number of patients: patients with their activity
 summary, and the score summaries. Both read models are kept exact by the store on every write
@@ -13,9 +13,8 @@ from typing import Any, cast
 from sqlalchemy import and_, select
 
 from dashboard.access import Principal, Role
-from dashboard.errors import PermissionDenied
-from dashboard.models import AuditEvent, EquipmentLog, Patient, PatientActivity, ScoreSummary, User
-from dashboard.record_types import AuditRecord, EquipmentRecord
+from dashboard.models import EquipmentLog, Patient, PatientActivity, ScoreSummary, User
+from dashboard.record_types import EquipmentRecord
 from dashboard.serialize import initials
 from dashboard.store.core import StoreCore, audited
 from dashboard.store.read import Reads
@@ -140,17 +139,3 @@ class Caseloads:
         returned.sort(key=lambda i: i.log.returned_at or since, reverse=True)
         await self.core.audit_read(principal, "EquipmentLog", detail=f"board:{len(found)}")
         return out, returned
-
-    async def audit_trail(self, *, principal: Principal | None, patient_id: str | None = None,
-                          limit: int = 200) -> list[AuditRecord]:
-        if self.core.role(principal) != Role.LEAD:
-            raise PermissionDenied("Only a lead reads the audit log")
-        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), 1000))
-        if patient_id:
-            query = query.where(AuditEvent.patient_ref == patient_id)
-        await self.core.flush_audit()
-        async with self.core.db.read() as session:
-            return [AuditRecord(id=r.id, at=r.at, actor_id=r.actor_id, action=r.action, class_name=r.class_name,
-                                object_id=r.object_id, patient_ref=r.patient_ref, outcome=r.outcome,
-                                detail=r.detail, address=r.address)
-                    for r in await session.scalars(query)]

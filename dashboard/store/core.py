@@ -272,6 +272,8 @@ class StoreCore:
         if isinstance(exc, RepeatedRequest):
             object_id = exc.object_id  # the record the first request made or changed
         patient_ref = kwargs.get("patient_id")
+        if patient_ref is None and kwargs.get("class_name") == "Patient":
+            patient_ref = kwargs.get("object_id")  # a refused attempt on a patient is in its audit view
 
         def clip(value: object, size: int) -> str | None:
             # Refused input can be anything: keep the audit row within its columns, never fail on it
