@@ -94,9 +94,11 @@ class PrivatePostgres:
 
     @property
     def options(self) -> str:
-        # fsync off: a test server, never an OS crash to survive; the socket stays in our dir.
+        # fsync off: a test server, never an OS crash to survive; the socket stays in our dir. Commits
+        # stay synchronous: `pg_ctl restart -m immediate` is a crash, and an acknowledged commit whose
+        # WAL was still in shared memory would be gone after it.
         return (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                f"-c full_page_writes=off -c max_connections=200")
 
     def start(self) -> None:
         if not self.data.exists():
