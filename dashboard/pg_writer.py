@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 DEADLOCK = "40P01"
@@ -50,13 +50,14 @@ def deadlocked(exc: BaseException) -> bool:
 
 def insert_change_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Inserts change_log rows in one statement; their numbers in the rows' order."""
-    from dashboard.changes import CHANGE_LOG, INSERT_CHANGE
+    from dashboard.changes import INSERT_CHANGE
 
     if len(rows) == 1:
         return [int(conn.execute(INSERT_CHANGE, dict(rows[0])).scalar_one())]
-    statement = insert(CHANGE_LOG).values([dict(r) for r in rows]).returning(CHANGE_LOG.c.seq)
+    # An executemany with RETURNING: SQLAlchemy sends it as one multi-row INSERT ("insertmanyvalues")
+    # from the statement compiled once (`.values([...])` compiled every batch anew: 5% of a create).
     # The trigger numbers rows as they are inserted, in VALUES order: the smallest number is the first row's.
-    return sorted(int(seq) for seq in conn.execute(statement).scalars())
+    return sorted(int(seq) for seq in conn.execute(INSERT_CHANGE, [dict(r) for r in rows]).scalars())
 
 
 def run_batch(conn: Connection, jobs: Sequence[Callable[[Any], Any]],

@@ -19,8 +19,8 @@ from dashboard.schema import CLASSES, PRIVATE_FIELDS
 
 def iso(value: datetime) -> str:
     """Parse's date string: milliseconds and a trailing Z (the SDK rejects +00:00)."""
-    value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: a third of the cost, on every date of every answer.
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def from_iso(value: object) -> datetime | None:

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from dashboard import runtime
 from dashboard.api.live_query import MAX_MESSAGE_CHARS
+from dashboard.api.rest import Endpoint, ParseLane
 from dashboard.config import Settings
 from dashboard.db import claim_sqlite_file
 from dashboard.fail_closed import FailClosed
@@ -54,10 +55,14 @@ class RootApp(FastAPI):
 
     def __init__(self, *, hsts: bool, **kwargs: object) -> None:
         self.hsts = hsts
+        self.parse_endpoint: Endpoint | None = None  # set by build(); REST then bypasses the stack
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     def build_middleware_stack(self):  # noqa: ANN201 - Starlette's ASGIApp
-        return SecurityHeaders(FailClosed(super().build_middleware_stack(), _current), hsts=self.hsts)
+        inner = super().build_middleware_stack()
+        if self.parse_endpoint is not None:
+            inner = ParseLane(inner, self.parse_endpoint)
+        return SecurityHeaders(FailClosed(inner, _current), hsts=self.hsts)
 
 
 async def status() -> JSONResponse:
@@ -87,7 +92,7 @@ def build(settings: Settings) -> FastAPI:
     # HSTS only where the app is served over HTTPS, which is what secure cookies say.
     root = RootApp(hsts=settings.secure_cookies, openapi_url=None, docs_url=None, redoc_url=None)
     root.add_api_route("/status", status, methods=["GET", "HEAD"])  # HEAD: load balancers probe with it
-    api.mount(root, settings, runtime.store)
+    root.parse_endpoint = api.mount(root, settings, runtime.store)
 
     app.on_startup(lambda: runtime.start(settings))
     app.on_startup(runtime.settle_garbage_collector)  # the serving process only, not test harnesses

@@ -603,7 +603,10 @@ class ParseApi:
         return _json({"status": "ok"})
 
 
-def build_router(settings: Settings, get_store: Callable[[], Store]) -> tuple[APIRouter, ParseApi]:
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def build_router(settings: Settings, get_store: Callable[[], Store]) -> tuple[APIRouter, ParseApi, Endpoint]:
     api = ParseApi(settings, get_store)
     router = APIRouter()
 
@@ -615,7 +618,30 @@ def build_router(settings: Settings, get_store: Callable[[], Store]) -> tuple[AP
         return await api.handle(call)
 
     # A plain Starlette route: the endpoint decodes the request itself, so FastAPI's per-request
-    # dependency solving would be pure cost.
+    # dependency solving would be pure cost. The served app reaches it through ParseLane instead.
     router.add_route(MOUNT + "/{path:path}", parse_endpoint, methods=list(METHODS), include_in_schema=False)
-    return router, api
+    return router, api, parse_endpoint
+
+
+class ParseLane:
+    """ASGI: HTTP requests below /parse/ go straight to the endpoint, past the root app's FastAPI
+    middleware and routers (ten layers, each wrapping `send`: a tenth of a REST create's CPU); all
+    else to `app`. Nothing is skipped that /parse used: the endpoint answers every failure itself
+    (`ParseApi.handle`), the body limit is its own (`_read_body`), and the security headers and the
+    fail-closed check sit outside this lane (dashboard/server.py). Paths, methods and the path
+    parameter are the route's (`build_router`), which stays for apps mounted without the lane."""
+
+    __slots__ = ("app", "endpoint")
+    PREFIX = MOUNT + "/"
+
+    def __init__(self, app: Any, endpoint: Endpoint) -> None:
+        self.app, self.endpoint = app, endpoint
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.PREFIX) and scope["method"] in METHODS:
+            scope["path_params"] = {"path": scope["path"][len(self.PREFIX):]}
+            response = await self.endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
