@@ -8,7 +8,10 @@ access index (computing who gained or lost what at apply time), then an `AccessC
 an event to the hub. When the number is the next one, that is done from memory at once (today's
 latency). A gap (a writer whose hand-off was lost, another process's write) is filled from the log:
 `SELECT ... WHERE seq > applied`, on the next hand-off and on a heartbeat, so a crash between commit
-and push loses nothing. Rows older than the retention window are pruned.
+and push loses nothing. Rows older than the retention window are pruned; the newest row pruned
+stays as a mark, so an instance cut off for longer than the window finds, on its next read, that it
+missed rows it can no longer read, and resyncs: it reloads the access index, tells the hub who
+gained or lost what meanwhile, and has every subscription re-read (SCALE-OUT.md §4).
 """
 from __future__ import annotations
 
@@ -21,18 +24,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Text, bindparam, delete, func, insert, select
+from sqlalchemy import Text, bindparam, delete, func, insert, select, update
 
 from dashboard.access import AccessIndex, Role
-from dashboard.hub import AccessChange, Event, Hub
+from dashboard.hub import RESYNC, AccessChange, Event, Hub
 from dashboard.loop_tasks import cancel, ensure_running
 from dashboard.models import CHANGE_LOG_NOTIFY_CHANNEL, ChangeLog, UTCDateTime, utcnow
 
 log = logging.getLogger("ot_tracker.changes")
 CHANGE_LOG = ChangeLog.__table__
 HEARTBEAT_SECONDS = 1.0
-RETENTION = timedelta(minutes=15)
-PRUNE_EVERY_SECONDS = 60.0
+RETENTION = timedelta(minutes=15)  # the default of OT_CHANGE_LOG_RETENTION_SECONDS
+PRUNE_EVERY_SECONDS = 60.0  # or a quarter of a shorter retention
 # The listener's connection is probed this often: a half-open TCP connection shows no other way.
 LISTEN_PROBE_SECONDS = 5.0
 # An instance that has not confirmed it holds the whole log for this long fails closed (503): a
@@ -82,16 +85,34 @@ def change_row(changes: Sequence[Change]) -> dict[str, Any]:
 
 INSERT_CHANGE = insert(ChangeLog).values(
     at=bindparam("at", type_=UTCDateTime), body=bindparam("body", type_=Text)).returning(ChangeLog.seq)
-PRUNE = delete(ChangeLog).where(ChangeLog.at < bindparam("cutoff", type_=UTCDateTime))
+# The body of the newest pruned row, kept in its place: a reader that has not applied it missed rows
+# that are gone. Every pruned row is numbered at or below it (the newest old row is the mark).
+PRUNED_MARK = '[{"pruned":true}]'
+NEWEST_OLD = select(func.max(ChangeLog.seq)).where(ChangeLog.at < bindparam("cutoff", type_=UTCDateTime))
+PRUNE = delete(ChangeLog).where(ChangeLog.at < bindparam("cutoff", type_=UTCDateTime),
+                                ChangeLog.seq < bindparam("mark"))
+MARK = update(ChangeLog).where(ChangeLog.seq == bindparam("mark")).values(body=PRUNED_MARK)
+
+
+def is_pruned_mark(body: str) -> bool:
+    return '"pruned"' in body and any(isinstance(i, dict) and i.get("pruned") for i in json.loads(body))
 
 
 class ChangeFeed:
     """The single applier. `applied` is the highest number whose changes this process applied."""
 
     def __init__(self, db: Any, access: AccessIndex, hub: Hub, *,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, retention: timedelta = RETENTION,
+                 instance_id: str = ""):
         self.db = db
         self.clock = clock
+        self.retention = retention
+        self.prune_every = min(PRUNE_EVERY_SECONDS, max(retention.total_seconds() / 4, HEARTBEAT_SECONDS))
+        # In pg_stat_activity as the LISTEN connection's application_name (an operator, or a test,
+        # finds and terminates it by name); PostgreSQL keeps 63 bytes of it.
+        self.application_name = f"ot-tracker listen {instance_id}".strip()[:63]
+        self.resyncs = 0  # full resyncs: this instance was cut off past the retention window
+        self._resyncing = False
         # When a read of the log last came back whole (so `applied` was its head then); None
         # until the first. SQLite is one process: every commit is applied here, always current.
         self.confirmed_at: float | None = None
@@ -119,14 +140,19 @@ class ChangeFeed:
         """Loads the access index and the log position from one snapshot: the index then holds
         every change up to `applied`, and the feed applies what commits after it."""
         started = self.clock()
-        async with self.db.read() as session:
-            if not self.db.is_sqlite:
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            self.applied = int(await session.scalar(select(func.coalesce(func.max(ChangeLog.seq), 0))) or 0)
-            await self.access.load(session)
+        self.applied = await self._snapshot(self.access)
         self._pending.clear()
         self.head = max(self.head, self.applied)
         self.confirmed_at = started
+
+    async def _snapshot(self, index: AccessIndex) -> int:
+        """Loads `index` and answers the log's head, both from one snapshot."""
+        async with self.db.read() as session:
+            if not self.db.is_sqlite:
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            head = int(await session.scalar(select(func.coalesce(func.max(ChangeLog.seq), 0))) or 0)
+            await index.load(session)
+        return head
 
     # -- fail closed ----------------------------------------------------------------------------
     @property
@@ -143,6 +169,7 @@ class ChangeFeed:
         confirmed = self.confirmed_at
         return {"applied": self.applied, "head": self.head, "lag": max(self.head - self.applied, 0),
                 "listening": self.listening, "current": self.current, "from_log": self.caught_up_from_log,
+                "resyncs": self.resyncs,
                 "confirmed_ms_ago": None if confirmed is None else round((self.clock() - confirmed) * 1000)}
 
     def start_heartbeat(self) -> None:
@@ -200,7 +227,7 @@ class ChangeFeed:
             try:
                 await self.catch_up()
                 since_prune += HEARTBEAT_SECONDS
-                if since_prune >= PRUNE_EVERY_SECONDS:
+                if since_prune >= self.prune_every:
                     since_prune = 0.0
                     await self.prune()
             except asyncio.CancelledError:
@@ -218,7 +245,8 @@ class ChangeFeed:
         while not stopping.is_set():
             conn = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
+                conn = await asyncpg.connect(dsn, timeout=5,
+                                             server_settings={"application_name": self.application_name})
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn: lost.set())
                 await conn.add_listener(CHANGE_LOG_NOTIFY_CHANNEL, self._notified)
@@ -290,6 +318,8 @@ class ChangeFeed:
             await self.catch_up()
 
     def _apply_pending(self) -> None:
+        if self._resyncing:
+            return  # held for after the reload (the rows at or below its head are in it)
         while (changes := self._pending.pop(self.applied + 1, None)) is not None:
             self.applied += 1
             self._apply(changes)
@@ -302,6 +332,8 @@ class ChangeFeed:
                 rows = (await session.execute(
                     select(ChangeLog.seq, ChangeLog.body).where(ChangeLog.seq > self.applied)
                     .order_by(ChangeLog.seq))).all()
+            if any(seq > self.applied and is_pruned_mark(body) for seq, body in rows):
+                return await self._resync(read_at)
             count = 0
             for seq, body in rows:
                 if seq <= self.applied:  # applied from memory while this read was running
@@ -320,12 +352,64 @@ class ChangeFeed:
             self.confirmed_at = read_at  # everything committed before the read is applied now
             return count
 
-    async def prune(self) -> int:
-        """Deletes rows older than the retention window; returns how many."""
-        cutoff = utcnow() - RETENTION
-
-        await self.db.transact(lambda w: w.fetch(PRUNE, {"cutoff": cutoff}))
+    async def _resync(self, read_at: float) -> int:
+        """Rows this instance had not applied were pruned: what they did is unknowable from the log.
+        Reload the index from a snapshot (keeping this process's session clocks), dispatch the
+        difference as access changes (a revoked session, a lost patient end their subscriptions),
+        then have every subscription re-read. Returns 0 (no row applied)."""
+        log.warning("change feed: rows after %s were pruned before this instance read them; "
+                    "reloading access and re-reading every subscription", self.applied)
+        index = self.access
+        self._resyncing = True
+        try:
+            fresh = AccessIndex(clock=index.clock, idle_timeout=index.idle_timeout,
+                                viewer_exempt=index.viewer_exempt)
+            head = await self._snapshot(fresh)
+        finally:
+            self._resyncing = False
+        users = set(index._users) | set(fresh._users)
+        before = {uid: index.visible_for_user(uid) for uid in users}
+        was_active = {uid for uid in users if (u := index.user(uid)) is not None and u.active}
+        revoked = fresh._revoked_sessions - index._revoked_sessions
+        # The fresh state in place at once (no await), beside the session clocks of this process.
+        index._patients, index._users = fresh._patients, fresh._users
+        index._member_of, index._primary_of = fresh._member_of, fresh._primary_of
+        index._revoked_sessions |= fresh._revoked_sessions  # only ever stricter than the database
+        self.applied = max(self.applied, head)
+        for stale in [s for s in self._pending if s <= self.applied]:
+            del self._pending[stale]
+        self.resyncs += 1
+        for uid in sorted(users):
+            after = index.visible_for_user(uid)
+            lost, gained = before[uid] - after, after - before[uid]
+            ended = uid in was_active and not ((u := index.user(uid)) is not None and u.active)
+            if lost or gained or ended:
+                self.hub.dispatch(AccessChange(uid, frozenset(gained), frozenset(lost), ended=ended))
+        for sid in sorted(revoked):
+            clock = index.session_clock(sid)
+            if clock is not None:  # a session this process never tracked has nothing here to end
+                self.hub.dispatch(AccessChange(clock.user_id, session_id=sid, ended=True))
+        for subs in list(self.hub._by_user.values()):  # the events in the pruned rows: re-read
+            for sub in list(subs):
+                sub._offer(RESYNC)
+        self._apply_pending()
+        self.head = max(self.head, self.applied)
+        self.confirmed_at = read_at
         return 0
+
+    async def prune(self) -> int:
+        """Deletes rows older than the retention window but the newest of them, which becomes the
+        mark (PRUNED_MARK); returns the mark's number, or 0 when no row was old enough."""
+        cutoff = utcnow() - self.retention
+
+        def job(w: Any) -> int:
+            [(mark,)] = w.fetch(NEWEST_OLD, {"cutoff": cutoff})
+            if mark is None:
+                return 0
+            w.fetch(PRUNE, {"cutoff": cutoff, "mark": mark})
+            w.fetch(MARK, {"mark": mark})
+            return int(mark)
+        return await self.db.transact(job)
 
     # -- applying -------------------------------------------------------------------------------
     def _apply(self, changes: Iterable[Change]) -> None:

@@ -81,6 +81,9 @@ class Settings:
     instance_id: str = setting("OT_INSTANCE_ID", "")
     # Another instance's viewers of a page are forgotten when it has not been heard for this long.
     presence_ttl_seconds: int = setting("OT_PRESENCE_TTL_SECONDS", 30)
+    # Change-log rows older than this are pruned; an instance that was cut off for longer reloads
+    # access and re-reads every subscription (dashboard/changes.py).
+    change_log_retention_seconds: int = setting("OT_CHANGE_LOG_RETENTION_SECONDS", 900)
 
     def __post_init__(self) -> None:
         if not self.secret_key:

@@ -215,14 +215,18 @@ async def test_old_rows_are_pruned(world: World, monkeypatch: pytest.MonkeyPatch
     import dashboard.changes as changes
 
     store = world.store
-    assert await log_rows(store)
-    monkeypatch.setattr(changes, "RETENTION", timedelta(seconds=-1))
-    await store.feed.prune()
-    assert await log_rows(store) == []
+    rows = await log_rows(store)
+    assert rows
+    monkeypatch.setattr(store.feed, "retention", timedelta(seconds=-1))
+    assert await store.feed.prune() == rows[-1]
+    # The newest pruned row stays as the mark: an instance that had not applied it resyncs.
+    assert await log_rows(store) == [rows[-1]]
+    async with store.db.read() as session:
+        assert changes.is_pruned_mark(await session.scalar(select(ChangeLog.body)))
     # Pruning never rewinds the numbering: the next write is numbered after what was applied.
     applied = store.feed.applied
     await store.record_score(principal=world.owner, patient_id=world.patient.id, score_type="berg", value=45)
-    assert (await log_rows(store)) == [store.feed.applied] and store.feed.applied > applied
+    assert (await log_rows(store)) == [rows[-1], store.feed.applied] and store.feed.applied > applied
 
 
 async def test_an_import_of_an_existing_patient_id_answers_137_and_writes_nothing(world: World):

@@ -121,7 +121,8 @@ class StoreCore:
         self.access = AccessIndex(clock=lambda: self.clock(), idle_timeout=settings.session_idle_timeout,
                                   viewer_exempt=settings.viewer_sessions_exempt)
         self.hub = Hub(self.access, queue_size=settings.subscriber_queue_size)
-        self.feed = ChangeFeed(db, self.access, self.hub)
+        self.feed = ChangeFeed(db, self.access, self.hub, instance_id=settings.instance_id,
+                               retention=timedelta(seconds=settings.change_log_retention_seconds))
         self.presence = PresenceBoard(settings.instance_id, ttl=float(settings.presence_ttl_seconds))
         self.presence.attach(self.feed)
         self._audit_pending: list[dict[str, Any]] = []
