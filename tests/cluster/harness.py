@@ -46,7 +46,10 @@ APP_ID = "ot-tracker"
 CLUSTER_SETTINGS = {**TEST_SETTINGS, "OT_SECRET_KEY": "cluster-test-secret", "OT_PARSE_APP_ID": APP_ID,
                     "OT_LOGIN_RATE_PER_MINUTE": "10", "OT_LOGIN_ADDRESS_RATE_PER_MINUTE": "40",
                     "OT_LOCKOUT_ATTEMPTS": "1000", "OT_TRUSTED_PROXIES": "127.0.0.1",
-                    "OT_PRESENCE_TTL_SECONDS": "6"}  # scenario 5 waits for a dead instance's viewers to expire
+                    "OT_PRESENCE_TTL_SECONDS": "6",  # scenario 5 waits for a dead instance's viewers to expire
+                    # Scenario 8 waits for rows to be pruned; well above a PostgreSQL restart's outage
+                    # (scenario 7: about 2 s), so no other test sees a row pruned before it is read.
+                    "OT_CHANGE_LOG_RETENTION_SECONDS": "8"}
 
 
 def why_unavailable() -> str | None:
@@ -133,30 +136,6 @@ class PrivatePostgres:
 
 
 # ---------------------------------------------------------------------------------------------- instances
-def socket_ports(pid: int, remote_port: int) -> set[int]:
-    """Local ports of the TCP connections process `pid` holds to 127.0.0.1:`remote_port` (from /proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            local, remote, inode = parts[1], parts[2], parts[9]
-            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == remote_port:
-                ports.add(int(local.rsplit(":", 1)[1], 16))
-    return ports
-
-
 @dataclass
 class Cluster:
     root: Path
@@ -220,6 +199,13 @@ class Cluster:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the instance reads nothing (log, notifications, requests) until `thaw`."""
+        os.kill(self.servers[name].process.pid, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.kill(self.servers[name].process.pid, signal.SIGCONT)
+
     def revive(self, name: str) -> None:
         live = self.servers[name]
         if live.process is None or live.process.poll() is not None:
@@ -277,6 +263,12 @@ class Cluster:
         finally:
             await conn.close()
         return {r["patient_id"]: r["id"] for r in rows}
+
+    async def listener_pid(self, name: str) -> int | None:
+        """The PostgreSQL backend of instance `name`'s LISTEN connection (by its application_name)."""
+        rows = await self.sql("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                              f"ot-tracker listen {name}")
+        return rows[0]["pid"] if rows else None
 
     async def sql(self, query: str, *args: Any) -> list:
         conn = await self.pg.connect(self.database_url.rsplit("/", 1)[1])

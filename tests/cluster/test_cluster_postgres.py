@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from bench.clients import date, pointer
-from tests.cluster.harness import Cluster, LiveQuery, PageView, page_sign_in, poll, rest, session_from, socket_ports
+from dashboard.changes import PRUNED_MARK
+from tests.cluster.harness import Cluster, LiveQuery, log_in, poll, rest, session_from
 
 
 async def sample_status(cluster: Cluster, seen: dict[str, set], stop: asyncio.Event) -> None:
@@ -109,38 +110,17 @@ async def test_a_postgresql_restart_loses_no_acknowledged_write(healthy: Cluster
         await asyncio.gather(*(w.close() for w in watchers))
 
 
-async def listener_backend(cluster: Cluster, name: str) -> int | None:
-    """The PostgreSQL backend of instance `name`'s LISTEN connection: among that process's
-    connections, the one whose last statement was its LISTEN or a presence pg_notify."""
-    ports = socket_ports(cluster.servers[name].process.pid, cluster.pg.port)
-    rows = await cluster.sql("SELECT pid, client_port FROM pg_stat_activity WHERE client_port = ANY($1::int[]) "
-                             "AND (query LIKE 'LISTEN%' OR query LIKE 'SELECT pg_notify(%')", list(ports))
-    return rows[0]["pid"] if rows else None
-
-
 async def test_a_cut_off_listener_reconnects_and_catches_up(healthy: Cluster):
     cluster = healthy
     ids = await cluster.patient_ids()
     token = await cluster.token("therapist")
     watcher = await LiveQuery(cluster.ws("b"), token, {"className": "MobilityScore", "where": {
         "patient": pointer("Patient", ids["DEMO-0004"])}}, name="b").open()
-    async with session_from() as session:
-        status, cookies = await page_sign_in(session, cluster.lb, "therapist")
-        assert status == 200
-    viewer = await PageView(cluster.lb, f"/patient/{ids['DEMO-0004']}", {**cookies, "ot_node": "b"}).open()
     seen: dict[str, set] = {name: set() for name in cluster.servers}
     stop = asyncio.Event()
     try:
-        # A viewer on B makes B announce its presence on the listener's connection, which names it.
-        holder: list[int] = []
-
-        async def found() -> bool:
-            pid = await listener_backend(cluster, "b")
-            holder[:] = [pid] if pid else []
-            return bool(pid)
-        assert await poll(found, 15, interval=0.1) is not None, "B's LISTEN connection not found"
-        [old] = holder
-
+        old = await cluster.listener_pid("b")
+        assert old is not None, "B's LISTEN connection not found"
         sampler = asyncio.create_task(sample_status(cluster, seen, stop))
         [[terminated]] = await cluster.sql("SELECT pg_terminate_backend($1)", old)
         assert terminated
@@ -152,16 +132,85 @@ async def test_a_cut_off_listener_reconnects_and_catches_up(healthy: Cluster):
         assert status == 201
         assert await watcher.wait(lambda: created["objectId"] in {o for _, _, o in watcher.events()}, 10)
         delivered = time.perf_counter() - cut
-        relistened = await poll(lambda: cluster.status("b")[1].get("changes", {}).get("listening") is True
-                                and cluster.status("b")[0] == 200, 15)
+        holder: list[int | None] = [None]
+
+        async def relistening() -> bool:  # on a new backend, and B says it listens and answers
+            holder[0] = await cluster.listener_pid("b")
+            code, body = cluster.status("b")
+            return holder[0] not in (None, old) and code == 200 and body["changes"]["listening"] is True
+        relistened = await poll(relistening, 15, interval=0.1)
         stop.set()
         await sampler
-        assert relistened is not None, cluster.status("b")
-        assert await poll(found, 15, interval=0.1) is not None and holder[0] != old
+        assert relistened is not None, (holder, cluster.status("b"))
         assert [op for _, op, _ in watcher.events()].count("create") == 1 and watcher.ops("error") == []
         print(f"\nB's LISTEN connection terminated: A's write delivered on B after {1000 * delivered:.0f} ms, "
               f"B listening again after {delivered + relistened:.1f}s; /status codes seen "
               f"{dict((n, sorted(c, key=str)) for n, c in seen.items())}")
     finally:
         stop.set()
-        await asyncio.gather(watcher.close(), viewer.close())
+        await watcher.close()
+
+
+async def test_past_the_retention_a_resync_ends_what_was_revoked_meanwhile(healthy: Cluster):
+    """B is cut off (stopped, its LISTEN connection terminated) while A reassigns a patient away from
+    a subscriber and signs another out, until those rows are pruned: B cannot read what happened,
+    and on its return must reload access and end both subscriptions (leave, then error 209)."""
+    cluster = healthy
+    ids = await cluster.patient_ids()
+    pid, other = ids["DEMO-0007"], ids["DEMO-0006"]  # therapist2's, no team; the assistant's team
+    users = {r["username"]: r["id"] for r in await cluster.sql("SELECT username, id FROM users")}
+    lead = await cluster.token("lead")
+    owner = await log_in(cluster.url("a"), "therapist2")
+    member = await log_in(cluster.url("a"), "assistant")  # signed out on A while B is cut off
+    async with session_from() as http:
+        status, score = await rest(http, "POST", f"{cluster.url('a')}/parse/classes/MobilityScore", owner, {
+            "patient": pointer("Patient", pid), "scoreType": "barthel", "scoreValue": 40,
+            "scoreDate": date(datetime.now(timezone.utc))})
+        assert status == 201
+        reassigned = await LiveQuery(cluster.ws("b"), owner, {"className": "MobilityScore", "where": {
+            "patient": pointer("Patient", pid)}}, name="b/therapist2").open()
+        signed_out = await LiveQuery(cluster.ws("b"), member, {"className": "MobilityScore", "where": {
+            "patient": pointer("Patient", other)}}, name="b/assistant").open()
+        try:
+            [[head]] = await cluster.sql("SELECT coalesce(max(seq), 0) FROM change_log")
+            assert await poll(lambda: cluster.status("b")[1].get("changes", {}).get("applied", 0) >= head, 10)
+            listener = await cluster.listener_pid("b")
+            assert listener is not None
+            cluster.freeze("b")
+            try:
+                cut = time.perf_counter()
+                status, _ = await rest(http, "PUT", f"{cluster.url('a')}/parse/classes/Patient/{pid}", lead,
+                                       {"primaryTherapist": pointer("_User", users["therapist"])})
+                assert status == 200
+                status, _ = await rest(http, "POST", f"{cluster.url('a')}/parse/logout", member, {})
+                assert status == 200
+                [[last]] = await cluster.sql("SELECT max(seq) FROM change_log")
+                [[terminated]] = await cluster.sql("SELECT pg_terminate_backend($1)", listener)
+                assert terminated
+
+                async def pruned() -> bool:  # A and C prune every 2 s what is older than 8 s
+                    rows = await cluster.sql("SELECT seq FROM change_log WHERE body = $1", PRUNED_MARK)
+                    return bool(rows) and rows[0]["seq"] >= last
+                assert await poll(pruned, 30, interval=0.25) is not None, "the rows were never pruned"
+                pruned_after = time.perf_counter() - cut
+            finally:
+                cluster.thaw("b")
+            thawed = time.perf_counter()
+            assert await reassigned.wait(lambda: score["objectId"] in {o for _, op, o in reassigned.events()
+                                                                     if op == "leave"}, 10), reassigned.messages
+            left = time.perf_counter() - thawed
+            assert await signed_out.wait(lambda: any(m.get("code") == 209 for m in signed_out.ops("error")), 10), \
+                signed_out.messages
+            status, _ = await rest(http, "GET", f"{cluster.url('b')}/parse/classes/Patient/{pid}", owner)
+            assert status == 404
+            status, body = await rest(http, "GET", f"{cluster.url('b')}/parse/users/me", member)
+            assert body.get("code") == 209, (status, body)
+            code, body = cluster.status("b")
+            assert code == 200 and body["changes"]["resyncs"] >= 1, body
+            print(f"\nB cut off {pruned_after:.1f}s until A's rows were pruned; after B's return: leave on its "
+                  f"live query in {1000 * left:.0f} ms, 209 to the signed-out session, 404 from its REST")
+        finally:
+            await asyncio.gather(reassigned.close(), signed_out.close())
+            status, _ = await rest(http, "PUT", f"{cluster.url('a')}/parse/classes/Patient/{pid}", lead,
+                                   {"primaryTherapist": pointer("_User", users["therapist2"])})
+            assert status == 200
