@@ -28,7 +28,7 @@ def test_settings_read_from_the_environment_come_back_the_same(tmp_path: Path) -
         argon2_time_cost=3, subscriber_queue_size=64, secure_cookies=True, login_rate_per_minute=3,
         login_address_rate_per_minute=8, api_max_body_bytes=2048,
         trusted_proxies=("10.0.0.1", "10.0.0.2"), sockets_per_address=12, instance_id="node-2",
-        presence_ttl_seconds=10)
+        presence_ttl_seconds=10, change_log_retention_seconds=120)
     defaults = Settings(database_url="x", secret_key="y")
     for f in dataclasses.fields(Settings):
         assert getattr(changed, f.name) != getattr(defaults, f.name), f.name
