@@ -19,11 +19,11 @@ from bench.server import raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("floor", "fanout", "pages", "isolation", "isolation-writes", "writes", "caseload", "memory", "growth",
-             "graphql", "cluster")
+             "graphql", "cluster", "audit")
 # Run only when named (--only): the resource-limit attacks (REVIEW-SECURITY H3/H4) push the server towards gigabytes.
 OPT_IN = ("resources",)
 # In a full run, not in a plain --quick (the smoke test's set of scenarios): `--quick --only NAME` runs them scaled down.
-NOT_QUICK = ("isolation-writes", "growth", "cluster")
+NOT_QUICK = ("isolation-writes", "growth", "cluster", "audit")
 
 
 @dataclass
@@ -42,7 +42,7 @@ def plan(quick: bool) -> dict:
         return {"fanout": ([5, 20], 5), "pages": ([3, 6], 2), "isolation": (3, 20, 5),
                 "isolation-writes": (50, 200), "writes": ([1, 16], 40), "memory": [0, 10, 20],
                 "growth": (2000, 500), "graphql": (10, 0.5, 20, 4, 4),
-                "cluster": ([5, 20], 5, 6, 2, 3, 50, {1: 50, 16: 200})}
+                "cluster": ([5, 20], 5, 6, 2, 3, 50, {1: 50, 16: 200}), "audit": (20_000, 5)}
     # isolation-writes: (subscribers on X, SessionNote creates per phase); growth: (records, window);
     # graphql: (finds at c1 per kind, seconds per concurrent phase, subscribers, REST creates per kind of
     # subscriber, concurrency of the finds per second).
@@ -51,7 +51,9 @@ def plan(quick: bool) -> dict:
             "growth": (20000, 1000), "graphql": (500, 5.0, 200, 100, 16),
             # cluster: (fan-out sizes, writes per size and phase, open pages, page writes, revocation trials,
             # EquipmentLog subscribers beside the creates, {concurrency: creates per phase}).
-            "cluster": ([50, 200, 1000], 100, 500, 10, 20, 1000, {1: 500, 16: 2000})}
+            "cluster": ([50, 200, 1000], 100, 500, 10, 20, 1000, {1: 500, 16: 2000}),
+            # audit: (audit rows, timed reads of each kind)
+            "audit": (1_000_000, 30)}
 
 
 async def run_one(name: str, ctx: Context, p: dict) -> dict:
@@ -91,6 +93,10 @@ async def run_one(name: str, ctx: Context, p: dict) -> dict:
         from bench.scenarios import cluster
 
         return await cluster.run(ctx, *p["cluster"])
+    if name == "audit":
+        from bench.scenarios import audit
+
+        return await audit.run(ctx, *p["audit"])
     raise ValueError(name)
 
 

@@ -147,6 +147,10 @@ def table_rows(results: dict) -> list[tuple]:
         from bench.scenarios.cluster import table_rows as cluster_rows
 
         rows.extend(cluster_rows(s["cluster"], s))
+    if "audit" in s:
+        from bench.scenarios.audit import table_rows as audit_rows
+
+        rows.extend(audit_rows(s["audit"], s))
     if echo is not None:
         rows.append(("floor: websocket echo round trip p50 / p99 ms",
                      f"{echo} / {_get(floor, 'websocket', 'echo_rtt', 'p99_ms')}", "", "", "", "floor"))
