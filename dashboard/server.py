@@ -116,7 +116,7 @@ def serve(settings: Settings) -> None:
     # X-Forwarded-For is believed only from the configured proxies (uvicorn's default trusts
     # 127.0.0.1: anything on the host could choose its address for the per-address limits).
     uvicorn.run(build(settings), host=settings.host, port=settings.port, ws=WEBSOCKETS,
-                ws_max_size=WS_MAX_SIZE, server_header=False, log_level="warning",
+                ws_max_size=WS_MAX_SIZE, server_header=False, log_level="warning", access_log=False,
                 proxy_headers=bool(settings.trusted_proxies),
                 forwarded_allow_ips=",".join(settings.trusted_proxies) or "",
                 # A stuck long-poll (engine.io) must not hold a stop for ever.

@@ -8,6 +8,7 @@ HTTP status; bad input is always a 4xx (the SDK retries a 5xx five times, POST i
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -134,6 +135,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@functools.lru_cache(maxsize=64)
+def _base_url_of(scheme: str, host: bytes | None, server: tuple | None, root_path: str) -> str:
+    headers = [(b"host", host)] if host is not None else []
+    scope = {"type": "http", "scheme": scheme, "server": server, "root_path": root_path, "path": "/",
+             "headers": headers, "query_string": b""}
+    return str(Request(scope).base_url).rstrip("/")
+
+
+def _base_url(request: Request) -> str:
+    """Starlette's base_url, which depends on these four only: built once per host, not per request."""
+    scope = request.scope
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    server = scope.get("server")
+    return _base_url_of(scope.get("scheme", "http"), host, tuple(server) if server else None,
+                        scope.get("app_root_path", scope.get("root_path", "")))
+
+
 async def decode_request(request: Request, path: str, settings: Settings) -> ParseRequest:
     """The one decoding step: body as JSON whatever its content type, `_method`, credentials."""
     raw = await _read_body(request, settings.api_max_body_bytes)
@@ -171,10 +189,11 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
     request_id = headers.get("x-parse-request-id") or meta.get("_RequestId")
 
     params: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
+    for key, value in (request.query_params.multi_items() if request.scope.get("query_string") else ()):
         if key in params:
             raise _param_error(f"{key[:40]} is given more than once")
         params[key] = _json_or_text(value)
+    url_has_password = "password" in params
     if method == "GET" and request.method == "POST":
         params.update(body)  # the JS SDK's way: GET parameters in a POST body
         body = {}
@@ -187,8 +206,8 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
                         if_match=str(if_match) if if_match is not None else None,
                         request_id=request_id,
                         address=request.client.host if request.client else None,
-                        base_url=str(request.base_url).rstrip("/"),
-                        url_has_password="password" in request.query_params)
+                        base_url=_base_url(request),
+                        url_has_password=url_has_password)
 
 
 def _too_large() -> ApiError:

@@ -47,12 +47,18 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder, not one per call (json.loads builds a JSONDecoder whenever a hook is given).
+_STRICT = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads_strict(text: bytes | str) -> Any:
     """JSON text as standard JSON only, for every channel (REST bodies and parameters, live-query
     messages): NaN, Infinity and -Infinity are refused, and nesting too deep for the decoder is
     refused too. Any refusal is a ValueError (json.JSONDecodeError for malformed text)."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads does
+        return _STRICT.decode(text)
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
 
