@@ -14,7 +14,7 @@ def _release(client) -> None:  # noqa: ANN001 - nicegui.Client
 def register(settings: Settings) -> None:
     from nicegui import app
 
-    from pages import admin, auth, caseload, drafts, equipment, outbox, patient, sign_in, socket_guard, ward
+    from pages import admin, audit, auth, caseload, drafts, equipment, outbox, patient, sign_in, socket_guard, ward
     from pages.frame import install_theme
 
     outbox.install()
@@ -23,6 +23,11 @@ def register(settings: Settings) -> None:
     auth.configure(settings)
     install_theme()
     drafts.install()
+    # The pages' routers have no lifespan of their own, yet FastAPI nests the app's once more per
+    # include_router; tests/pages registers the pages again for every test on the one app, and the
+    # nesting ran past Python's recursion limit after about 60 tests. The app's own is kept.
+    lifespan = app.router.lifespan_context
     app.include_router(auth.router)
-    for module in (sign_in, caseload, patient, equipment, ward, admin):
+    for module in (sign_in, caseload, patient, equipment, ward, admin, audit):
         app.include_router(module.router)
+    app.router.lifespan_context = lifespan

@@ -140,7 +140,8 @@ def frame(session: PageSession, active: str, *, main_classes: str = "") -> Itera
             ui.icon("accessibility_new", size="26px")
             ui.label("OT Tracker")
         with ui.row().classes("ot-nav gap-1 no-wrap items-center"):
-            items = list(NAV) + ([("admin", "Admin", "/admin", "admin_panel_settings")] if session.is_lead else [])
+            items = list(NAV) + ([("admin", "Admin", "/admin", "admin_panel_settings"),
+                                  ("audit", "Audit", "/audit", "fact_check")] if session.is_lead else [])
             for key, label, path, icon in items:
                 with ui.link(target=path).classes("active" if key == active else "").props(
                         f'aria-label="{label}"'):

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, Client, background_tasks, ui
 
 from dashboard.access import Role
-from dashboard.errors import NotAuthenticated, NotFound
+from dashboard.errors import NotAuthenticated, NotFound, StoreError
 from dashboard.hub import Delivery, DeliveryKind, patient_topic
 from dashboard.record_types import (
     EquipmentRecord,
@@ -26,7 +26,7 @@ from dashboard.record_types import (
     UserRecord,
 )
 from dashboard.store.rules import Permissions
-from pages import auth, dialogs, live, presence
+from pages import audit as audit_page, auth, dialogs, live, presence
 from pages.dialogs import submit
 from pages.display import ago, chart_time, date_text, datetime_text, instant_ms, value_text
 from pages.drafts import Draft, Drafts
@@ -45,6 +45,7 @@ router = APIRouter()
 SCORE_ROWS = 8
 SCORE_LOAD_LIMIT = 1000  # the store's most per find
 NOTE_PAGE = 10
+ACTIVITY_ROWS = 20  # a lead's Activity panel: the newest audit rows of the patient
 LONG_NOTE = 900  # characters: longer notes show collapsed, with "Show all"
 # A tablet that loses wifi for this long keeps its page (and a save tapped meanwhile goes through).
 RECONNECT_SECONDS = 20.0
@@ -239,6 +240,8 @@ class PatientView:
                         self.notes_live = self.build_section("notes", NoteForm)
                     self.history_live = self.build_section("history")
                     self.team_live = self.build_section("team")
+            if self.perms.is_lead:
+                await self.build_activity()
         self.render_live()
         # The care team arrives as "CareTeam" deliveries on the patient's topic, like any record.
         self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch, at_once=self.at_once)
@@ -247,6 +250,32 @@ class PatientView:
         presence.join(self.pid, me, self.render_presence)
         if self.perms.can_record:
             background_tasks.create(self.restore_once_connected(ui.context.client), name="restore-drafts")
+
+    async def build_activity(self) -> None:
+        """For a lead: who viewed and who changed this patient's records, and when (the audit log's
+        newest rows for it, as the page opened; the full log is on the Audit page)."""
+        with ui.column().classes("ot-card gap-2").mark("activity"):
+            with ui.row().classes("items-center gap-2 w-full"):
+                ui.icon("manage_search", size="20px").classes("text-primary")
+                ui.label("Activity").classes("ot-card-title")
+                ui.space()
+                ui.link("Full audit log", f"/audit?patient={self.pid}").mark("activity-audit-link")
+            try:
+                rows = await self.store.patient_activity(principal=self.session.principal, patient_id=self.pid,
+                                                         limit=ACTIVITY_ROWS)
+            except StoreError as exc:
+                ui.label(exc.message).classes("ot-muted")
+                return
+            if not rows:
+                ui.label("No activity recorded yet.").classes("ot-muted")
+            for row in rows:
+                with ui.row().classes("w-full items-center gap-3 no-wrap").mark("activity-row"):
+                    ui.label(audit_page.when_text(row.at)).classes("ot-muted").style("min-width: 170px")
+                    ui.label(audit_page.who_text(row)).classes("font-medium")
+                    ui.label(f"{audit_page.ROW_ACTIONS.get(row.action, row.action)} "
+                             f"{audit_page.CLASSES.get(row.class_name, row.class_name).lower()}")
+                    if row.outcome != "ok":
+                        ui.badge(row.outcome.replace("_", " "), color="negative").props("outline")
 
     def build_tabs(self) -> None:
         """One static element (fixed markup, no user data): switched by TABS_JS in the browser."""
