@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
@@ -119,8 +120,7 @@ async def test_a_cut_off_listener_reconnects_and_catches_up(healthy: Cluster):
     seen: dict[str, set] = {name: set() for name in cluster.servers}
     stop = asyncio.Event()
     try:
-        old = await cluster.listener_pid("b")
-        assert old is not None, "B's LISTEN connection not found"
+        old = await listening_backend(cluster, "b")
         sampler = asyncio.create_task(sample_status(cluster, seen, stop))
         [[terminated]] = await cluster.sql("SELECT pg_terminate_backend($1)", old)
         assert terminated
@@ -151,6 +151,48 @@ async def test_a_cut_off_listener_reconnects_and_catches_up(healthy: Cluster):
         await watcher.close()
 
 
+async def listening_backend(cluster: Cluster, name: str) -> int:
+    """The backend of the instance's LISTEN connection, once it has one (after a PostgreSQL restart
+    an instance answers before its listener has reconnected)."""
+    holder: list[int | None] = [None]
+
+    async def found() -> bool:
+        holder[0] = await cluster.listener_pid(name)
+        return holder[0] is not None
+    assert await poll(found, 15, interval=0.1) is not None, f"{name}'s LISTEN connection not found"
+    return holder[0]  # type: ignore[return-value]
+
+
+def resyncs(cluster: Cluster, name: str) -> int:
+    """How many full resyncs the instance has made (its /status, 200 or 503: -1 when it does not answer)."""
+    return cluster.status(name)[1].get("changes", {}).get("resyncs", -1)
+
+
+async def cut_off_until_pruned(cluster: Cluster, name: str, meanwhile: Callable[[], Awaitable[None]]) -> float:
+    """Instance `name` is cut off from the log (stopped, its LISTEN connection terminated) from the
+    moment it has read all of it; `meanwhile()` writes elsewhere; it comes back once the rows
+    written meanwhile are pruned, so it can no longer read them. Returns the seconds it was away."""
+    [[head]] = await cluster.sql("SELECT coalesce(max(seq), 0) FROM change_log")
+    assert await poll(lambda: cluster.status(name)[1].get("changes", {}).get("applied", 0) >= head, 10)
+    listener = await listening_backend(cluster, name)
+    cluster.freeze(name)
+    try:
+        cut = time.perf_counter()
+        await meanwhile()
+        [[last]] = await cluster.sql("SELECT max(seq) FROM change_log")
+        assert last > head
+        [[terminated]] = await cluster.sql("SELECT pg_terminate_backend($1)", listener)
+        assert terminated
+
+        async def pruned() -> bool:  # the others prune every 2 s what is older than 8 s
+            rows = await cluster.sql("SELECT seq FROM change_log WHERE body = $1", PRUNED_MARK)
+            return bool(rows) and rows[0]["seq"] >= last
+        assert await poll(pruned, 30, interval=0.25) is not None, "the rows were never pruned"
+        return time.perf_counter() - cut
+    finally:
+        cluster.thaw(name)
+
+
 async def test_past_the_retention_a_resync_ends_what_was_revoked_meanwhile(healthy: Cluster):
     """B is cut off (stopped, its LISTEN connection terminated) while A reassigns a patient away from
     a subscriber and signs another out, until those rows are pruned: B cannot read what happened,
@@ -172,29 +214,15 @@ async def test_past_the_retention_a_resync_ends_what_was_revoked_meanwhile(healt
         signed_out = await LiveQuery(cluster.ws("b"), member, {"className": "MobilityScore", "where": {
             "patient": pointer("Patient", other)}}, name="b/assistant").open()
         try:
-            [[head]] = await cluster.sql("SELECT coalesce(max(seq), 0) FROM change_log")
-            assert await poll(lambda: cluster.status("b")[1].get("changes", {}).get("applied", 0) >= head, 10)
-            listener = await cluster.listener_pid("b")
-            assert listener is not None
-            cluster.freeze("b")
-            try:
-                cut = time.perf_counter()
+            async def meanwhile() -> None:
                 status, _ = await rest(http, "PUT", f"{cluster.url('a')}/parse/classes/Patient/{pid}", lead,
                                        {"primaryTherapist": pointer("_User", users["therapist"])})
                 assert status == 200
                 status, _ = await rest(http, "POST", f"{cluster.url('a')}/parse/logout", member, {})
                 assert status == 200
-                [[last]] = await cluster.sql("SELECT max(seq) FROM change_log")
-                [[terminated]] = await cluster.sql("SELECT pg_terminate_backend($1)", listener)
-                assert terminated
-
-                async def pruned() -> bool:  # A and C prune every 2 s what is older than 8 s
-                    rows = await cluster.sql("SELECT seq FROM change_log WHERE body = $1", PRUNED_MARK)
-                    return bool(rows) and rows[0]["seq"] >= last
-                assert await poll(pruned, 30, interval=0.25) is not None, "the rows were never pruned"
-                pruned_after = time.perf_counter() - cut
-            finally:
-                cluster.thaw("b")
+            before = resyncs(cluster, "b")
+            assert before >= 0
+            pruned_after = await cut_off_until_pruned(cluster, "b", meanwhile)
             thawed = time.perf_counter()
             assert await reassigned.wait(lambda: score["objectId"] in {o for _, op, o in reassigned.events()
                                                                      if op == "leave"}, 10), reassigned.messages
@@ -205,8 +233,7 @@ async def test_past_the_retention_a_resync_ends_what_was_revoked_meanwhile(healt
             assert status == 404
             status, body = await rest(http, "GET", f"{cluster.url('b')}/parse/users/me", member)
             assert body.get("code") == 209, (status, body)
-            code, body = cluster.status("b")
-            assert code == 200 and body["changes"]["resyncs"] >= 1, body
+            assert cluster.status("b")[0] == 200 and resyncs(cluster, "b") == before + 1, cluster.status("b")
             print(f"\nB cut off {pruned_after:.1f}s until A's rows were pruned; after B's return: leave on its "
                   f"live query in {1000 * left:.0f} ms, 209 to the signed-out session, 404 from its REST")
         finally:
@@ -214,3 +241,33 @@ async def test_past_the_retention_a_resync_ends_what_was_revoked_meanwhile(healt
             status, _ = await rest(http, "PUT", f"{cluster.url('a')}/parse/classes/Patient/{pid}", lead,
                                    {"primaryTherapist": pointer("_User", users["therapist2"])})
             assert status == 200
+
+
+@pytest.mark.xfail(strict=True, reason="dashboard/api/live_query.py LiveConnection._apply drops a RESYNC delivery "
+                   "(its kind is not in CHANGES): after a full resync a live query never re-reads, so what "
+                   "was committed while its instance was cut off past the retention never reaches it")
+async def test_past_the_retention_a_resync_brings_a_live_query_what_it_missed(healthy: Cluster):
+    cluster = healthy
+    ids = await cluster.patient_ids()
+    pid = ids["DEMO-0008"]  # therapist2's; no other test writes to it
+    owner = await cluster.token("therapist2")
+    watcher = await LiveQuery(cluster.ws("b"), owner, {"className": "MobilityScore", "where": {
+        "patient": pointer("Patient", pid)}}, name="b/therapist2").open()
+    created: list[str] = []
+    before = resyncs(cluster, "b")
+    assert before >= 0
+    try:
+        async with session_from() as http:
+            async def meanwhile() -> None:
+                status, score = await rest(http, "POST", f"{cluster.url('a')}/parse/classes/MobilityScore", owner, {
+                    "patient": pointer("Patient", pid), "scoreType": "barthel", "scoreValue": 65,
+                    "scoreDate": date(datetime.now(timezone.utc))})
+                assert status == 201
+                created.append(score["objectId"])
+            await cut_off_until_pruned(cluster, "b", meanwhile)
+        assert await poll(lambda: resyncs(cluster, "b") > before, 10), cluster.status("b")
+        # Parse's live query has no replay, but a re-read sends what now matches: an enter (or a create).
+        assert await watcher.wait(lambda: created[0] in {o for _, op, o in watcher.events()
+                                                         if op in ("create", "enter")}, 5), watcher.messages
+    finally:
+        await watcher.close()
