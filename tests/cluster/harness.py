@@ -326,6 +326,24 @@ async def page_sign_in(session: aiohttp.ClientSession, base: str, username: str,
         return response.status, {k: v.value for k, v in response.cookies.items()}
 
 
+async def wait_on(changed: asyncio.Event, condition: Callable[[], Any], timeout: float) -> bool:
+    """Waits until condition() is true, re-checking each time `changed` is set (by whoever adds what
+    it looks at: a socket's reader); False on timeout."""
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return False
+        changed.clear()
+        if condition():
+            return True
+        try:
+            await asyncio.wait_for(changed.wait(), remaining)
+        except TimeoutError:
+            return bool(condition())
+    return True
+
+
 class LiveQuery:
     """One Parse live-query socket and subscription; keeps every message with its arrival time."""
 
@@ -372,19 +390,7 @@ class LiveQuery:
 
     async def wait(self, condition: Callable[[], Any], timeout: float) -> bool:
         """Waits (on arrivals, no polling) until condition() is true; False on timeout."""
-        deadline = time.perf_counter() + timeout
-        while not condition():
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return False
-            self.changed.clear()
-            if condition():
-                return True
-            try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                return bool(condition())
-        return True
+        return await wait_on(self.changed, condition, timeout)
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -469,19 +475,8 @@ class PageView:
         return any(fragment in t for t in self.texts())
 
     async def wait(self, condition: Callable[[], Any], timeout: float) -> bool:
-        deadline = time.perf_counter() + timeout
-        while not condition():
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return False
-            self.changed.clear()
-            if condition():
-                return True
-            try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                return bool(condition())
-        return True
+        """Waits (on arrivals, no polling) until condition() is true; False on timeout."""
+        return await wait_on(self.changed, condition, timeout)
 
     async def close(self) -> None:
         if self.sio is not None:
