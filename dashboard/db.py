@@ -201,6 +201,30 @@ class CoreWriteConn(WriteState):
         return [tuple(r) for r in result] if result.returns_rows else []
 
 
+# SQLSTATE classes of a database that is gone or not (yet) taking work: 08 connection exception,
+# 57P admin shutdown / crash shutdown / cannot connect now (PostgreSQL restarting).
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached or dropped the connection (a restart,
+    a cut network), not that the statement was wrong: the caller answers 503 and may try again. The
+    pool has already discarded the dead connections (SQLAlchemy invalidates it on a disconnect)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "connection_invalidated", False) or isinstance(current, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
+            return True
+        code = getattr(current, "sqlstate", None)
+        if isinstance(code, str) and code.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 def claim_sqlite_file(url: str) -> Any:
     """The serving process's hold on its SQLite file (an exclusive lock on `<file>-server.lock`, kept
     while the process lives); None for PostgreSQL. SQLite is one process: its group commit, change

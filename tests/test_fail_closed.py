@@ -77,3 +77,44 @@ async def test_an_instance_that_cannot_read_the_log_answers_503_until_it_catches
         await blocker.close()
         server.stop()
     assert server.logged_errors() == []
+
+
+async def test_a_dropped_database_connection_answers_503_then_the_next_request_reconnects(
+        tmp_path, shared_postgres):  # noqa: F811 - the imported fixture
+    """PostgreSQL restarted or a connection cut: the request that meets the dead pooled connection
+    gets 503 with Retry-After (not 500, and no ERROR logged), and the pool reconnects for the next."""
+    server = Server(tmp_path / "a", database_url=shared_postgres, settings={**TEST_SETTINGS, "OT_PARSE_APP_ID": APP_ID})
+    server.data_dir.mkdir()
+    server.load_demo()
+    server.start()
+    parsed = make_url(shared_postgres)
+    admin = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                                  database=parsed.database)
+    headers = {"X-Parse-Application-Id": APP_ID}
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            login = client.post("/parse/login", headers=headers,
+                                json={"username": "therapist", "password": DEMO_PASSWORD})
+            headers["X-Parse-Session-Token"] = login.json()["sessionToken"]
+            assert client.get("/parse/classes/Patient", headers=headers).status_code == 200
+            # Every pooled connection of the server, not its LISTEN connection (that one has its own
+            # recovery, and losing it fails the instance closed: another test).
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND query NOT LIKE 'LISTEN%'")
+            assert killed >= 1
+            answers = [client.get("/parse/classes/Patient", headers=headers) for _ in range(4)]
+            codes = [a.status_code for a in answers]
+            # The first meets a dead connection; SQLAlchemy then discards the whole pool.
+            assert codes == [503, 200, 200, 200], codes
+            assert answers[0].json()["code"] == 1 and answers[0].headers["retry-after"] == "2"
+            created = client.post("/parse/classes/MobilityScore", headers=headers, json={
+                "patient": {"__type": "Pointer", "className": "Patient",
+                            "objectId": answers[-1].json()["results"][0]["objectId"]},
+                "scoreType": "barthel", "scoreValue": 50,
+                "scoreDate": {"__type": "Date", "iso": "2026-01-02T03:04:05.000Z"}})
+            assert created.status_code == 201, created.text
+    finally:
+        await admin.close()
+        server.stop()
+    assert server.logged_errors() == []

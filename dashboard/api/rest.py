@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from dashboard.access import Principal
 from dashboard.api import wire
 from dashboard.config import Settings
+from dashboard.db import database_unavailable
 from dashboard.errors import (
     InvalidInput,
     NotAuthenticated,
@@ -41,6 +42,7 @@ log = logging.getLogger("ot_tracker.api")
 
 MOUNT = "/parse"
 METHODS = ("GET", "POST", "PUT", "DELETE")
+DATABASE_RETRY_AFTER_SECONDS = 2
 # Body fields the JS SDK adds to every call; they are credentials and hints, not data.
 META_FIELDS = ("_method", "_ApplicationId", "_SessionToken", "_ClientVersion", "_InstallationId",
                "_JavaScriptKey", "_RevocableSession", "_context", "_ClientKey", "_RestAPIKey",
@@ -255,6 +257,11 @@ def _error_response(exc: BaseException) -> JSONResponse:
                      {"Retry-After": str(exc.seconds)})
     if isinstance(exc, StoreError):
         return _json({"code": exc.parse_code, "error": exc.message}, exc.http_status)
+    if database_unavailable(exc):  # a restart or a cut network: try again, as the balancer will
+        log.warning("Parse API: the database is unavailable (%s)", type(exc).__name__)
+        return _json({"code": ParseCode.INTERNAL_SERVER_ERROR,
+                      "error": "The database is unavailable; try again shortly."}, 503,
+                     {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
     log.exception("Parse API: unexpected error", exc_info=exc)
     return _json({"code": ParseCode.INTERNAL_SERVER_ERROR, "error": "Internal server error."}, 500)
 
