@@ -244,11 +244,15 @@ def claim_sqlite_file(url: str) -> Any:
     return held
 
 
+Lock = tuple[Executable, Mapping[str, Any]]  # a row lock a job takes (`WriteConn.lock`)
+
+
 @dataclass
 class _Queued:
     job: Callable[[WriteConn], Any]
     future: asyncio.Future[Any]  # answered (result, change_log number or None)
     retries: int = 0
+    locks: Sequence[Lock] = ()  # taken for the whole batch first, in one global order (PostgreSQL)
 
 
 class _SqliteWriter(WriteState, SqliteWriteConn):
@@ -364,12 +368,16 @@ class Database:
         """
         return (await self.transact_logged(job))[0]
 
-    async def transact_logged(self, job: Callable[[WriteConn], T]) -> tuple[T, int | None]:
-        """`transact`, answering (result, the number of the change_log row the job logged, or None)."""
+    async def transact_logged(self, job: Callable[[WriteConn], T], *,
+                              locks: Sequence[Lock] = ()) -> tuple[T, int | None]:
+        """`transact`, answering (result, the number of the change_log row the job logged, or None).
+        `locks`: the row locks the job will take; on PostgreSQL a batch takes all its jobs' locks
+        first, ordered by their parameters, so two instances' batches never wait on each other in a
+        cycle (a deadlock costs both a second: PostgreSQL's deadlock_timeout)."""
         self._checkpoint_in_background()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[T, int | None]] = loop.create_future()
-        self._queue.append(_Queued(job, future))
+        self._queue.append(_Queued(job, future, locks=locks))
         # A drain task of a loop that has since closed never finishes: start one on this loop.
         if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
             self._writer = loop.create_task(self._drain())
@@ -385,7 +393,8 @@ class Database:
                     if not self.is_sqlite:
                         outcomes = await conn.run_sync(
                             pg_writer.run_batch, [item.job for item in batch],
-                            lambda c, appending: CoreWriteConn(c, batched=True, appending=appending))
+                            lambda c, appending: CoreWriteConn(c, batched=True, appending=appending),
+                            [item.locks for item in batch])
                         batch, outcomes = self._requeue_deadlocked(batch, outcomes)
                         _settle(batch, outcomes)
                         continue

@@ -24,6 +24,7 @@ inside `AsyncConnection.run_sync`.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,8 +61,20 @@ def insert_change_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> l
     return sorted(int(seq) for seq in conn.execute(INSERT_CHANGE, [dict(r) for r in rows]).scalars())
 
 
+@functools.lru_cache(maxsize=64)
+def _statement_text(statement: Any) -> str:
+    return str(statement)  # statements hash by identity: each lock statement compiled once
+
+
+def lock_order(lock: tuple[Any, Mapping[str, Any]]) -> tuple:
+    """Every instance takes row locks in this order: by the lock statement's text, then parameters."""
+    statement, params = lock
+    return _statement_text(statement), tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
 def run_batch(conn: Connection, jobs: Sequence[Callable[[Any], Any]],
-              make_writer: Callable[[Connection, bool], Any]) -> list[tuple[bool, Any]]:
+              make_writer: Callable[[Connection, bool], Any],
+              locks: Sequence[Sequence[tuple[Any, Mapping[str, Any]]]] = ()) -> list[tuple[bool, Any]]:
     """One transaction for the batch; the appended rows, the `after` statements and the change_log
     rows last. Outcomes in job order: (True, (result, seq)), (False, exception) or (False, Retry).
     A job that raises is answered with its exception, the transaction is rolled back and the batch
@@ -76,7 +89,18 @@ def run_batch(conn: Connection, jobs: Sequence[Callable[[Any], Any]],
             return [(False, failed[i]) for i in range(len(jobs))]
         writer = make_writer(conn, appending)
         results: dict[int, Any] = {}
+        # The live jobs' declared row locks first, in lock_order: a job's own `lock` of one is then free.
+        wanted = {lock_order(lock): lock for i in live if i < len(locks) for lock in locks[i]}
         with conn.begin() as transaction:
+            try:
+                for key in sorted(wanted):
+                    writer.lock(*wanted[key])
+            except Exception as exc:  # noqa: BLE001 - a deadlock (with an ORM transaction): all again
+                if not deadlocked(exc):
+                    raise
+                transaction.rollback()
+                failed.update((i, Retry(exc)) for i in live)
+                continue
             for i in live:
                 writer.start_job()
                 try:

@@ -15,7 +15,7 @@ from dashboard import pg_writer
 from dashboard.changes import decode
 from dashboard.hub import class_topic, patient_topic
 from dashboard.models import AuditEvent, ChangeLog
-from tests.support import domain_snapshot, mailbox
+from tests.support import PASSWORD, domain_snapshot, mailbox
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 AUDIT = AuditEvent.__table__
@@ -26,9 +26,9 @@ def _batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     real = pg_writer.run_batch
 
-    def recording(conn, jobs, make_writer):
+    def recording(conn, jobs, make_writer, locks=()):
         sizes.append(len(jobs))
-        return real(conn, jobs, make_writer)
+        return real(conn, jobs, make_writer, locks)
 
     monkeypatch.setattr(pg_writer, "run_batch", recording)
     return sizes
@@ -139,3 +139,47 @@ async def test_a_failed_batch_stores_and_publishes_nothing_and_the_next_write_wo
     monkeypatch.setattr(pg_writer, "insert_change_rows", real)
     score = await store.record_score(principal=world.owner, patient_id=p, score_type="barthel", value=5)
     assert [d.object_id for d in sub.drain() if d.class_name == "MobilityScore"] == [score.id]
+
+
+async def test_two_instances_batches_on_the_same_patients_never_deadlock(world, monkeypatch, database_url):
+    """Instances A and B each batch creates for P and Q, in opposite orders. Each batch takes its
+    patients' row locks first, in one order everywhere, so neither waits on the other in a cycle
+    (PostgreSQL would break it after deadlock_timeout, a second, by undoing one batch)."""
+    import dataclasses
+
+    from dashboard.db import Database
+    from dashboard.store import Store
+
+    a, p, q = world.store, world.patient.id, world.other_patient.id
+    db_b = Database(database_url)
+    b = Store(db_b, settings=dataclasses.replace(a.settings, instance_id="b:2"))
+    await b.start()
+    leads = {a: world.lead, b: (await b.log_in(username="lead", password=PASSWORD)).principal}
+    victims: list[BaseException] = []
+    real = pg_writer.deadlocked
+
+    def counting(exc: BaseException) -> bool:
+        if real(exc):
+            victims.append(exc)
+            return True
+        return False
+
+    monkeypatch.setattr(pg_writer, "deadlocked", counting)
+    sizes = _batches(monkeypatch)
+    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    try:
+        for round_ in range(4):
+            orders = {a: (p, q), b: (q, p)}
+            made = await asyncio.gather(*(
+                store.record_score(principal=leads[store], patient_id=order[i % 2], score_type="berg", value=10 + i,
+                                   score_date=start + timedelta(minutes=round_ * 100 + i))
+                for store, order in orders.items() for i in range(12)))
+            assert len(made) == 24
+    finally:
+        await b.stop()
+        await db_b.dispose()
+    assert max(sizes) >= 6, sizes  # batched on both, with both patients in a batch
+    assert victims == []
+    async with a.db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(ChangeLog))
+    assert count >= 96

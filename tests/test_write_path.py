@@ -34,9 +34,9 @@ def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         sizes.append(len(batch))
         return real(conn, batch)
 
-    def recording_pg(conn, jobs, make_writer):
+    def recording_pg(conn, jobs, make_writer, locks=()):
         sizes.append(len(jobs))
-        return real_pg(conn, jobs, make_writer)
+        return real_pg(conn, jobs, make_writer, locks)
 
     monkeypatch.setattr(db_module, "_run_batch", recording)
     monkeypatch.setattr(pg_writer, "run_batch", recording_pg)

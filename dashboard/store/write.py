@@ -193,7 +193,8 @@ class Writes:
             self.core.log_changes_in_job(w, changes)
             return changes
 
-        changes, seq = await self.core.db.transact_logged(job)
+        changes, seq = await self.core.db.transact_logged(
+            job, locks=[(LOCK_PATIENT, {"patient_id": record.patient_id})])
         await self.core.feed.committed(seq, changes)
         return record
 
