@@ -1,7 +1,9 @@
-"""Scenarios 7 and 8 of SCALE-OUT.md §6: PostgreSQL restarts under the instances, and one instance's
-LISTEN connection is cut. The instances may answer 503 meanwhile (failing closed: /status, and the
-balancer drains them); what must hold is that they recover and that every acknowledged write is
-delivered once, and an unanswered one only if stored."""
+"""Scenarios 7 and 8 of SCALE-OUT.md §6: PostgreSQL restarts under the instances (fast and
+immediate), one instance's LISTEN connection is cut, and one instance is cut off past the change
+log's retention. The instances may answer 503 meanwhile (failing closed: /status, and the balancer
+drains them); what must hold is that they recover, that every acknowledged write is delivered once
+(an unanswered one only if stored), and that access revoked while an instance could not read the
+log ends on it when it is back."""
 from __future__ import annotations
 
 import asyncio
