@@ -293,6 +293,15 @@ async def _finish(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
             return
 
 
+def _needs_reread(sub: "LiveSubscription") -> None:
+    """Marks `sub`'s view to be read again before its held deliveries (also when a re-read was
+    under way: read again)."""
+    if sub.pending is None:
+        sub.pending = [RESYNC]
+    elif not sub.pending or sub.pending[0] is not RESYNC:
+        sub.pending.insert(0, RESYNC)
+
+
 class LiveConnection:
     """One websocket client of a live protocol. A subclass speaks the protocol: `accept`, `ready`,
     `ready_timeout`, `on_ready_timeout`, `on_message`, and the messages an event or an end is
@@ -525,10 +534,7 @@ class LiveConnection:
         """The socket fell too far behind: drop its queued events and re-read every subscription."""
         self._keep_queued(lambda q: q.key is None)
         for sub in self.subscriptions.values():
-            if sub.pending is None:
-                sub.pending = [RESYNC]
-            elif not sub.pending or sub.pending[0] is not RESYNC:
-                sub.pending.insert(0, RESYNC)  # also when a re-read was under way: read again
+            _needs_reread(sub)
         self._schedule_resync()
 
     def _drop(self, sub: LiveSubscription) -> None:
@@ -586,6 +592,11 @@ class LiveConnection:
 
     def _on_delivery(self, sub: LiveSubscription, delivery: Delivery) -> None:
         """The hub's sink: called at once, with a delivery already checked against current access."""
+        if delivery.kind == DeliveryKind.RESYNC:
+            # The hub lost track (this instance's full resync): re-read the view, as after an overflow.
+            _needs_reread(sub)
+            self._schedule_resync()
+            return
         if sub.pending is not None:
             sub.pending.append(delivery)
             return

@@ -246,9 +246,6 @@ async def test_past_the_retention_a_resync_ends_what_was_revoked_meanwhile(healt
             assert status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="dashboard/api/live_query.py LiveConnection._apply drops a RESYNC delivery "
-                   "(its kind is not in CHANGES): after a full resync a live query never re-reads, so what "
-                   "was committed while its instance was cut off past the retention never reaches it")
 async def test_past_the_retention_a_resync_brings_a_live_query_what_it_missed(healthy: Cluster):
     cluster = healthy
     ids = await cluster.patient_ids()
