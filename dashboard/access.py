@@ -81,6 +81,19 @@ class AccessIndex:
         self._revoked_sessions.clear()
         self._sessions.clear()
 
+    def user_ids(self) -> set[str]:
+        return set(self._users)
+
+    def revoked_sessions(self) -> frozenset[str]:
+        return frozenset(self._revoked_sessions)
+
+    def replace_from(self, fresh: "AccessIndex") -> None:
+        """Takes `fresh`'s patients, users and care teams (a full resync's snapshot), keeping this
+        index's session clocks; revocations are only added (never stricter in the database)."""
+        self._patients, self._users = fresh._patients, fresh._users
+        self._member_of, self._primary_of = fresh._member_of, fresh._primary_of
+        self._revoked_sessions |= fresh._revoked_sessions
+
     async def load(self, session: AsyncSession) -> None:
         self.clear()
         for uid, role, active, username, names in await session.execute(

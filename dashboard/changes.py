@@ -27,7 +27,7 @@ from typing import Any, Literal
 from sqlalchemy import Text, bindparam, delete, func, insert, select, update
 
 from dashboard.access import AccessIndex, Role
-from dashboard.hub import RESYNC, AccessChange, Event, Hub
+from dashboard.hub import AccessChange, Event, Hub
 from dashboard.loop_tasks import cancel, ensure_running
 from dashboard.models import CHANGE_LOG_NOTIFY_CHANNEL, ChangeLog, UTCDateTime, utcnow
 
@@ -367,14 +367,11 @@ class ChangeFeed:
             head = await self._snapshot(fresh)
         finally:
             self._resyncing = False
-        users = set(index._users) | set(fresh._users)
+        users = index.user_ids() | fresh.user_ids()
         before = {uid: index.visible_for_user(uid) for uid in users}
         was_active = {uid for uid in users if (u := index.user(uid)) is not None and u.active}
-        revoked = fresh._revoked_sessions - index._revoked_sessions
-        # The fresh state in place at once (no await), beside the session clocks of this process.
-        index._patients, index._users = fresh._patients, fresh._users
-        index._member_of, index._primary_of = fresh._member_of, fresh._primary_of
-        index._revoked_sessions |= fresh._revoked_sessions  # only ever stricter than the database
+        revoked = fresh.revoked_sessions() - index.revoked_sessions()
+        index.replace_from(fresh)  # at once (no await), beside the session clocks of this process
         self.applied = max(self.applied, head)
         for stale in [s for s in self._pending if s <= self.applied]:
             del self._pending[stale]
@@ -389,9 +386,7 @@ class ChangeFeed:
             clock = index.session_clock(sid)
             if clock is not None:  # a session this process never tracked has nothing here to end
                 self.hub.dispatch(AccessChange(clock.user_id, session_id=sid, ended=True))
-        for subs in list(self.hub._by_user.values()):  # the events in the pruned rows: re-read
-            for sub in list(subs):
-                sub._offer(RESYNC)
+        self.hub.resync_all()  # the events in the pruned rows: every view re-read
         self._apply_pending()
         self.head = max(self.head, self.applied)
         self.confirmed_at = read_at

@@ -400,6 +400,12 @@ class Hub:
         """Call only after the commit that made the change. (An alias of `dispatch`.)"""
         self.dispatch(item)
 
+    def resync_all(self) -> None:
+        """Tells every subscription to re-read its view (the events it would have had are lost)."""
+        for subs in list(self._by_user.values()):
+            for sub in list(subs):
+                sub._offer(RESYNC)
+
     def dispatch(self, item: Event | AccessChange) -> None:
         """Delivers a committed change to the subscribers of its topics (or an access change to the
         user's subscriptions). Call only after the commit that made it."""
