@@ -125,6 +125,7 @@ class ChangeFeed:
         self._heartbeat: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.caught_up_from_log = 0  # changes applied from the log rather than from memory
+        self.woken_reads = 0  # log reads a NOTIFY caused (another instance's commit, not our own)
         self._listener: asyncio.Task[None] | None = None
         self.listening = False  # PostgreSQL: LISTENing for other instances' commits right now
         self._wake_scheduled = False
@@ -153,6 +154,11 @@ class ChangeFeed:
             head = int(await session.scalar(select(func.coalesce(func.max(ChangeLog.seq), 0))) or 0)
             await index.load(session)
         return head
+
+    @property
+    def notified_up_to(self) -> int:
+        """The newest change-log number a NOTIFY has told this instance of."""
+        return self._notified_up_to
 
     # -- fail closed ----------------------------------------------------------------------------
     @property
@@ -298,8 +304,12 @@ class ChangeFeed:
 
     async def _wake(self) -> None:
         self._wake_scheduled = False  # a notification from here on schedules the next read
+        # A NOTIFY of our own commit often comes in before the commit's answer: let that batch
+        # hand its changes off first, and its rows need no read.
+        await self.db.batch_settled()
         if self._notified_up_to <= self.applied:
             return  # our own commit, applied from memory while this waited its turn: nothing to read
+        self.woken_reads += 1
         try:
             await self.catch_up()
         except Exception:  # noqa: BLE001 - the next wake-up or the heartbeat tries again

@@ -331,6 +331,7 @@ class Database:
         self._read = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._queue: list[_Queued] = []
         self._writer: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Future[None] | None = None  # the batch being committed, done once answered
         # How each group-commit batch runs: on aiosqlite's thread (fast) or through run_sync (public API).
         self.batch_path = "group-commit" if self.dialect != "sqlite" else \
             sqlite_writer.FALLBACK if sqlite_writer.fast_path_problem() else sqlite_writer.FAST
@@ -387,6 +388,7 @@ class Database:
         """Commits everything queued, a batch at a time: what queues during one commit is the next."""
         while self._queue:
             batch, self._queue = self._queue, []
+            self._in_flight = asyncio.get_running_loop().create_future()
             try:
                 # SQLite: the pool's one write connection (ORM write sessions and batches take turns).
                 async with self.write_engine.connect() as conn:
@@ -416,6 +418,17 @@ class Database:
                         item.future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+            finally:
+                # After the callers' futures: their hand-offs (ChangeFeed.committed) run before
+                # anything waiting in batch_settled.
+                self._in_flight.set_result(None)
+                self._in_flight = None
+
+    async def batch_settled(self) -> None:
+        """Returns once the group-commit batch being committed now, if any, has answered its callers
+        (not the batches after it: under steady writes there is always a next one)."""
+        if self._in_flight is not None:
+            await asyncio.shield(self._in_flight)
 
     def _requeue_deadlocked(self, batch: list[_Queued], outcomes: list[tuple[bool, Any]],
                             ) -> tuple[list[_Queued], list[tuple[bool, Any]]]:

@@ -15,7 +15,7 @@ from dashboard import pg_writer
 from dashboard.changes import decode
 from dashboard.hub import class_topic, patient_topic
 from dashboard.models import AuditEvent, ChangeLog
-from tests.support import PASSWORD, domain_snapshot, mailbox
+from tests.support import PASSWORD, domain_snapshot, eventually, mailbox
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 AUDIT = AuditEvent.__table__
@@ -183,3 +183,19 @@ async def test_two_instances_batches_on_the_same_patients_never_deadlock(world, 
     async with a.db.read() as session:
         count = await session.scalar(select(func.count()).select_from(ChangeLog))
     assert count >= 96
+
+
+async def test_the_notifications_of_an_instance_s_own_commits_cause_no_reads_of_the_log(world):
+    """Each commit NOTIFYs every instance, this one too, often before its commit is answered here;
+    the feed waits for the batch to hand its changes off, so its own rows are never read back."""
+    store, p = world.store, world.patient.id
+    await eventually(lambda: store.feed.listening, timeout=5)
+    before = store.feed.woken_reads
+    start = datetime.now(timezone.utc) - timedelta(hours=3)
+    for round_ in range(5):
+        await asyncio.gather(*(store.record_score(principal=world.lead, patient_id=p, score_type="berg",
+                                                  value=10 + i, score_date=start + timedelta(minutes=10 * round_ + i))
+                               for i in range(8)))
+    last = store.feed.applied
+    await eventually(lambda: store.feed.notified_up_to >= last, timeout=5)  # every NOTIFY has come in
+    assert store.feed.woken_reads == before
