@@ -7,12 +7,13 @@ foreign key `patient_id`. Patient's own `patientId` (the hospital's identifier) 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     DDL,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -105,6 +106,9 @@ class Patient(Timestamps, Versioned, Base):
     primary_therapist_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     mobility_status: Mapped[str] = mapped_column(String(32))
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set with `archived` when a lead discharges the patient (store/patients.py).
+    discharged_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    discharge_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class MobilityScore(Timestamps, Versioned, Base):

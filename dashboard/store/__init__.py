@@ -12,6 +12,7 @@ verb one line to the part that holds it:
     audit       audit pages, access report, CSV, patient activity audit.py
     imports     bulk imports                                     imports.py
     exports     one patient's everything (the FHIR export)       exports.py
+    patients    discharge, the discharged patients               patients.py
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestSc
 from dashboard.store.core import StoreCore
 from dashboard.store.exports import Exports, PatientEverything
 from dashboard.store.imports import Imports
+from dashboard.store.patients import Discharge, DischargedRow, Patients
 from dashboard.store.read import Reads
 from dashboard.store.rules import Permissions
 from dashboard.store.write import Writes
@@ -52,6 +54,7 @@ class Store:
         self.imports = imports = Imports(core, writes)
         self.exports = exports = Exports(core, reads)
         self.audit = audit = AuditLog(core)
+        self.patients = patients = Patients(core, reads, writes)
 
         self.start, self.stop, self.flush_audit, self.permissions = (
             core.start, core.stop, core.flush_audit, core.permissions)
@@ -78,6 +81,8 @@ class Store:
         self.import_patients, self.import_scores, self.import_notes = (
             imports.import_patients, imports.import_scores, imports.import_notes)
         self.patient_everything = exports.patient_everything
+        self.discharge_patient, self.discharged_patients, self.discharge_of = (
+            patients.discharge_patient, patients.discharged_patients, patients.discharge_of)
 
     # What the channels read beside the verbs; tests move the clock and swap the limiter.
     @property
@@ -135,4 +140,4 @@ class Store:
 
 
 __all__ = ["Store", "SignedIn", "CaseloadRow", "LatestScore", "BoardItem", "Permissions", "TeamMember",
-           "PatientEverything"]
+           "PatientEverything", "DischargedRow", "Discharge"]

@@ -278,6 +278,11 @@ class Writes:
             tx.changes += await tx.session.run_sync(lambda session: steps(CoreWriteConn(session.connection())))
         return self.reads.shaped_for(actor, row), record
 
+    async def add_history(self, tx: Tx, actor: Actor, patient_id: str, status_type: str,
+                          from_value: str | None, to_value: str, reason: str | None) -> None:
+        """A StatusHistory row in `tx`, for the store's other parts (a discharge: patients.py)."""
+        await self._add_history(tx, actor, patient_id, status_type, from_value, to_value, reason)
+
     async def _add_history(self, tx: Tx, actor: Actor, patient_id: str, status_type: str,
                            from_value: str | None, to_value: str, reason: str | None,
                            equipment_log_id: str | None = None) -> None:
