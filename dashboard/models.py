@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -93,6 +94,8 @@ class User(Timestamps, Versioned, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # A lead turns on full names for a shared ward screen (a viewer account).
     show_full_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set by a lead's password reset: the next sign-in must choose a new password before anything else.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Patient(Timestamps, Versioned, Base):
@@ -201,6 +204,9 @@ class AuthSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Shown to the user on /account (which device, from where); never a secret, never PHI.
+    user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class LoginThrottle(Base):

@@ -1,4 +1,5 @@
-"""Sign-up, sign-in with lockout, server-side sessions, and the leads' user administration."""
+"""Sign-up, sign-in with lockout, server-side sessions, account self-service (password, email, own
+sessions), and the leads' user administration (including a password reset that forces a change)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import bindparam, case, select, update
@@ -27,6 +29,7 @@ from dashboard.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    StoreError,
     Taken,
 )
 from dashboard.models import AuthSession, LoginThrottle, User, UTCDateTime, new_object_id
@@ -52,6 +55,46 @@ SESSION_CACHE_SIZE = 10_000
 class _CachedSession:
     session_id: str
     user_id: str
+    must_change: bool = False  # re-read while true (it is cleared, never set, on a live session)
+
+
+class PasswordChangeRequired(StoreError):
+    """A sign-in with a password a lead reset: no usable session until the user chooses a new one,
+    which only the sign-in page offers. HTTP 403 / Parse 119, never 101 (the password was right)."""
+
+    http_status = 403
+    parse_code = ParseCode.OPERATION_FORBIDDEN
+
+    def __init__(self) -> None:
+        super().__init__("A lead reset this account's password: sign in on the web page and choose a new "
+                         "password before using this session.")
+
+
+class SessionNeedsNewPassword(NotAuthenticated):
+    """A session of an account that must change its password, used anywhere but the page that
+    changes it (the API answers 209 with these words; pages send the user to /account)."""
+
+    def __init__(self) -> None:
+        super().__init__("This account must choose a new password first: sign in on the web page.")
+
+
+@dataclass(frozen=True)
+class OwnSession:
+    """One of the user's active sessions, as /account lists them (never the token)."""
+
+    session_id: str
+    created_at: datetime
+    last_seen_at: datetime
+    user_agent: str | None
+    address: str | None
+    current: bool
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    """A header as a column holds it: cut to size, control characters dropped."""
+    if not isinstance(value, str) or not value:
+        return None
+    return "".join(c for c in value if unicodedata.category(c) != "Cc" and not "\ud800" <= c <= "\udfff")[:size] or None
 
 
 @dataclass(frozen=True)
@@ -59,6 +102,7 @@ class SignedIn:
     user: UserRecord
     token: str
     principal: Principal
+    must_change_password: bool = False
 
 
 def _failure_upsert(dialect: str) -> Any:
@@ -137,7 +181,8 @@ class Accounts:
     # -- creating users -------------------------------------------------------------------------
     async def _insert_user(self, *, username: str, email: str, password: str, role: str,
                            actor: Principal | None, audit_action: str,
-                           request_key: str | None = None) -> tuple[UserRecord, str | None]:
+                           request_key: str | None = None, user_agent: str | None = None,
+                           address: str | None = None) -> tuple[UserRecord, str | None]:
         password_hash = await self._hash(password)
         user = User(id=new_object_id(), username=username, username_key=account_key(username), email=email,
                     password_hash=password_hash, role=role, active=True)
@@ -150,7 +195,7 @@ class Accounts:
             tx.session.add(user)
             await tx.session.flush()
             if token:
-                session_row = self._new_session(tx, user.id, token)
+                session_row = self._new_session(tx, user.id, token, user_agent=user_agent, address=address)
             tx.audit(actor or Principal(user.id), audit_action, "_User", object_id=user.id)
             tx.changes.append(user_mutation(user.id, role=user.role, active=True, username=user.username))
         if session_row is not None:
@@ -194,16 +239,18 @@ class Accounts:
 
     @audited("signup")
     async def sign_up(self, *, username: str, email: str, password: str,
-                      address: str | None = None) -> SignedIn:
+                      address: str | None = None, user_agent: str | None = None) -> SignedIn:
         """A new account: always a contributor, seeing no patient until added to a care team.
-        `address`: the client's, from a channel (pages, API): each one is rate limited."""
+        `address`: the client's, from a channel (pages, API): each one is rate limited. Both it and
+        `user_agent` are kept on the session for the user's list of sessions."""
         if address is not None:
             await self._limit_sign_in(address, None)
         username = self._check_username(username)
         email = self._check_email(email)
         password = self._check_password(password)
         user, token = await self._insert_user(username=username, email=email, password=password,
-                                              role=Role.CONTRIBUTOR, actor=None, audit_action="signup")
+                                              role=Role.CONTRIBUTOR, actor=None, audit_action="signup",
+                                              user_agent=user_agent, address=address)
         if token is None:  # pragma: no cover - a sign-up always opens a session
             raise NotAuthenticated()
         session_id = await self._session_id_for(token)
@@ -230,10 +277,12 @@ class Accounts:
         return user
 
     # -- sessions -------------------------------------------------------------------------------
-    def _new_session(self, tx: Tx, user_id: str, token: str) -> AuthSession:
+    def _new_session(self, tx: Tx, user_id: str, token: str, *, user_agent: str | None = None,
+                     address: str | None = None) -> AuthSession:
         now = self.core.clock()
         row = AuthSession(token_hash=token_hash(token), user_id=user_id, created_at=now,
-                          last_seen_at=now, expires_at=now + self.core.settings.session_lifetime)
+                          last_seen_at=now, expires_at=now + self.core.settings.session_lifetime,
+                          user_agent=_clip(user_agent, 256), address=_clip(address, 64))
         tx.session.add(row)
         return row
 
@@ -254,12 +303,16 @@ class Accounts:
         if wait:
             raise RateLimited(wait)
 
-    async def log_in(self, *, username: str, password: str, address: str | None = None) -> SignedIn:
+    async def log_in(self, *, username: str, password: str, address: str | None = None,
+                     user_agent: str | None = None, password_change_page: bool = False) -> SignedIn:
         """Same answer, and about the same time, for a wrong password and an unknown user.
 
         Every spelling of an account (case, full-width forms) is that account: the lockout and the
         rate limit count per account. `address` is the client's, given by a channel (pages, API),
         which rate limits the attempt; internal callers (tests, the command line) give none.
+
+        An account whose password a lead reset signs in only where it can choose a new one
+        (`password_change_page`, the pages); the API gets PasswordChangeRequired and no session.
         """
         if address is not None:
             await self._limit_sign_in(address, username)
@@ -285,15 +338,19 @@ class Accounts:
             if minutes:
                 raise AccountLocked(minutes)
             raise InvalidCredentials()
+        if user.must_change_password and not password_change_page:
+            await self._audit_sign_in(account, address, "must_change")
+            raise PasswordChangeRequired()
         token = new_session_token()
         async with self.core.write() as tx:
-            row = self._new_session(tx, user.id, token)
+            row = self._new_session(tx, user.id, token, user_agent=user_agent, address=address)
             existing = await tx.session.get(LoginThrottle, key)
             if existing is not None:
                 await tx.session.delete(existing)
             tx.audit(Principal(user.id), "login", "_User", object_id=user.id, address=address)
         self._track(row)
-        return SignedIn(record_of(user), token, Principal(user.id, row.id, user.username))
+        return SignedIn(record_of(user), token, Principal(user.id, row.id, user.username),
+                        must_change_password=bool(user.must_change_password))
 
     async def _audit_sign_in(self, account: str | None, address: str | None, outcome: str) -> None:
         """A refused sign-in: the account tried (when it exists), where from, wrong or locked."""
@@ -315,8 +372,10 @@ class Accounts:
                 return math.ceil(settings.lockout_duration.total_seconds() / 60)
         return 0
 
-    async def resolve_session(self, token: str | None) -> Principal:
+    async def resolve_session(self, token: str | None, *, password_change_page: bool = False) -> Principal:
         """The principal behind a session token, or NotAuthenticated (expired, idle, revoked).
+        A session of an account that must choose a new password is SessionNeedsNewPassword except
+        for the page that changes it (`password_change_page`).
 
         Sessions are cached by token hash, so a request costs no database read; their clocks live
         in the access index, which every store call and every push consults, so an expired or idle
@@ -328,11 +387,14 @@ class Accounts:
         cached = self._sessions.get(key)
         if cached is None:
             async with self.core.db.read() as session:
-                row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == key))
-            if row is None or row.revoked_at is not None:
+                found = (await session.execute(
+                    select(AuthSession, User.must_change_password).join(User, User.id == AuthSession.user_id)
+                    .where(AuthSession.token_hash == key))).first()
+            row = found[0] if found else None
+            if row is None or found is None or row.revoked_at is not None:
                 raise NotAuthenticated()
             self.core.access.track_session(row.id, row.user_id, expires_at=row.expires_at, last_seen_at=row.last_seen_at)
-            cached = _CachedSession(row.id, row.user_id)
+            cached = _CachedSession(row.id, row.user_id, bool(found[1]))
             if len(self._sessions) >= SESSION_CACHE_SIZE:
                 self._sessions.pop(next(iter(self._sessions)))
             self._sessions[key] = cached
@@ -348,6 +410,13 @@ class Accounts:
             raise NotAuthenticated("Session expired after inactivity")
         if over is not None or user is None or not user.active:
             raise NotAuthenticated()
+        if cached.must_change:
+            # Changed on another instance meanwhile? The flag is only ever cleared on a live session.
+            async with self.core.db.read() as session:
+                cached.must_change = bool(await session.scalar(
+                    select(User.must_change_password).where(User.id == cached.user_id)))
+            if cached.must_change and not password_change_page:
+                raise SessionNeedsNewPassword()
         await self.touch_session(Principal(cached.user_id, cached.session_id))
         return Principal(cached.user_id, cached.session_id, user.username)
 
@@ -407,9 +476,130 @@ class Accounts:
             tx.audit(principal, "logout", "_User", object_id=principal.user_id)
             tx.changes.append(revoke_mutation(principal.user_id, revoked))
 
-    async def _revoke_sessions(self, tx: Tx, user_id: str) -> list[str]:
+    # -- account self-service -------------------------------------------------------------------
+    @audited("password")
+    async def change_password(self, *, principal: Principal | None, current_password: str,
+                              new_password: str) -> int:
+        """The user's own new password, the current one required. Every other session of the user is
+        revoked (their pages and subscriptions end, on every instance); this one stays. A forced
+        change (after a lead's reset) is done by this too. Returns how many sessions were ended."""
+        actor = self.core.actor(principal)
+        if not isinstance(current_password, str) or not current_password:
+            raise MissingField("current_password")
+        problems = self._password_problems(new_password)
+        if problems:
+            first = problems[0]
+            raise InvalidInput("new_password", first.rule, code=ParseCode(first.parse_code))
+        if new_password == current_password:
+            raise InvalidInput("new_password", "must differ from the current password",
+                               code=ParseCode.VALIDATION_ERROR)
+        async with self.core.db.read() as session:
+            stored = await session.scalar(select(User.password_hash).where(User.id == actor.user_id))
+        if stored is None:
+            raise NotAuthenticated()
+        if not await asyncio.to_thread(self.core.hasher.verify, current_password, stored):
+            raise InvalidInput("current_password", "is not your current password",
+                               code=ParseCode.VALIDATION_ERROR)
+        new_hash = await self._hash(new_password)
+        async with self.core.write() as tx:
+            user = await tx.session.get(User, actor.user_id, with_for_update=True)
+            if user is None or user.password_hash != stored:  # changed meanwhile (another tab, a lead)
+                raise InvalidInput("current_password", "is not your current password",
+                                   code=ParseCode.VALIDATION_ERROR)
+            user.password_hash = new_hash
+            forced = bool(user.must_change_password)
+            user.must_change_password = False
+            revoked = await self._revoke_sessions(tx, user.id, keep=actor.principal.session_id)
+            tx.audit(principal, "password", "_User", object_id=user.id,
+                     detail=f"{'forced change' if forced else 'changed'}; {len(revoked)} other sessions ended")
+            if revoked:
+                tx.changes.append(revoke_mutation(user.id, revoked))
+        for cached in self._sessions.values():
+            if cached.user_id == actor.user_id:
+                cached.must_change = False
+        return len(revoked)
+
+    async def change_email(self, *, principal: Principal | None, email: str) -> UserRecord:
+        """The user's own email: validated, and unique (case-insensitively) among accounts."""
+        actor = self.core.actor(principal)
+        return await self.update_user(principal=principal, user_id=actor.user_id, changes={"email": email})
+
+    @audited("reset_password")
+    async def reset_password(self, *, principal: Principal | None, user_id: str,
+                             temporary_password: str) -> int:
+        """A lead sets a temporary password for another account: its sessions are revoked at once and
+        its next sign-in must choose a new password before anything else. Returns sessions ended."""
+        actor = self.core.actor(principal)
+        if actor.role != Role.LEAD:
+            raise PermissionDenied("Only a lead resets another account's password")
+        if actor.user_id == user_id:
+            raise PermissionDenied("Change your own password on the Account page")
+        problems = self._password_problems(temporary_password)
+        if problems:
+            first = problems[0]
+            raise InvalidInput("temporary_password", first.rule, code=ParseCode(first.parse_code))
+        new_hash = await self._hash(temporary_password)
+        async with self.core.write() as tx:
+            user = await tx.session.get(User, user_id, with_for_update=True) if is_object_id(user_id) else None
+            if user is None:
+                raise NotFound()
+            user.password_hash = new_hash
+            user.must_change_password = True
+            revoked = await self._revoke_sessions(tx, user.id)
+            tx.audit(principal, "reset_password", "_User", object_id=user.id,
+                     detail=f"{len(revoked)} sessions ended")
+            if revoked:
+                tx.changes.append(revoke_mutation(user.id, revoked))
+        return len(revoked)
+
+    async def own_sessions(self, *, principal: Principal | None) -> list[OwnSession]:
+        """The user's sessions still in use (not revoked, not past their lifetime or idle limit),
+        newest activity first; the one of `principal` is marked current."""
+        actor = self.core.actor(principal)
+        async with self.core.db.read() as session:
+            rows = list(await session.scalars(
+                select(AuthSession).where(AuthSession.user_id == actor.user_id, AuthSession.revoked_at.is_(None),
+                                          AuthSession.expires_at > self.core.clock())
+                .order_by(AuthSession.last_seen_at.desc()).limit(200)))
+        sessions = []
+        idle_limit = self.core.clock() - self.core.settings.session_idle_timeout
+        if actor.role == Role.VIEWER and self.core.settings.viewer_sessions_exempt:
+            idle_limit = datetime.min.replace(tzinfo=idle_limit.tzinfo)  # a wall screen never idles out
+        for row in rows:
+            clock = self.core.access.session_clock(row.id)
+            seen = max(row.last_seen_at, clock.last_seen_at) if clock is not None else row.last_seen_at
+            current = row.id == actor.principal.session_id
+            if not current and (seen < idle_limit or row.id in self.core.access.revoked_sessions()):
+                continue
+            sessions.append(OwnSession(row.id, row.created_at, seen, row.user_agent, row.address, current))
+        sessions.sort(key=lambda s: (not s.current, -s.last_seen_at.timestamp()))
+        return sessions
+
+    @audited("logout")
+    async def sign_out_other_sessions(self, *, principal: Principal | None) -> int:
+        """Revokes every session of the user but this one ("sign out everywhere else")."""
+        actor = self.core.actor(principal)
+        if actor.principal.session_id is None:
+            raise NotAuthenticated()
+        async with self.core.write() as tx:
+            revoked = await self._revoke_sessions(tx, actor.user_id, keep=actor.principal.session_id)
+            tx.audit(principal, "logout", "_User", object_id=actor.user_id,
+                     detail=f"other sessions: {len(revoked)} ended")
+            if revoked:
+                tx.changes.append(revoke_mutation(actor.user_id, revoked))
+        return len(revoked)
+
+    async def must_change_password(self, *, principal: Principal | None) -> bool:
+        """Whether this account must choose a new password before anything else."""
+        actor = self.core.actor(principal)
+        async with self.core.db.read() as session:
+            return bool(await session.scalar(select(User.must_change_password).where(User.id == actor.user_id)))
+
+    async def _revoke_sessions(self, tx: Tx, user_id: str, *, keep: str | None = None) -> list[str]:
+        """Revokes the user's sessions (all but `keep`); the caller puts the ids in the change log."""
         ids = list(await tx.session.scalars(select(AuthSession.id).where(
-            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))))
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None),
+            AuthSession.id != (keep or ""))))
         if ids:
             await tx.session.execute(
                 update(AuthSession).where(AuthSession.id.in_(ids)).values(revoked_at=self.core.clock()))
