@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from dashboard import fhir
 from dashboard.access import Principal
-from dashboard.api.rest import ParseApi, _error_response, _param_error, decode_request
+from dashboard.api.rest import ParseApi, error_response, param_error, decode_request
 from dashboard.config import Settings
 from dashboard.errors import NotAuthenticated, PermissionDenied
 from dashboard.store import Store
@@ -60,7 +60,7 @@ class FhirEndpoint:
         try:
             if request.query_params:
                 name = next(iter(request.query_params))
-                raise _param_error(f"{name[:40]} is not a supported parameter of $everything")
+                raise param_error(f"{name[:40]} is not a supported parameter of $everything")
             principal = await self.principal(request)
             store = self.get_store()
             address = request.client.host if request.client else None
@@ -70,7 +70,7 @@ class FhirEndpoint:
             bundle = fhir.patient_bundle(records, store.catalogue, base_url=str(request.base_url),
                                          now=store.clock())
         except Exception as exc:  # noqa: BLE001 - every failure is a Parse error answer (as /parse)
-            return _error_response(exc)
+            return error_response(exc)
         body = json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
         return Response(body, media_type=fhir.MEDIA_TYPE, headers={
             "Cache-Control": "no-store",

@@ -85,7 +85,7 @@ def _invalid_json(reason: str = "Invalid JSON") -> ApiError:
     return ApiError(400, {"code": ParseCode.INVALID_JSON, "error": reason})
 
 
-def _param_error(message: str) -> ApiError:
+def param_error(message: str) -> ApiError:
     return ApiError(400, {"code": ParseCode.INVALID_QUERY, "error": message})
 
 
@@ -108,6 +108,7 @@ class ParseRequest:
     # refuses a save sent again with it (159). Only creates and updates use it; a batch's requests not.
     request_id: object = None
     address: str | None = None
+    user_agent: str | None = None  # kept on a session a login opens (the user's list of sessions)
     base_url: str = ""
     url_has_password: bool = False  # a `password` in the query string (refused where it matters)
     in_batch: bool = False
@@ -180,7 +181,7 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
     override = meta.get("_method")
     if override is not None:
         if method != "POST" or not isinstance(override, str) or override.upper() not in METHODS:
-            raise _param_error("_method must be GET, POST, PUT or DELETE on a POST request")
+            raise param_error("_method must be GET, POST, PUT or DELETE on a POST request")
         method = override.upper()
 
     token = headers.get("x-parse-session-token") or meta.get("_SessionToken")
@@ -193,14 +194,14 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
     params: dict[str, Any] = {}
     for key, value in (request.query_params.multi_items() if request.scope.get("query_string") else ()):
         if key in params:
-            raise _param_error(f"{key[:40]} is given more than once")
+            raise param_error(f"{key[:40]} is given more than once")
         params[key] = _json_or_text(value)
     url_has_password = "password" in params
     if method == "GET" and request.method == "POST":
         params.update(body)  # the JS SDK's way: GET parameters in a POST body
         body = {}
     elif params and method != "GET" and path.strip("/") != "login":
-        raise _param_error(f"{next(iter(params))[:40]} is not a parameter of {method} {MOUNT}/{path[:60]}")
+        raise param_error(f"{next(iter(params))[:40]} is not a parameter of {method} {MOUNT}/{path[:60]}")
 
     return ParseRequest(method=method, path=path, params=params, body=body,
                         session_token=token or None,
@@ -208,6 +209,7 @@ async def decode_request(request: Request, path: str, settings: Settings) -> Par
                         if_match=str(if_match) if if_match is not None else None,
                         request_id=request_id,
                         address=request.client.host if request.client else None,
+                        user_agent=headers.get("user-agent"),
                         base_url=_base_url(request),
                         url_has_password=url_has_password)
 
@@ -249,7 +251,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return ParseJSONResponse(body, status_code=status, headers=headers)
 
 
-def _error_response(exc: BaseException) -> JSONResponse:
+def error_response(exc: BaseException) -> JSONResponse:
+    """Any failure as Parse's error answer (shared by the routes beside REST: /fhir)."""
     if isinstance(exc, ApiError):
         return _json(exc.body, exc.status, exc.headers)
     if isinstance(exc, RateLimited):
@@ -349,9 +352,9 @@ class ParseApi:
         try:
             response = await self.route(call, in_batch=in_batch)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a Parse error answer
-            return _error_response(exc)
+            return error_response(exc)
         if len(response.body) > MAX_RESPONSE_BYTES:
-            return _error_response(_too_large())
+            return error_response(_too_large())
         return response
 
     @asynccontextmanager
@@ -397,7 +400,7 @@ class ParseApi:
     def _only_params(self, call: ParseRequest, allowed: set[str]) -> None:
         for key in call.params:
             if key not in allowed:
-                raise _param_error(f"{str(key)[:40]} is not a valid query parameter")
+                raise param_error(f"{str(key)[:40]} is not a valid query parameter")
 
     def _no_body(self, call: ParseRequest) -> None:
         if call.body:
@@ -427,7 +430,7 @@ class ParseApi:
             value = value[2:]
         value = value.strip('"')
         if not value.isdigit() or len(value) > 12:
-            raise _param_error('If-Match must be the version from the ETag, e.g. "3"')
+            raise param_error('If-Match must be the version from the ETag, e.g. "3"')
         return int(value)
 
     @staticmethod
@@ -460,17 +463,17 @@ class ParseApi:
     async def log_in(self, call: ParseRequest) -> Response:
         if call.url_has_password:
             # Parse accepts GET /login?username=&password=; a password in a URL lands in proxy logs.
-            raise _param_error("password: send it in the request body (POST /login), never in the URL")
+            raise param_error("password: send it in the request body (POST /login), never in the URL")
         source = {**call.params, **call.body}
         for name in source:
             if name not in ("username", "password", "authData"):
-                raise _param_error(f"{str(name)[:40]} is not a login parameter")
+                raise param_error(f"{str(name)[:40]} is not a login parameter")
         if "authData" in source:
             raise InvalidInput("authData", "third-party sign-in is not supported",
                                code=ParseCode.UNSUPPORTED_SERVICE)
         username, password = source.get("username"), source.get("password")
         signed = await self.store.log_in(username=username, password=password,  # type: ignore[arg-type]
-                                         address=call.address or "unknown")
+                                         address=call.address or "unknown", user_agent=call.user_agent)
         return _json({**wire.encode_row(signed.user), "sessionToken": signed.token})
 
     async def log_out(self, call: ParseRequest) -> Response:
@@ -503,12 +506,12 @@ class ParseApi:
         params = call.params
         where = params.get("where")
         if where is not None and not isinstance(where, dict):
-            raise _param_error("where must be a JSON object")
+            raise param_error("where must be a JSON object")
         limit = params.get("limit", 100)
         skip = params.get("skip", 0)
         count = params.get("count")
         if count not in (None, 0, 1, True, False, "0", "1", "true", "false"):
-            raise _param_error("count must be 1 or 0")
+            raise param_error("count must be 1 or 0")
         want_count = count in (1, True, "1", "true")
         # Validate include/keys before reading, so a bad parameter never costs a query.
         wire.parse_include(class_name, params.get("include"))
@@ -550,7 +553,7 @@ class ParseApi:
         expected = self._expected_version(call)
         if class_name == "_User":
             if expected is not None:
-                raise _param_error("If-Match is not supported for users")
+                raise param_error("If-Match is not supported for users")
             row = await self.store.update(principal=principal, class_name="_User", object_id=object_id,
                                           changes=wire.decode_fields("_User", body),
                                           request_key=call.request_id)  # type: ignore[arg-type]
@@ -574,14 +577,14 @@ class ParseApi:
             if name not in ("requests", "transaction"):
                 raise InvalidInput(str(name)[:60], "is not a batch field", code=ParseCode.INVALID_KEY_NAME)
         if body.get("transaction") not in (None, False):
-            raise _param_error("transaction batches are not supported; send the requests without it")
+            raise param_error("transaction batches are not supported; send the requests without it")
         requests = body.get("requests")
         if not isinstance(requests, list) or not requests or len(requests) > MAX_BATCH:
-            raise _param_error(f"requests must be a list of 1 to {MAX_BATCH} requests")
+            raise param_error(f"requests must be a list of 1 to {MAX_BATCH} requests")
         calls = [self._batch_call(call, item, i) for i, item in enumerate(requests)]
         rows = sum(_find_limit(sub) for sub in calls)
         if rows > MAX_BATCH_ROWS:
-            raise _param_error(f"a batch reads at most {MAX_BATCH_ROWS} rows in all (the sum of its limits); "
+            raise param_error(f"a batch reads at most {MAX_BATCH_ROWS} rows in all (the sum of its limits); "
                                f"this one asks for {rows}")
         # Each answer is already JSON: the batch's answer is assembled from their bytes, not decoded
         # and encoded again.
@@ -592,7 +595,7 @@ class ParseApi:
                 response = await self.handle(sub, in_batch=True)
                 size += len(response.body)
                 if size > MAX_RESPONSE_BYTES:
-                    return _error_response(_too_large())
+                    return error_response(_too_large())
                 wrapper = b'{"success":' if response.status_code < 300 else b'{"error":'
                 parts.append(wrapper + bytes(response.body) + b"}")
         return Response(b"[" + b",".join(parts) + b"]", media_type="application/json")
@@ -600,23 +603,23 @@ class ParseApi:
     def _batch_call(self, outer: ParseRequest, item: object, index: int) -> ParseRequest:
         where = f"requests[{index}]"
         if not isinstance(item, dict):
-            raise _param_error(f"{where} must be an object")
+            raise param_error(f"{where} must be an object")
         unknown = item.keys() - {"method", "path", "body"}
         if unknown:
-            raise _param_error(f"{where}: {str(sorted(unknown)[0])[:40]} is not a batch request field")
+            raise param_error(f"{where}: {str(sorted(unknown)[0])[:40]} is not a batch request field")
         method, path, body = item.get("method"), item.get("path"), item.get("body", {})
         if not isinstance(method, str) or method.upper() not in METHODS:
-            raise _param_error(f"{where}.method must be GET, POST, PUT or DELETE")
+            raise param_error(f"{where}.method must be GET, POST, PUT or DELETE")
         if not isinstance(path, str) or len(path) > 300:
-            raise _param_error(f"{where}.path must be a path such as {MOUNT}/classes/Patient")
+            raise param_error(f"{where}.path must be a path such as {MOUNT}/classes/Patient")
         if path.startswith(MOUNT + "/"):
             path = path[len(MOUNT):]
         if not path.startswith("/") or "?" in path:
-            raise _param_error(f"{where}.path must be a path such as {MOUNT}/classes/Patient")
+            raise param_error(f"{where}.path must be a path such as {MOUNT}/classes/Patient")
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise _param_error(f"{where}.body must be an object")
+            raise param_error(f"{where}.body must be an object")
         method = method.upper()
         params: dict[str, Any] = {}
         if method == "GET":
@@ -640,7 +643,7 @@ def build_router(settings: Settings, get_store: Callable[[], Store]) -> tuple[AP
         try:
             call = await decode_request(request, request.path_params["path"], settings)
         except Exception as exc:  # noqa: BLE001 - decoding failures are answers too
-            return _error_response(exc)
+            return error_response(exc)
         return await api.handle(call)
 
     # A plain Starlette route: the endpoint decodes the request itself, so FastAPI's per-request
