@@ -7,8 +7,9 @@ from nicegui import APIRouter, ui
 
 from dashboard.errors import NotAuthenticated
 from dashboard.hub import DeliveryKind, class_topic
-from dashboard.store import CaseloadRow
+from dashboard.store import CaseloadRow, DischargedRow
 from pages import auth, live
+from pages.patient_admission import AdmitDialog, therapist_options
 from pages.display import date_text, ordered_scores, score_chip
 from pages.frame import PAGE_BUILD_TIMEOUT, frame, status_badge
 
@@ -57,6 +58,9 @@ class CaseloadView:
         self.page = 1
         self.shown: dict[str, ui.element] = {}
         self.statuses = list(self.catalogue.vocabulary["mobilityStatus"])
+        # -- admission and discharge: "current" lists the admitted patients, "discharged" the others
+        self.showing = "current"
+        self.discharged: list[DischargedRow] = []
 
     # -- data -------------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -91,6 +95,10 @@ class CaseloadView:
             with ui.column().classes("gap-0"):
                 ui.label("Caseload").classes("ot-page-title")
                 self.count_label = ui.label().classes("ot-muted")
+            # -- admission: for those the store lets add patients
+            if self.session.permissions().can_add_patient:
+                ui.button("Admit patient", icon="person_add", on_click=self.open_admit) \
+                    .props("unelevated color=primary").mark("admit-patient")
         with ui.row().classes("w-full items-center gap-3 ot-card").style("padding: 12px 16px"):
             ui.input(placeholder="Search name or identifier", on_change=lambda e: self.set("search", e.value)) \
                 .props('outlined dense clearable debounce="250" aria-label="Search"').classes("grow") \
@@ -109,6 +117,10 @@ class CaseloadView:
                        "last_session": "Last session", "equipment": "Equipment out"},
                       value="name", label="Sort by", on_change=lambda e: self.set("sort", e.value)) \
                 .props("outlined dense").style("min-width: 190px").mark("sort")
+            # -- discharge: the discharged patients stay readable here
+            ui.select({"current": "Current patients", "discharged": "Discharged"}, value="current", label="Showing",
+                      on_change=lambda e: self.show_admission(e.value)) \
+                .props("outlined dense").style("min-width: 180px").mark("admission-filter")
         with ui.column().classes("ot-card gap-0").style("padding: 0; overflow: hidden"):
             with ui.element("div").classes("cl-grid cl-head w-full"):
                 for cls, text in (("c-name", "Patient"), ("c-status", "Mobility"), ("c-scores", "Latest scores"),
@@ -132,7 +144,44 @@ class CaseloadView:
             self.page = event.value
             self.render_list()
 
+    # -- admission and discharge -------------------------------------------------------------------
+    async def open_admit(self) -> None:
+        AdmitDialog(self.session, await therapist_options(self.session, self.session.permissions()))
+
+    async def show_admission(self, value: str | None) -> None:
+        self.showing = value or "current"
+        self.page = 1
+        if self.showing == "discharged":
+            self.discharged = await self.store.discharged_patients(principal=self.session.principal)
+        self.render_list()
+
+    def render_discharged(self) -> None:
+        rows = [r for r in self.discharged if self.matches(r)]  # type: ignore[arg-type]
+        self.count_label.text = f"{len(rows)} discharged patient{'s' if len(rows) != 1 else ''}"
+        self.pager.set_visibility(False)
+        self.list.clear()
+        self.shown = {}
+        with self.list:
+            if not rows:
+                ui.label("No discharged patients match these filters." if self.discharged else
+                         "No discharged patients.").classes("ot-empty w-full").mark("caseload-empty")
+            for row in rows:
+                with ui.link(target=f"/patient/{row.object_id}").classes("cl-grid cl-row w-full") \
+                        .mark(f"discharged-{row.object_id}"):
+                    with ui.column().classes("c-name gap-0"):
+                        ui.label(row.display_name).classes("cl-name")
+                        ui.label(" · ".join(p for p in (row.patient_number, row.primary_therapist) if p)) \
+                            .classes("cl-sub")
+                    with ui.element("div").classes("c-status"):
+                        status_badge(self.catalogue, row.mobility_status)
+                    ui.label(row.reason or "").classes("c-scores cl-sub")
+                    ui.label(row.discharged_on.strftime("%d %b %Y") if row.discharged_on else "—") \
+                        .classes("c-last cl-num")
+
     def render_list(self) -> None:
+        if self.showing == "discharged":
+            self.render_discharged()
+            return
         rows = self.ordered()
         pages = max(1, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE)
         self.page = min(self.page, pages)
@@ -195,6 +244,9 @@ class CaseloadView:
     async def on_batch(self, batch: live.Batch) -> None:
         if any(d.kind == DeliveryKind.RESYNC for d in batch):
             await self.load()
+            if self.showing == "discharged":  # -- discharge
+                self.discharged = await self.store.discharged_patients(principal=self.session.principal,
+                                                                       live_refresh=True)
             self.render_list()
             return
         gone = {d.patient_id for d in batch if d.kind == DeliveryKind.ACCESS_ENDED and d.patient_id}
@@ -220,6 +272,11 @@ class CaseloadView:
                 self.refill(element, row)
             elif element is not None or (self.matches(row) and (old is None or self.sort != "name")):
                 relayout = True
+        if self.showing == "discharged" and (gone or any(d.class_name == "Patient" for d in batch)):
+            # -- discharge: a discharge elsewhere adds the patient to the open Discharged list
+            self.discharged = await self.store.discharged_patients(principal=self.session.principal,
+                                                                   live_refresh=True)
+            relayout = True
         if relayout:
             self.render_list()
 

@@ -31,6 +31,7 @@ from pages.dialogs import submit
 from pages.display import ago, chart_time, date_text, datetime_text, instant_ms, value_text
 from pages.drafts import Draft, Drafts
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, status_badge
+from pages.patient_admission import ProfileControls
 from pages.patient_forms import (
     AddendumDialog,
     EquipmentForm,
@@ -243,6 +244,7 @@ class PatientView:
             if self.perms.is_lead:
                 await self.build_activity()
         self.render_live()
+        await self.profile.refresh_banner()  # -- admission: discharged when and why
         # The care team arrives as "CareTeam" deliveries on the patient's topic, like any record.
         self.sub = live.watch(self.session, [patient_topic(self.pid)], self.on_batch, at_once=self.at_once)
         me = presence.Viewer(ui.context.client.id, self.session.principal.user_id, self.session.username,
@@ -375,6 +377,9 @@ class PatientView:
                             .props("outline color=primary data-testid=change-status").mark("change-status")
                         self.status_draft = ui.label("Draft kept").classes("pt-draft-chip").props("data-testid=status-draft").mark("status-draft")
                         self.status_draft.set_visibility(False)
+                        # -- admission: edit profile and discharge, for those the store lets
+                        self.profile = ProfileControls(self)
+            self.profile.build_banner()
             self.presence_row = ui.row().classes("items-center gap-2")
 
     def render_header(self) -> None:
@@ -392,6 +397,7 @@ class PatientView:
         with self.badge_host:
             status_badge(self.catalogue, p.mobility_status).mark("status-badge").props("data-testid=status-badge")
         self.status_button.set_visibility(self.perms.can_manage)
+        self.profile.show()  # -- admission
         self.render_presence()
 
     def render_presence(self) -> None:
@@ -693,7 +699,9 @@ class PatientView:
                 for h in self.history[:40]:
                     vocab = mobility if h.status_type == "mobilityStatus" else kit
                     to = vocab[h.to_value].label if h.to_value in vocab else h.to_value
-                    if h.status_type == "mobilityStatus":
+                    if h.status_type == "admission":  # -- admission: a discharge
+                        title = "Discharged" if h.to_value == "discharged" else h.to_value.capitalize()
+                    elif h.status_type == "mobilityStatus":
                         title = f"{vocab[h.from_value].label} → {to}" if h.from_value in vocab else f"Admitted: {to}"
                     else:
                         title = f"{names.get(h.equipment_log_id or '', 'Equipment')}: {to.lower()}"
@@ -836,6 +844,7 @@ class PatientView:
                 self.render_history()
             if "Patient" in classes:
                 self.render_header()
+                await self.profile.refresh_banner()  # -- admission
             if "Patient" in classes or "CareTeam" in classes:
                 await self.refresh_team()
         # What an open dialog shows may now be stale: each says so beside its form.
