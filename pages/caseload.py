@@ -98,7 +98,7 @@ class CaseloadView:
             # -- admission: for those the store lets add patients
             if self.session.permissions().can_add_patient:
                 ui.button("Admit patient", icon="person_add", on_click=self.open_admit) \
-                    .props("unelevated color=primary").mark("admit-patient")
+                    .props("unelevated color=primary data-testid=admit-patient").mark("admit-patient")
         with ui.row().classes("w-full items-center gap-3 ot-card").style("padding: 12px 16px"):
             ui.input(placeholder="Search name or identifier", on_change=lambda e: self.set("search", e.value)) \
                 .props('outlined dense clearable debounce="250" aria-label="Search"').classes("grow") \
@@ -120,7 +120,7 @@ class CaseloadView:
             # -- discharge: the discharged patients stay readable here
             ui.select({"current": "Current patients", "discharged": "Discharged"}, value="current", label="Showing",
                       on_change=lambda e: self.show_admission(e.value)) \
-                .props("outlined dense").style("min-width: 180px").mark("admission-filter")
+                .props("outlined dense data-testid=admission-filter").style("min-width: 180px").mark("admission-filter")
         with ui.column().classes("ot-card gap-0").style("padding: 0; overflow: hidden"):
             with ui.element("div").classes("cl-grid cl-head w-full"):
                 for cls, text in (("c-name", "Patient"), ("c-status", "Mobility"), ("c-scores", "Latest scores"),

@@ -58,12 +58,12 @@ async def therapist_options(session: auth.PageSession, perms: Permissions) -> di
 
 def text_field(label: str, limit: int, value: str = "", mark: str = "") -> ui.input:
     return counted(ui.input(label, value=value, validation=lambda v: too_long(v, limit))
-                   .props("outlined").classes("w-full").mark(mark), limit)
+                   .props(f"outlined data-testid={mark}").classes("w-full").mark(mark), limit)
 
 
 def date_field(label: str, value: str, mark: str, *, required: bool = False) -> ui.input:
     return ui.input(label, value=value, validation=lambda v: day_problem(v, required=required)) \
-        .props(f"outlined type=date max={date.today().isoformat()}").classes("w-full").mark(mark)
+        .props(f"outlined type=date max={date.today().isoformat()} data-testid={mark}").classes("w-full").mark(mark)
 
 
 def valid(fields: list[ui.element]) -> bool:
@@ -84,10 +84,10 @@ class AdmitDialog:
             self.name = text_field("Display name", NAME_LIMIT, mark="admit-name")
             self.birth = date_field("Date of birth (optional)", "", "admit-birth")
             self.status = ui.select(statuses, label="Mobility status", value=next(iter(statuses))) \
-                .props("outlined").classes("w-full").mark("admit-status")
+                .props("outlined data-testid=admit-status").classes("w-full").mark("admit-status")
             only = next(iter(therapists)) if len(therapists) == 1 else None
             self.therapist = ui.select(therapists, label="Primary therapist", value=only) \
-                .props("outlined").classes("w-full").mark("admit-therapist")
+                .props("outlined data-testid=admit-therapist").classes("w-full").mark("admit-therapist")
             if only is not None and session.permissions().role == Role.THERAPIST:
                 self.therapist.disable()  # a therapist admits as its own primary therapist
             with ui.row().classes("w-full justify-end gap-2"):
@@ -95,7 +95,7 @@ class AdmitDialog:
                     self.box, lambda: [self.patient_id, self.name, self.birth])) \
                     .props("flat").mark("admit-cancel")
                 ui.button("Admit", icon="person_add", on_click=self.save) \
-                    .props("unelevated color=primary").classes("ot-save").mark("admit-save")
+                    .props("unelevated color=primary data-testid=admit-save").classes("ot-save").mark("admit-save")
         for f in (self.status, self.therapist):
             f.on_value_change(lambda e, f=f: setattr(f, "error", None))
         self.box.open()
@@ -210,13 +210,15 @@ class DischargeDialog:
             self.notice = ui.label().classes("text-sm").style("color: #8a1c1c").mark("discharge-notice")
             self.day = date_field("Discharge date", date.today().isoformat(), "discharge-date", required=True)
             self.reason = counted(ui.textarea("Reason (required)", validation=lambda v: too_long(v, REASON_LIMIT))
-                                  .props("outlined autogrow").classes("w-full").mark("discharge-reason"),
+                                  .props("outlined autogrow data-testid=discharge-reason").classes("w-full")
+                                  .mark("discharge-reason"),
                                   REASON_LIMIT)
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(self.box, lambda: [self.reason])) \
                     .props("flat").mark("discharge-cancel")
                 ui.button("Discharge", icon="logout", on_click=self.save) \
-                    .props("unelevated color=negative").classes("ot-save").mark("discharge-save")
+                    .props("unelevated color=negative data-testid=discharge-save").classes("ot-save") \
+                    .mark("discharge-save")
         self.box.open()
 
     async def save(self) -> bool:
@@ -248,14 +250,15 @@ class ProfileControls:
         self.view = view
         with ui.row().classes("items-center gap-2"):
             self.edit = ui.button("Edit profile", icon="edit", on_click=self.open_profile) \
-                .props("outline color=primary").mark("edit-profile")
+                .props("outline color=primary data-testid=edit-profile").mark("edit-profile")
             self.discharge = ui.button("Discharge", icon="logout", on_click=self.open_discharge) \
-                .props("outline color=negative").mark("discharge")
+                .props("outline color=negative data-testid=discharge").mark("discharge")
         self.show()
 
     def build_banner(self) -> None:
         """Under the header: said only for a discharged patient."""
-        self.banner = ui.row().classes("w-full items-center gap-2").mark("discharged-banner")
+        self.banner = ui.row().classes("w-full items-center gap-2").props("data-testid=discharged-banner") \
+            .mark("discharged-banner")
         self.banner.set_visibility(False)
 
     def show(self) -> None:
