@@ -95,6 +95,10 @@ class CaseloadView:
             with ui.column().classes("gap-0"):
                 ui.label("Caseload").classes("ot-page-title")
                 self.count_label = ui.label().classes("ot-muted")
+            # -- export: the rows below as shown (filters, search, sort) as CSV (pages/downloads.py)
+            ui.space()
+            ui.button("Download CSV", icon="download", on_click=self.download_csv) \
+                .props("outline color=primary").mark("caseload-csv")
             # -- admission: for those the store lets add patients
             if self.session.permissions().can_add_patient:
                 ui.button("Admit patient", icon="person_add", on_click=self.open_admit) \
@@ -239,6 +243,10 @@ class CaseloadView:
             else:
                 ui.label("—").classes("cl-pill none")
         ui.icon("chevron_right", size="22px").classes("c-go ot-muted")
+
+    async def download_csv(self) -> None:
+        from pages.downloads import send_caseload_csv  # pages.downloads builds on this view: imported late
+        await send_caseload_csv(self)
 
     # -- live -------------------------------------------------------------------------------------
     async def on_batch(self, batch: live.Batch) -> None:

@@ -78,6 +78,17 @@ body[data-live="reconnecting"] .ot-save .q-btn__content::after { content: "· se
 .ot-flash { animation: ot-flash 1.6s ease-out; }
 @keyframes ot-flash { 0% { background: #fff5c2; } 100% { background: transparent; } }
 @media (max-width: 1023px) { .ot-main { padding: 14px 14px 32px; } .ot-nav .lbl { display: none; } }
+/* Print: the record only, no navigation, forms or buttons; every section of a tabbed page. */
+@media print {
+  .q-header, .ot-header, .ot-nav, .ot-offline-banner, .pt-tabs, .ot-no-print, form, [data-draft-form], .q-field,
+  .q-btn, .q-pagination, .q-notifications, .q-dialog, .q-tooltip { display: none !important; }
+  .q-page-container { padding-top: 0 !important; }
+  html, body { background: #fff !important; }
+  .ot-main { max-width: none; padding: 0; }
+  .ot-card { box-shadow: none; }
+  html body .ot-main .pt-section { display: flex !important; }
+  .pt-long .pt-note-text { max-height: none; }
+}
 """
 
 LIVE_JS = """

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, Client, background_tasks, ui
 
 from dashboard.access import Role
+from dashboard.api.fhir import everything_url
 from dashboard.errors import NotAuthenticated, NotFound, StoreError
 from dashboard.hub import Delivery, DeliveryKind, patient_topic
 from dashboard.record_types import (
@@ -40,6 +41,7 @@ from pages.patient_forms import (
     ScoreForm,
     StatusDialog,
 )
+from pages.report import pdf_url, report_url
 from pages.score_list import Row, ScoreList, row_json
 
 router = APIRouter()
@@ -369,6 +371,7 @@ class PatientView:
                         self.name_label = ui.label().classes("pt-name").props('role="heading" aria-level="1"') \
                             .mark("patient-name")
                     self.meta_label = ui.label().classes("pt-meta")
+                    self.build_export_links()  # -- exports: report, PDF, FHIR
                 with ui.row().classes("items-center gap-3 pt-status"):
                     self.badge_host = ui.row().classes("items-center")
                     with ui.column().classes("items-end gap-1"):
@@ -381,6 +384,15 @@ class PatientView:
                         self.profile = ProfileControls(self)
             self.profile.build_banner()
             self.presence_row = ui.row().classes("items-center gap-2")
+
+    def build_export_links(self) -> None:
+        """The patient's progress report (printable, pages/report.py), its PDF and the FHIR export;
+        each address carries the object id only."""
+        style = "q-btn q-btn--outline text-primary px-3 items-center flex"
+        with ui.row().classes("items-center gap-2").mark("patient-exports"):
+            ui.link("Progress report", report_url(self.pid)).classes(style).mark("open-report")
+            ui.link("PDF", pdf_url(self.pid)).props("download").classes(style).mark("report-pdf")
+            ui.link("Export FHIR", everything_url(self.pid)).props("download").classes(style).mark("export-fhir")
 
     def render_header(self) -> None:
         p = self.patient

@@ -7,6 +7,7 @@ row for the whole export (counts only, never a value); a refusal is audited as e
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from dashboard.record_types import (
 )
 from dashboard.schema import MODELS
 from dashboard.serialize import record_from_values
+from dashboard.store.caseload import CaseloadRow, Caseloads
 from dashboard.store.core import Actor, StoreCore
 from dashboard.store.read import QUERY_TIMEOUT_SECONDS, Reads, is_object_id
 
@@ -58,18 +60,32 @@ def _people(records: list[Any]) -> set[str]:
 class Exports:
     def __init__(self, core: StoreCore, reads: Reads):
         self.core, self.reads = core, reads
+        self.caseloads = Caseloads(core, reads)  # stateless: the caseload page's own read model
 
-    async def patient_everything(self, *, principal: Principal | None, patient_id: str) -> PatientEverything:
+    async def caseload_export(self, *, principal: Principal | None,
+                              pick: Callable[[list[CaseloadRow]], list[CaseloadRow]] | None = None) -> list[CaseloadRow]:
+        """The caseload rows the caseload page would get, narrowed and ordered by `pick` (the page's
+        own filters and sort); one audit row for the export, with the number of rows only (a
+        refusal is audited by the caseload's read, as every refusal is)."""
+        rows = await self.caseloads.caseload(principal=principal, live_refresh=True)  # audited here, once
+        if pick is not None:
+            rows = pick(rows)
+        await self.core.audit_read(principal, "Patient", detail=f"export:caseload:{len(rows)}")
+        return rows
+
+    async def patient_everything(self, *, principal: Principal | None, patient_id: str,
+                                 kind: str | None = None) -> PatientEverything:
         """Everything about `patient_id` the principal may read, or NotFound (unknown and unreadable
-        alike); one bounded query per class, in one read transaction."""
+        alike); one bounded query per class, in one read transaction. `kind` names the export in
+        its audit row ("report", "report-pdf"; none for FHIR's)."""
         try:
-            return await self._everything(principal, patient_id)
+            return await self._everything(principal, patient_id, kind)
         except StoreError as exc:
             await self.core.audit_refusal("export", {"principal": principal, "class_name": "Patient",
                                                      "patient_id": patient_id}, exc)
             raise
 
-    async def _everything(self, principal: Principal | None, patient_id: str) -> PatientEverything:
+    async def _everything(self, principal: Principal | None, patient_id: str, kind: str | None) -> PatientEverything:
         actor = self.core.actor(principal)
         if not is_object_id(patient_id):
             raise NotFound()
@@ -87,7 +103,7 @@ class Exports:
             equipment=found["EquipmentLog"], history=found["StatusHistory"],
             users={u.id: u for u in cast(list[UserRecord], users)})
         await self.core.audit_read(principal, "Patient", object_id=patient_id, patient_ref=patient_id,
-                                   detail=f"export:{everything.record_count}")
+                                   detail=f"export:{kind + ':' if kind else ''}{everything.record_count}")
         return everything
 
     async def _rows(self, session: Any, actor: Actor, class_name: str, where: dict[str, Any],
