@@ -14,7 +14,7 @@ def _release(client) -> None:  # noqa: ANN001 - nicegui.Client
 def register(settings: Settings) -> None:
     from nicegui import app
 
-    from pages import (admin, audit, auth, caseload, downloads, drafts, equipment, outbox, patient, report, sign_in,
+    from pages import (account, admin, audit, auth, caseload, downloads, drafts, equipment, outbox, patient, report, sign_in,
                        socket_guard, ward)
     from pages.frame import install_theme
 
@@ -29,6 +29,6 @@ def register(settings: Settings) -> None:
     # nesting ran past Python's recursion limit after about 60 tests. The app's own is kept.
     lifespan = app.router.lifespan_context
     app.include_router(auth.router)
-    for module in (sign_in, caseload, patient, equipment, ward, admin, audit, report, downloads):
+    for module in (sign_in, caseload, patient, equipment, ward, admin, audit, report, downloads, account):
         app.include_router(module.router)
     app.router.lifespan_context = lifespan

@@ -13,11 +13,11 @@ from nicegui import APIRouter, ui
 from nicegui.events import ValueChangeEventArguments
 
 from dashboard.access import Role
-from dashboard.errors import InvalidInput, NotAuthenticated, StoreError, Taken
+from dashboard.errors import InvalidInput, MissingField, NotAuthenticated, StoreError, Taken
 from dashboard.record_types import UserRecord
 from dashboard.store import CaseloadRow
 from pages import auth
-from pages.dialogs import confirm, submit, toast
+from pages.dialogs import cancel_keeping_typed, confirm, dialog, submit, toast
 from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section
 
 router = APIRouter()
@@ -159,6 +159,9 @@ class AdminView:
                                 .props('flat round color=primary aria-label="Unlock"').tooltip("Unlock") \
                                 .mark(f"unlock-{user.username}")
                         if not me:
+                            ui.button(icon="key", on_click=lambda u=user: self.reset_password(u)) \
+                                .props('flat round color=primary aria-label="Reset password"') \
+                                .tooltip("Reset password").mark(f"reset-{user.username}")
                             if user.active:
                                 ui.button("Deactivate", on_click=lambda u=user: self.deactivate(u)) \
                                     .props("flat dense color=negative").mark(f"deactivate-{user.username}")
@@ -185,6 +188,40 @@ class AdminView:
         if await confirm(f"Deactivate {user.username}?",
                          f"{user.username} is signed out everywhere and can no longer sign in.", "Deactivate"):
             await self.change(user.id, {"active": False}, f"{user.username} is deactivated")
+
+    def reset_password(self, user: UserRecord) -> None:
+        """A temporary password for another account: its sessions end at once, and its next sign-in
+        must choose a new password before anything else. The lead tells the user the temporary one."""
+        minimum = auth.settings().min_password_length
+        with dialog(f"Reset {user.username}'s password", mark="reset-dialog") as box:
+            ui.label(f"{user.username} is signed out everywhere at once, and must choose a new password "
+                     "at the next sign-in with the temporary one you set here.").classes("ot-muted")
+            field = ui.input(f"Temporary password (at least {minimum} characters)", password=True,
+                             password_toggle_button=True).props('outlined autocomplete="new-password"') \
+                .classes("w-full").mark("temporary-password")
+            field.on_value_change(lambda e: setattr(e.sender, "error", None))
+
+            async def reset() -> None:
+                try:
+                    ended = await self.store.accounts.reset_password(
+                        principal=self.session.principal, user_id=user.id, temporary_password=field.value or "")
+                except InvalidInput as exc:
+                    field.error = (auth.MISSING["password"] if isinstance(exc, MissingField)
+                                   else f"That password {exc.rule}.")
+                    return
+                except StoreError as exc:
+                    toast(exc.message, "negative")
+                    return
+                box.close()
+                toast(f"{user.username}'s password is reset; {ended} session{'s' if ended != 1 else ''} ended")
+
+            field.on("keydown.enter", reset)
+            with ui.row().classes("w-full justify-end gap-2"):
+                ui.button("Cancel", on_click=cancel_keeping_typed(box, lambda: [field])).props("flat") \
+                    .mark("reset-cancel")
+                ui.button("Reset password", icon="key", on_click=reset).props("unelevated color=negative") \
+                    .mark("reset-confirm")
+        box.open()
 
     async def change_role(self, user: UserRecord, event: ValueChangeEventArguments) -> None:
         new = event.value

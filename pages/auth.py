@@ -30,12 +30,15 @@ from dashboard.errors import (
 )
 from dashboard.passwords import CookieSigner
 from dashboard.store import Store
+from dashboard.store.accounts import SessionNeedsNewPassword
 from dashboard.store.rules import Permissions
 
 COOKIE = "ot_session"
 # With secure cookies, the __Host- prefix: the browser keeps it only if Secure, Path=/ and no Domain,
 # so no sibling subdomain or plain-HTTP page can plant or overwrite it.
 SECURE_COOKIE = "__Host-ot_session"
+# The one page a session that must choose a new password (after a lead's reset) may open.
+PASSWORD_PAGE = "/account"
 router = APIRouter()
 _settings: Settings | None = None
 
@@ -48,6 +51,7 @@ class PageSession:
     principal: Principal
     username: str
     token: str
+    must_change_password: bool = False  # a lead reset it: only PASSWORD_PAGE opens, to choose a new one
 
     @property
     def store(self) -> Store:
@@ -109,10 +113,16 @@ def token_from_cookie(raw: str | None) -> str | None:
 
 
 async def resolve(token: str | None) -> PageSession | None:
-    """The page session behind a token, or None when it is absent, expired or revoked."""
+    """The page session behind a token, or None when it is absent, expired or revoked. A session
+    that must choose a new password comes back marked so (`session_of` gates the pages on it)."""
     store = runtime.store()
+    must_change = False
     try:
-        principal = await store.resolve_session(token)
+        try:
+            principal = await store.resolve_session(token)
+        except SessionNeedsNewPassword:
+            principal = await store.resolve_session(token, password_change_page=True)
+            must_change = True
     except NotAuthenticated:
         return None
     if token is None:
@@ -121,15 +131,30 @@ async def resolve(token: str | None) -> PageSession | None:
         store.permissions(principal=principal)  # a live session with a role
     except NotAuthenticated:
         return None
-    return PageSession(principal, principal.username, token)
+    return PageSession(principal, principal.username, token, must_change)
 
 
 async def session_of(request: Request) -> PageSession | None:
-    return await resolve(_token_from(request))
+    """Every page's gate: the visitor's session, or None (the page then answers `to_login`). An
+    account that must choose a new password gets None everywhere but PASSWORD_PAGE, and `to_login`
+    sends it there: the one place that rule is enforced for pages."""
+    session = await resolve(_token_from(request))
+    if session is not None and session.must_change_password and request.url.path != PASSWORD_PAGE:
+        request.state.must_change_password = True
+        return None
+    return session
+
+
+def must_change_password(request: Request) -> bool:
+    """Whether this request's `session_of` found a session that must choose a new password first."""
+    return bool(getattr(request.state, "must_change_password", False))
 
 
 def to_login(request: Request) -> RedirectResponse:
-    """Sends a signed-out visitor to sign in, and back here afterwards."""
+    """Sends a signed-out visitor to sign in, and back here afterwards (a session that must choose a
+    new password first: to the password page)."""
+    if must_change_password(request):
+        return RedirectResponse(PASSWORD_PAGE, status_code=303)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(safe_next(here), safe='')}", status_code=303)
 
@@ -143,6 +168,11 @@ def _set_cookie(response: Response, token: str) -> None:
 
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def _user_agent(request: Request) -> str | None:
+    """Kept on the session for the user's list of sessions (/account)."""
+    return request.headers.get("user-agent")
 
 
 def cross_site(request: Request) -> bool:
@@ -255,7 +285,8 @@ async def login(request: Request, username: str = Form(""), password: str = Form
     as_json = wants_json(request)
     try:
         signed_in = await runtime.store().log_in(username=username.strip(), password=password,
-                                                 address=_address(request))
+                                                 address=_address(request), user_agent=_user_agent(request),
+                                                 password_change_page=True)
     except RateLimited as exc:
         if as_json:
             return _refused(429, form=sign_in_message("busy", seconds=exc.seconds))
@@ -275,6 +306,8 @@ async def login(request: Request, username: str = Form(""), password: str = Form
                 [exc.field if isinstance(exc, MissingField) else "username"]
             return _refused(400, fields={name: [MISSING[name]] for name in missing})
         return _back("/login", target, error="missing")
+    if signed_in.must_change_password:  # a lead reset it: a new one before anything else
+        target = PASSWORD_PAGE
     return _signed_in(request, target, signed_in.token)
 
 
@@ -288,7 +321,7 @@ async def signup(request: Request, username: str = Form(""), email: str = Form("
     username, email = username.strip(), email.strip()
     try:
         signed_in = await store.sign_up(username=username, email=email, password=password,
-                                        address=_address(request))
+                                        address=_address(request), user_agent=_user_agent(request))
     except RateLimited as exc:
         if wants_json(request):
             return _refused(429, form=signup_message("busy", seconds=exc.seconds))

@@ -23,6 +23,7 @@ NAV = [
     ("equipment", "Equipment", "/equipment", "medical_services"),
     ("ward", "Ward screen", "/ward", "tv"),
 ]
+ACCOUNT = ("account", "Account", "/account", "account_circle")  # every signed-in user's own
 
 THEME_CSS = """
 :root { --ot-ink: #102a43; --ot-muted: #627d98; --ot-line: #e3e8ef; --ot-bg: #f4f6f9;
@@ -152,7 +153,7 @@ def frame(session: PageSession, active: str, *, main_classes: str = "") -> Itera
             ui.label("OT Tracker")
         with ui.row().classes("ot-nav gap-1 no-wrap items-center"):
             items = list(NAV) + ([("admin", "Admin", "/admin", "admin_panel_settings"),
-                                  ("audit", "Audit", "/audit", "fact_check")] if session.is_lead else [])
+                                  ("audit", "Audit", "/audit", "fact_check")] if session.is_lead else []) + [ACCOUNT]
             for key, label, path, icon in items:
                 with ui.link(target=path).classes("active" if key == active else "").props(
                         f'aria-label="{label}"'):

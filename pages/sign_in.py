@@ -136,6 +136,8 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
     target = auth.safe_next(next)
     if await auth.session_of(request) is not None:
         return RedirectResponse(target, status_code=303)
+    if auth.must_change_password(request):
+        return RedirectResponse(auth.PASSWORD_PAGE, status_code=303)
     if locked and not error:  # pages.live after the idle timeout: the lock screen
         card = _shell("Screen locked", "Patient information is hidden while nobody is using this screen.")
     else:
