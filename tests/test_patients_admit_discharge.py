@@ -203,3 +203,23 @@ async def test_a_missing_reason_is_a_missing_field(world: World):
     with pytest.raises(MissingField):
         await world.store.discharge_patient(principal=world.lead, patient_id=world.patient.id, reason=None,
                                             date=TODAY)
+
+
+async def test_archived_set_through_update_is_recorded_as_a_discharge_and_a_readmission(world: World):
+    """REST and GraphQL change `archived` through `update`: the same history, date and audit follow."""
+    p = world.patient.id
+    with pytest.raises(PermissionDenied):
+        await world.store.update(principal=world.owner, class_name="Patient", object_id=p,
+                                 changes={"archived": True}, reason="Home")
+    await world.store.update(principal=world.lead, class_name="Patient", object_id=p,
+                             changes={"archived": True}, reason="Home")
+    assert p not in await caseload_ids(world, "owner")
+    found = await world.store.discharge_of(principal=world.owner, patient_id=p)
+    assert (found.on, found.reason) == (world.store.clock().date(), "Home")
+    await world.store.update(principal=world.lead, class_name="Patient", object_id=p,
+                             changes={"archived": False}, reason="Back on the ward")
+    assert p in await caseload_ids(world, "owner")
+    assert await world.store.discharge_of(principal=world.owner, patient_id=p) is None
+    steps = [(h.from_value, h.to_value, h.change_reason) for h in await history(world, p)
+             if h.status_type == "admission"]
+    assert steps == [("admitted", "discharged", "Home"), ("discharged", "admitted", "Back on the ward")]

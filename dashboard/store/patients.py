@@ -25,10 +25,8 @@ from dashboard.store.core import StoreCore
 from dashboard.store.query import text_problem
 from dashboard.store.read import Reads
 from dashboard.store.request_keys import check_request_key
-from dashboard.store.write import MAX_REASON, Writes
+from dashboard.store.write import ADMISSION, MAX_REASON, Writes
 
-# The StatusHistory row of a discharge: its own statusType, beside mobilityStatus and equipmentStatus.
-ADMISSION = "admission"
 DISCHARGED_LIMIT = 500  # the newest discharges a list shows (one bounded query)
 # The earliest time zone is UTC+14: "today" there is never refused as a future date.
 AHEAD_OF_UTC = timedelta(hours=14)

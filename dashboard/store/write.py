@@ -54,6 +54,8 @@ from dashboard.store.summaries import (
 )
 
 MAX_REASON = 2000
+# StatusHistory's statusType of a discharge (admitted -> discharged) and a readmission (patients.py).
+ADMISSION = "admission"
 
 
 def activity_event(patient_id: str, open_follow_ups: int, equipment_out: int) -> Event:
@@ -394,12 +396,20 @@ class Writes:
         if new_therapist is not None and new_therapist != patient.primary_therapist_id:
             self._check_therapist(new_therapist)
             tx.changes.append(patient_mutation(patient.id, new_therapist))
-        old_status = patient.mobility_status
+        old_status, was_archived = patient.mobility_status, patient.archived
         for attr, value in values.items():
             setattr(patient, attr, value)
         if patient.mobility_status != old_status:
             await self._add_history(tx, actor, patient.id, "mobilityStatus", old_status,
                                     patient.mobility_status, reason)
+        if bool(patient.archived) != bool(was_archived):
+            # `archived` set directly (REST, GraphQL): a discharge today, or a readmission, as
+            # discharge_patient records one, so no step is missing from the history.
+            patient.discharged_on = self.core.clock().date() if patient.archived else None
+            patient.discharge_reason = reason if patient.archived else None
+            await self._add_history(tx, actor, patient.id, ADMISSION,
+                                    "admitted" if patient.archived else "discharged",
+                                    "discharged" if patient.archived else "admitted", reason)
 
     def _update_score(self, actor: Actor, score: MobilityScore, changes: Mapping[str, object]) -> None:
         refusal = rules.score_change_refusal(set(map(str, changes)), actor.role,
