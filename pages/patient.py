@@ -712,7 +712,7 @@ class PatientView:
                     vocab = mobility if h.status_type == "mobilityStatus" else kit
                     to = vocab[h.to_value].label if h.to_value in vocab else h.to_value
                     if h.status_type == "admission":  # -- admission: a discharge
-                        title = "Discharged" if h.to_value == "discharged" else h.to_value.capitalize()
+                        title = "Discharged" if h.to_value == "discharged" else "Readmitted"
                     elif h.status_type == "mobilityStatus":
                         title = f"{vocab[h.from_value].label} → {to}" if h.from_value in vocab else f"Admitted: {to}"
                     else:
