@@ -165,6 +165,14 @@ class LiveQueryClient:
                 arrivals.add(data["object"]["objectId"], at)
             elif op == "error":
                 self.errors.append(data)
+            self.seen(op, at)
+        self.closed(time.perf_counter())
+
+    def seen(self, op: str | None, at: float) -> None:
+        """Called for each message once counted (a subclass stamps the ones it times)."""
+
+    def closed(self, at: float) -> None:
+        """Called when the socket has closed."""
 
     async def close(self) -> None:
         if self.reader is not None:

@@ -22,6 +22,8 @@ from typing import ClassVar
 
 from sqlalchemy.engine import make_url
 
+from dashboard.cluster import stop_processes
+
 ROOT = Path(__file__).resolve().parent.parent
 # The tree whose server is measured: another checkout for a before/after run with one bench
 # (`OT_BENCH_SERVER_ROOT=/tmp/before python -m bench ...`); by default this one.
@@ -213,13 +215,8 @@ class Server:
         raise TimeoutError(f"server not ready in {timeout}s: {self.log_tail()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process is not None:
+            stop_processes([self.process], grace=15)
         self.process = None
 
     def restart(self) -> None:

@@ -49,6 +49,19 @@ def haproxy_env(bind: str, nodes: Sequence[str], *, stats_socket: str | None = N
     return env
 
 
+def stop_processes(processes: Sequence[subprocess.Popen], *, grace: float) -> None:
+    """SIGTERM to each process still running, then up to `grace` seconds for each to exit, then SIGKILL."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -121,13 +134,8 @@ class Balancer:
         raise ClusterError(f"haproxy did not answer on {self.url} within {timeout:.0f}s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process is not None:
+            stop_processes([self.process], grace=5)
         self.process = None
 
     def admin(self, command: str) -> str:
@@ -205,14 +213,7 @@ def run(instances: int, *, base_port: int = 8081, bind: str = "127.0.0.1:8080",
 
     def stop_all() -> None:
         balancer.stop()
-        for _, child in children:
-            if child.poll() is None:
-                child.terminate()
-        for _, child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_processes([child for _, child in children], grace=15)
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping

@@ -33,7 +33,7 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy.engine import make_url
 
-from bench.clients import (EVENT_OPS, APP_ID, Arrivals, LiveQueryClient, RestClient, Subscribers, new_score,
+from bench.clients import (APP_ID, Arrivals, LiveQueryClient, RestClient, Subscribers, new_score,
                            patient_query)
 from bench.seed import PASSWORD, _account, build_world, open_store
 from bench.server import DATA_FILES, ROOT, BenchDatabase, BenchServer
@@ -356,25 +356,15 @@ class Watched(LiveQueryClient):
         self.signal = asyncio.Event()
         self.attempts = 1
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for message in self.ws:
-            at = time.perf_counter()
-            if message.type != aiohttp.WSMsgType.TEXT:
-                break
-            data = json.loads(message.data)
-            op = data.get("op")
-            if op in EVENT_OPS:
-                self.received += 1
-                self.arrivals.add(data["object"]["objectId"], at)
-            elif op == "leave" and self.left_at is None:
-                self.left_at = at
-            elif op == "error":
-                self.errors.append(data)
-                if self.ended_at is None:
-                    self.ended_at = at
-            self.signal.set()
-        self.closed_at = time.perf_counter()
+    def seen(self, op: str | None, at: float) -> None:
+        if op == "leave" and self.left_at is None:
+            self.left_at = at
+        elif op == "error" and self.ended_at is None:
+            self.ended_at = at
+        self.signal.set()
+
+    def closed(self, at: float) -> None:
+        self.closed_at = at
         self.signal.set()
 
 
