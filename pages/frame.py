@@ -82,7 +82,7 @@ body[data-live="reconnecting"] .ot-save .q-btn__content::after { content: "· se
 /* Print: the record only, no navigation, forms or buttons; every section of a tabbed page. */
 @media print {
   .q-header, .ot-header, .ot-nav, .ot-offline-banner, .pt-tabs, .ot-no-print, form, [data-draft-form], .q-field,
-  .q-btn, .q-pagination, .q-notifications, .q-dialog, .q-tooltip { display: none !important; }
+  .q-btn, .q-pagination, .q-notifications, .q-dialog, .q-tooltip, .ot-card:has(> .q-field) { display: none !important; }
   .q-page-container { padding-top: 0 !important; }
   html, body { background: #fff !important; }
   .ot-main { max-width: none; padding: 0; }

@@ -177,3 +177,15 @@ async def test_each_report_export_is_one_audit_row_without_patient_data(world: W
     assert row.detail.startswith("export:report-pdf:")
     for phi in (*PHI, "Pat Example"):
         assert phi not in (row.detail or "")
+
+
+async def test_without_a_unicode_font_the_pdf_still_builds(world: World, monkeypatch: pytest.MonkeyPatch):
+    """On a machine without DejaVu or Liberation: core Helvetica, Latin-1 kept, the rest as "?"."""
+    from dashboard.exports import report_pdf as module
+
+    await world.store.update(principal=world.lead, class_name="Patient", object_id=world.patient.id,
+                             changes={"displayName": "Zoë Łukasik"})
+    await chart(world)
+    monkeypatch.setattr(module, "_unicode_font", lambda: None)
+    pages, text = pdf_text(module.report_pdf(await report_for(world, "owner")))
+    assert pages >= 1 and "Zoë ?ukasik" in text and "Supervision -> Minimal assist" in text

@@ -123,6 +123,7 @@ class ReportPdf(FPDF):
             self.set_fill_color(*BRAND)
             for x, y in coords:
                 self.rect(x - 0.8, y - 0.8, 1.6, 1.6, style="F")
+            self.set_fill_color(255, 255, 255)  # tables fill their cells with the current colour
             self.set_xy(left, top + height + 0.5)
             self.cell(width / 2, 4, start.astimezone().strftime("%d %b %Y"))
             self.cell(width / 2, 4, end.astimezone().strftime("%d %b %Y"), align="R")
