@@ -425,6 +425,8 @@ class Hub:
         for sub in list(self._by_user.get(change.user_id, ())):
             if change.session_id is not None and sub.principal.session_id != change.session_id:
                 continue
+            if change.ended and sub.principal.session_id is not None and self.access.role(sub.principal) is not None:
+                continue  # some of the user's sessions ended (a new password), not this one
             if change.ended:
                 # Nothing still queued is deliverable now. Name each patient the subscription was
                 # watching, so an open patient page knows it is its access that ended; then end it.

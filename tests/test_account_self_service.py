@@ -58,13 +58,14 @@ async def test_new_password_ends_every_other_session_and_keeps_this_one(store: S
     here = await store.log_in(username="owner", password=PASSWORD, user_agent=BROWSER, address="10.0.0.5")
     elsewhere = await store.log_in(username="owner", password=PASSWORD, user_agent="ParseSDK/8", address="10.0.0.9")
     someone_else = await store.log_in(username="team-therapist", password=PASSWORD)
-    with mailbox(store.hub, elsewhere.principal, ()) as box:
+    with mailbox(store.hub, elsewhere.principal, ()) as box, mailbox(store.hub, here.principal, ()) as mine:
         ended = await store.accounts.change_password(principal=here.principal, current_password=PASSWORD,
                                                      new_password=NEW_PASSWORD)
         assert ended == 2  # `elsewhere` and world.owner (build_world's sign-in)
-        # The other session's open pages and subscriptions are told at once.
+        # The other session's open pages and subscriptions are told at once; this session's are not.
         deliveries = box.drain()
         assert any(d.kind == DeliveryKind.ACCESS_ENDED and d.patient_id is None for d in deliveries)
+        assert not any(d.kind == DeliveryKind.ACCESS_ENDED for d in mine.drain())
     for gone in (elsewhere, ):
         with pytest.raises(NotAuthenticated):
             await store.resolve_session(gone.token)

@@ -455,7 +455,7 @@ class ParseApi:
                                    code=ParseCode.INVALID_KEY_NAME)
         signed = await self.store.sign_up(username=body.get("username"), email=body.get("email"),  # type: ignore[arg-type]
                                           password=body.get("password"),  # type: ignore[arg-type]
-                                          address=call.address or "unknown")
+                                          address=call.address or "unknown", user_agent=call.user_agent)
         created = wire.encode_row(signed.user)["createdAt"]
         return _json({"objectId": signed.user.id, "createdAt": created, "sessionToken": signed.token}, 201,
                      self._location(call, f"users/{signed.user.id}"))
