@@ -11,6 +11,7 @@ the page's Download CSV button sends the file over its socket instead (`send_cas
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from nicegui import APIRouter, ui
 
 from dashboard.errors import NotAuthenticated, NotFound
 from dashboard.exports.caseload_csv import caseload_csv
+from dashboard.exports.progress_report import ProgressReport
 from dashboard.exports.report_pdf import report_pdf
 from dashboard.store import CaseloadRow
 from dashboard.store.read import is_object_id
@@ -29,8 +31,16 @@ from pages.report import load_report
 
 router = APIRouter()
 CSV_PATH = "/caseload.csv"
+# PDFs built at once (CPU work, about the machine's cores); more wait in their worker threads, never
+# on the event loop.
+PDF_BUILDS = threading.BoundedSemaphore(2)
 # The caseload page's "Sort by" choices (pages/caseload.py), by the names its view uses.
 SORTS = ("name", "status", "follow_ups", "last_session", "equipment")
+
+
+def _build_pdf(report: ProgressReport) -> bytes:
+    with PDF_BUILDS:
+        return report_pdf(report)
 
 
 def _pick(session: auth.PageSession, *, search: str = "", status: str = "", therapist_id: str = "",
@@ -120,7 +130,7 @@ async def report_download(request: Request, object_id: str) -> Response:
         raise HTTPException(status_code=404, detail="Not found") from None  # unknown and unreadable alike
     except NotAuthenticated:
         return auth.to_login(request)
-    body = await asyncio.to_thread(report_pdf, report)  # fpdf2 is CPU work: off the event loop
+    body = await asyncio.to_thread(_build_pdf, report)  # fpdf2 is CPU work: off the event loop
     return Response(body, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{report.file_name}"',
                              "Cache-Control": "no-store"})

@@ -22,6 +22,12 @@ def csv_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
     return header, [dict(zip(header, row)) for row in rows]
 
 
+async def export_rows(w) -> list[str]:
+    """The details of the caseload exports' audit rows, oldest first."""
+    rows = await w.store.audit_trail(principal=w.lead, limit=1000)
+    return [r.detail for r in reversed(rows) if (r.detail or "").startswith("export:caseload")]
+
+
 def choose(user, marker: str, value: str) -> None:
     [field] = user.find(marker=marker).elements
     field.value = value
@@ -71,8 +77,10 @@ async def test_the_csv_address_takes_the_pages_filters_and_sort_by_the_page_cook
     choose(lead, "sort", "status")
     choose(lead, "therapist-filter", w.users["owner"].id)
     await eventually(lambda: len(page_names(lead)) == 5)
+    before = await export_rows(w)
     response = await lead.http_client.get("/caseload.csv", params={"therapist": w.users["owner"].id,
                                                                    "sort": "status"})
+    assert await export_rows(w) == before + ["export:caseload:5"]  # one audit row, counts only
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     assert response.headers["content-disposition"].startswith('attachment; filename="caseload-')
     _, rows = csv_rows(response.text)
