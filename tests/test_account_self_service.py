@@ -164,3 +164,34 @@ async def test_only_a_lead_resets_and_a_weak_temporary_password_is_refused(store
         refused = (await session.execute(select(AuditEvent.actor_id).where(
             AuditEvent.action == "reset_password", AuditEvent.outcome != "ok"))).all()
     assert len(refused) == 4  # three denied, one invalid
+
+
+async def test_the_api_refuses_a_forced_change_account_clearly_and_records_the_user_agent(store: Store) -> None:
+    import httpx
+
+    from tests.api.conftest import APP_ID, make_app
+
+    world = await build_world(store)
+    temporary = "temporary lantern 4417"
+    await store.accounts.reset_password(principal=world.lead, user_id=world.users["owner"].id,
+                                        temporary_password=temporary)
+    page_session = await store.log_in(username="owner", password=temporary, password_change_page=True)
+    transport = httpx.ASGITransport(app=make_app(store), client=("10.0.0.7", 5555))
+    headers = {"X-Parse-Application-Id": APP_ID, "User-Agent": "ParseSDK-Android/4.3"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        login = await client.post("/parse/login", headers=headers, json={"username": "owner", "password": temporary})
+        assert login.status_code == 403 and login.json()["code"] == 119
+        assert "choose a new password" in login.json()["error"] and "sessionToken" not in login.text
+        graphql = await client.post("/graphql", headers=headers, json={"query": (
+            'mutation { logIn(input: {username: "owner", password: "%s"}) { viewer { sessionToken } } }' % temporary)})
+        assert "choose a new password" in graphql.text and "sessionToken\":\"" not in graphql.text
+        # The page's session (allowed on /account only) is no session for the API.
+        me = await client.get("/parse/users/me", headers={**headers, "X-Parse-Session-Token": page_session.token})
+        assert me.status_code == 401 and me.json()["code"] == 209
+        # An ordinary account's API login is listed with its client and address.
+        login = await client.post("/parse/login", headers=headers, json={"username": "outsider", "password": PASSWORD})
+        assert login.status_code == 200
+    outsider = await store.resolve_session(login.json()["sessionToken"])
+    listed = {s.session_id: s for s in await store.accounts.own_sessions(principal=outsider)}
+    assert (listed[outsider.session_id].user_agent, listed[outsider.session_id].address) == \
+        ("ParseSDK-Android/4.3", "10.0.0.7")
