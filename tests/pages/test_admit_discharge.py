@@ -150,3 +150,20 @@ async def test_a_lead_changing_the_identifier_to_a_taken_one_is_told_under_the_f
     assert _one(lead, "profile-patient-id").value == "DEMO-Q"
     p = await w.store.get(principal=w.lead, class_name="Patient", object_id=w.patient.id)
     assert p.patient_id == "DEMO-P"
+
+
+async def test_a_push_to_the_caseload_keeps_the_open_admit_dialog_and_what_was_typed(pages_app):
+    w = pages_app.world
+    lead = await pages_app.signed_in("lead")
+    await lead.open("/")
+    await _admit_form(lead, patient_id="TYP-1", name="Half Typed")
+    name = _one(lead, "admit-name")
+
+    def row_says(text: str) -> bool:
+        return any(text in str(getattr(d, "text", "")) for d in _one(lead, f"row-{w.patient.id}").descendants())
+
+    assert not row_says("Dependent")
+    await w.store.change_status(principal=w.owner, patient_id=w.patient.id, status="dependent", reason="fall")
+    await eventually(lambda: row_says("Dependent"))  # the row was refreshed by the push
+    assert _one(lead, "admit-name") is name and name.value == "Half Typed"
+    assert _one(lead, "admit-dialog").value is True  # still open
