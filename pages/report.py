@@ -14,7 +14,8 @@ from nicegui import APIRouter, ui
 from dashboard.api.fhir import everything_url
 from dashboard.errors import NotAuthenticated, NotFound
 from dashboard.exports.progress_report import MeasureSection, ProgressReport, build_report
-from pages import auth
+from dashboard.hub import DeliveryKind, patient_topic
+from pages import auth, live
 from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
 
 router = APIRouter()
@@ -100,12 +101,42 @@ def table(header: list[str], rows: list[list[str]], columns: str, *, marker: str
 
 
 class ReportView:
-    def __init__(self, report: ProgressReport):
+    """A snapshot as prepared (a report does not change under the reader), told when it is out of
+    date, and emptied at once when access to the patient ends."""
+
+    def __init__(self, session: auth.PageSession, report: ProgressReport):
+        self.session = session
         self.report = report
+        self.ended = False
 
     def build(self) -> None:
-        r = self.report
         ui.add_css(CSS)
+        self.stale = ui.label("Records changed since this report was prepared: reload to include them.") \
+            .classes("ot-card ot-no-print").mark("report-stale")
+        self.stale.set_visibility(False)
+        self.root = ui.column().classes("w-full gap-4")
+        with self.root:
+            self.build_report()
+        self.sub = live.watch(self.session, [patient_topic(self.report.object_id)], self.on_batch)
+
+    async def on_batch(self, batch: live.Batch) -> None:
+        if self.ended:
+            return
+        if any(d.kind == DeliveryKind.ACCESS_ENDED and d.patient_id in (self.report.object_id, None) for d in batch):
+            self.ended = True
+            self.sub.close()
+            self.stale.set_visibility(False)
+            self.root.clear()
+            with self.root, ui.column().classes("ot-card items-center gap-2").mark("access-ended"):
+                ui.icon("lock", size="40px").classes("text-primary")
+                ui.label("Your access to this patient has ended").classes("text-xl font-semibold") \
+                    .props('role="heading" aria-level="1"')
+                ui.label("The report is no longer shown here.").classes("ot-muted")
+            return
+        self.stale.set_visibility(True)
+
+    def build_report(self) -> None:
+        r = self.report
         with ui.row().classes("w-full items-center gap-2 ot-no-print").mark("report-toolbar"):
             ui.link("Back to patient", f"/patient/{r.object_id}").classes("q-btn q-btn--flat text-primary px-3 "
                                                                           "items-center flex")
@@ -179,5 +210,5 @@ async def report_page(request: Request, object_id: str) -> RedirectResponse | No
     except NotAuthenticated:
         return auth.to_login(request)
     with frame(session, "caseload"):
-        ReportView(report).build()
+        ReportView(session, report).build()
     return None

@@ -173,3 +173,19 @@ async def test_the_patient_page_links_to_the_report_its_pdf_and_the_fhir_export(
         assert (await owner.http_client.get(href)).status_code == 200
     await owner.open(links["open-report"])
     await owner.should_see("Progress report")
+
+
+async def test_an_open_report_says_when_it_is_out_of_date_and_empties_when_access_ends(pages_app):
+    w = pages_app.world
+    await chart(w)
+    member = await pages_app.signed_in("team-therapist")
+    await member.open(f"/patient/{w.patient.id}/report")
+    await member.should_see("Lives alone, dog Rex.")
+    await member.should_not_see(marker="report-stale")
+    await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="berg", value=50)
+    await member.should_see("Records changed since this report was prepared: reload to include them.")
+    await w.store.remove_care_team_member(principal=w.lead, patient_id=w.patient.id,
+                                          user_id=w.users["team_therapist"].id)
+    await member.should_see("Your access to this patient has ended")
+    for text in ("Pat Example", "Lives alone, dog Rex.", "Berg Balance Scale"):
+        await member.should_not_see(text)
