@@ -71,6 +71,12 @@ def valid(fields: list[ui.element]) -> bool:
     return all([f.validate() for f in fields if hasattr(f, "validate")])
 
 
+def keep_with(view: PatientView, dialog: ProfileDialog | DischargeDialog) -> None:
+    """The page closes its open dialogs when access ends (nothing of the patient stays on screen)."""
+    view.open_dialogs.append(dialog)  # type: ignore[arg-type]
+    dialog.box.on_value_change(lambda e: None if e.value else view.dialog_closed(dialog))  # type: ignore[arg-type]
+
+
 class AdmitDialog:
     """A new patient: identifier, name, date of birth, mobility status, primary therapist."""
 
@@ -155,28 +161,44 @@ class ProfileDialog:
                 self.therapist = ui.select(therapists, label="Primary therapist", value=p.primary_therapist_id) \
                     .props("outlined").classes("w-full").mark("profile-therapist")
             with ui.row().classes("w-full justify-end gap-2"):
-                ui.button("Cancel", on_click=self.box.close).props("flat").mark("profile-cancel")
+                ui.button("Cancel", on_click=self.cancel).props("flat").mark("profile-cancel")
                 ui.button("Save profile", icon="check", on_click=self.save) \
                     .props("unelevated color=primary").classes("ot-save").mark("profile-save")
+        keep_with(view, self)
         self.box.open()
 
-    async def save(self) -> bool:
+    def changes(self) -> dict[str, object]:
+        """What differs from the patient as the page shows it (only that is sent)."""
         p = self.view.patient
-        if not valid([self.name, self.birth, *([self.patient_id] if self.patient_id else [])]):
-            return False
         changes: dict[str, object] = {}
         if (self.name.value or "").strip() != p.display_name:
             changes["displayName"] = (self.name.value or "").strip()
         if (self.birth.value or "") != birth_text(p.date_of_birth):
-            changes["dateOfBirth"] = birth_moment(self.birth.value)
+            try:
+                changes["dateOfBirth"] = birth_moment(self.birth.value)
+            except ValueError:  # not a date: a save refuses it under the field before sending
+                changes["dateOfBirth"] = self.birth.value
         if self.patient_id is not None and (self.patient_id.value or "").strip() != (p.patient_id or ""):
             changes["patientId"] = (self.patient_id.value or "").strip()
         if self.therapist is not None and self.therapist.value != p.primary_therapist_id:
+            changes["primaryTherapist"] = self.therapist.value
+        return changes
+
+    async def cancel(self) -> None:
+        if self.changes() and not await dialogs.confirm("Discard your changes?",
+                                                        "The changes in this dialog will be lost.", "Discard"):
+            return
+        self.box.close()
+
+    async def save(self) -> bool:
+        if not valid([self.name, self.birth, *([self.patient_id] if self.patient_id else [])]):
+            return False
+        changes = self.changes()
+        if "primaryTherapist" in changes:
             if not await dialogs.confirm(
                     "Change the primary therapist?", "The previous therapist loses access to this patient at "
                     "once, unless they are on its care team.", "Change therapist"):
                 return False
-            changes["primaryTherapist"] = self.therapist.value
         if not changes:
             self.box.close()
             return True
@@ -219,6 +241,7 @@ class DischargeDialog:
                 ui.button("Discharge", icon="logout", on_click=self.save) \
                     .props("unelevated color=negative data-testid=discharge-save").classes("ot-save") \
                     .mark("discharge-save")
+        keep_with(view, self)
         self.box.open()
 
     async def save(self) -> bool:

@@ -167,3 +167,16 @@ async def test_a_push_to_the_caseload_keeps_the_open_admit_dialog_and_what_was_t
     await eventually(lambda: row_says("Dependent"))  # the row was refreshed by the push
     assert _one(lead, "admit-name") is name and name.value == "Half Typed"
     assert _one(lead, "admit-dialog").value is True  # still open
+
+
+async def test_an_open_profile_dialog_closes_when_access_to_the_patient_ends(pages_app):
+    w = pages_app.world
+    owner = await pages_app.signed_in("owner")
+    await owner.open(f"/patient/{w.patient.id}")
+    owner.find(marker="edit-profile").click()
+    await owner.should_see(marker="profile-dialog")
+    await w.store.assign_therapist(principal=w.lead, patient_id=w.patient.id,
+                                   therapist_id=w.users["other_therapist"].id)
+    await owner.should_see(marker="access-ended", retries=50)
+    await owner.should_not_see(marker="profile-dialog")
+    await owner.should_not_see("Pat Example")
