@@ -37,10 +37,11 @@ async def test_wrong_current_password_and_weak_new_one_are_said_under_their_fiel
 
 async def test_a_new_password_signs_out_the_other_session_and_keeps_this_one(pages_app):
     # NiceGUI's simulation has one `ui.navigate` for all its users (the last one touched), so the
-    # other session is a cookie here, not an open page: tests/e2e/test_account_browser.py has that.
+    # other session is a cookie here, never a built page (whose end would move this user's page):
+    # tests/e2e/test_account_browser.py has the other open page. Signed in, /login sends it on.
     here = await pages_app.signed_in("owner")
     elsewhere = await pages_app.signed_in("owner")
-    assert (await elsewhere.http_client.get("/")).status_code == 200
+    assert (await elsewhere.http_client.get("/login")).status_code == 303
     await here.open("/account")
     await here.should_see("This session")
     assert len(here.find(marker="session-other").elements) >= 1
@@ -58,7 +59,7 @@ async def test_a_new_password_signs_out_the_other_session_and_keeps_this_one(pag
 
 async def test_email_errors_under_the_field_and_sign_out_everywhere_else(pages_app):
     owner = await pages_app.signed_in("owner")
-    other = await pages_app.signed_in("owner")
+    other = await pages_app.signed_in("owner")  # a cookie, not an open page (see above)
     await owner.open("/account")
     email = _one(owner, "email")
     assert email.value == "owner@example.org"
@@ -93,7 +94,7 @@ async def test_every_signed_in_user_has_the_account_link(pages_app):
 
 async def test_lead_reset_ends_the_sessions_and_forces_a_new_password_first(pages_app):
     owner_before = await pages_app.signed_in("owner")  # a cookie, not an open page (see above)
-    assert (await owner_before.http_client.get("/")).status_code == 200
+    assert (await owner_before.http_client.get("/login")).status_code == 303
     lead = await pages_app.signed_in("lead")
     await lead.open("/admin")
     lead.find(marker="reset-owner").click()
