@@ -195,3 +195,13 @@ async def test_the_api_refuses_a_forced_change_account_clearly_and_records_the_u
     listed = {s.session_id: s for s in await store.accounts.own_sessions(principal=outsider)}
     assert (listed[outsider.session_id].user_agent, listed[outsider.session_id].address) == \
         ("ParseSDK-Android/4.3", "10.0.0.7")
+
+
+async def test_a_password_set_through_the_api_also_ends_the_other_sessions(store: Store) -> None:
+    world = await build_world(store)
+    api = await store.log_in(username="owner", password=PASSWORD, user_agent="ParseSDK/8")
+    await store.update_user(principal=api.principal, user_id=world.users["owner"].id,
+                            changes={"password": NEW_PASSWORD})
+    with pytest.raises(NotAuthenticated):
+        store.permissions(principal=world.owner)  # build_world's sign-in
+    assert (await store.resolve_session(api.token)).user_id == world.users["owner"].id

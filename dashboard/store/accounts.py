@@ -650,15 +650,18 @@ class Accounts:
                 if email != user.email:
                     await self._ensure_unique(tx, email=email)
                 user.email = email
+            revoked: list[str] = []
             if new_hash:
+                # As on /account: the other sessions end (the API's own, that made the change, stays).
                 user.password_hash = new_hash
+                user.must_change_password = False
+                revoked = await self._revoke_sessions(tx, user.id, keep=actor.principal.session_id)
             if "showFullNames" in changes:
                 if not isinstance(changes["showFullNames"], bool):
                     raise InvalidInput("showFullNames", "must be true or false")
                 user.show_full_names = changes["showFullNames"]
             if "role" in changes:
                 user.role = self._check_role(changes["role"])
-            revoked: list[str] = []
             if "active" in changes:
                 if not isinstance(changes["active"], bool):
                     raise InvalidInput("active", "must be true or false")
