@@ -132,3 +132,16 @@ async def test_a_non_lead_has_no_reset(pages_app):
     owner = await pages_app.signed_in("owner")
     response = await owner.http_client.get("/admin")
     assert response.status_code == 404
+
+
+async def test_the_sign_in_script_is_sent_to_the_password_page_after_a_reset(pages_app):
+    w = pages_app.world
+    await w.store.accounts.reset_password(principal=w.lead, user_id=w.users["outsider"].id,
+                                          temporary_password=TEMPORARY)
+    client = pages_app.new_user().http_client
+    response = await client.post("/login", headers={"Accept": "application/json"},
+                                 data={"username": "outsider", "password": TEMPORARY, "next": "/equipment"})
+    assert response.status_code == 200 and response.json() == {"next": "/account"}
+    assert (await client.get("/account")).status_code == 200
+    response = await client.get("/equipment")
+    assert response.status_code == 303 and response.headers["location"] == "/account"
