@@ -141,7 +141,7 @@ body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify
   background: #f4f6f9; color: #102a43; font-family: "Inter", "Segoe UI", system-ui, sans-serif; }
 main { text-align: center; padding: 24px; }
 h1 { font-size: 1.5rem; margin: 0 0 8px; }
-p { color: #627d98; margin: 0 0 20px; }
+p { color: #486581; margin: 0 0 20px; }
 a { color: #0b5563; font-weight: 600; }
 </style>
 </head>

@@ -100,7 +100,7 @@ def build(settings: Settings) -> FastAPI:
     pages.register(settings)
     ui.run_with(
         root, title="OT Tracker", storage_secret=settings.secret_key, favicon="🩺",
-        show_welcome_message=False,
+        show_welcome_message=False, language="en-GB",  # <html lang>, for screen readers (WCAG 3.1.1)
         # NiceGUI's own session cookie: Secure with secure cookies, and gone with the browser session.
         session_middleware_kwargs={"https_only": settings.secure_cookies, "same_site": "lax", "max_age": None},
     )

@@ -36,8 +36,9 @@ ROW_ACTIONS = {"read": "viewed", "find": "viewed", "count": "counted", "caseload
                "create": "created", "update": "changed", "delete": "deleted", "login": "signed in",
                "logout": "signed out", "signup": "signed up", "grant": "added to care team",
                "revoke": "removed from care team", "unlock": "unlocked", "import": "imported"}
-OUTCOME_COLOURS = {"ok": "positive", "denied": "negative", "not_found": "negative", "unauthenticated": "negative",
-                   "invalid": "warning", "conflict": "warning", "rate_limited": "warning"}
+# Shades whose text on white is at least 4.5:1 (WCAG 1.4.3): Quasar's positive and warning are not.
+OUTCOME_COLOURS = {"ok": "green-10", "denied": "red-10", "not_found": "red-10", "unauthenticated": "red-10",
+                   "invalid": "deep-orange-10", "conflict": "deep-orange-10", "rate_limited": "deep-orange-10"}
 
 CSS = """
 .au-row { display: grid; grid-template-columns: 170px minmax(110px, .8fr) 130px minmax(150px, 1.2fr)

@@ -26,7 +26,7 @@ NAV = [
 ACCOUNT = ("account", "Account", "/account", "account_circle")  # every signed-in user's own
 
 THEME_CSS = """
-:root { --ot-ink: #102a43; --ot-muted: #627d98; --ot-line: #e3e8ef; --ot-bg: #f4f6f9;
+:root { --ot-ink: #102a43; --ot-muted: #486581; --ot-line: #e3e8ef; --ot-bg: #f4f6f9;
         --ot-brand: #0b5563; --ot-brand-2: #127b8c; --ot-card: #ffffff; }
 html, body { background: var(--ot-bg); color: var(--ot-ink);
   font-family: "Inter", "Segoe UI", system-ui, -apple-system, Roboto, "Helvetica Neue", Arial, sans-serif; }
@@ -44,6 +44,10 @@ html, body { background: var(--ot-bg); color: var(--ot-ink);
   box-shadow: 0 1px 2px rgba(16,42,67,.05); padding: 18px 20px; width: 100%; }
 .ot-card-title { font-size: 1.02rem; font-weight: 650; color: var(--ot-ink); }
 .ot-muted { color: var(--ot-muted); }
+/* Text at 4.5:1 or more (WCAG 1.4.3): NiceGUI's link blue is 3.7:1 on white, Quasar's timeline
+   subtitle is dimmed by opacity to 4.1:1. */
+a.nicegui-link { color: var(--ot-brand); }
+.q-timeline__subtitle { opacity: 1; color: var(--ot-muted); }
 .ot-page-title { font-size: 1.5rem; font-weight: 700; letter-spacing: -.01em; }
 .q-btn { min-height: 44px; border-radius: 10px; text-transform: none; font-weight: 600; }
 .q-btn.ot-small { min-height: 44px; min-width: 44px; }

@@ -25,3 +25,5 @@ if [ -f tests/parse_sdk/package.json ]; then
   npm ci --prefix tests/parse_sdk --no-audit --no-fund --silent
 fi
 npm ci --prefix tests/graphql_client --no-audit --no-fund --silent
+# axe-core, injected into each page by tests/e2e/test_accessibility.py (WCAG 2.1 AA).
+npm ci --prefix tests/accessibility --no-audit --no-fund --silent
