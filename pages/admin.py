@@ -212,8 +212,8 @@ class AdminView:
                 except StoreError as exc:
                     toast(exc.message, "negative")
                     return
-                box.close()
                 toast(f"{user.username}'s password is reset; {ended} session{'s' if ended != 1 else ''} ended")
+                box.close()  # after the toast: it is shown from this dialog's context
 
             field.on("keydown.enter", reset)
             with ui.row().classes("w-full justify-end gap-2"):
