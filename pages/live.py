@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from nicegui import background_tasks, ui
 
+from dashboard.errors import NotAuthenticated
 from dashboard.hub import Delivery, DeliveryKind, Mailbox, Subscription, Topic
 from pages.auth import PageSession, safe_next
 
@@ -38,6 +39,8 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
         with client:
             try:
                 return at_once(delivery)  # type: ignore[misc]
+            except NotAuthenticated:
+                return True  # the session ended meanwhile: end_with_session takes the page away
             except Exception:  # noqa: BLE001 - one failed refresh must not end the page's feed
                 log.exception("live refresh failed on %s", client.page.path)
                 return True
@@ -54,6 +57,8 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
                 with client:
                     try:
                         await on_batch(batch)
+                    except NotAuthenticated:
+                        pass  # the session ended meanwhile: end_with_session takes the page away
                     except Exception:  # noqa: BLE001 - one failed refresh must not end the page's feed
                         log.exception("live refresh failed on %s", client.page.path)
         finally:

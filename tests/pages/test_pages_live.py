@@ -285,3 +285,16 @@ async def test_closing_a_page_ends_its_subscription(pages_app):
     assert hub.subscription_count == before + 2
     client.delete()
     assert hub.subscription_count == before
+
+
+async def test_an_open_equipment_board_leaves_quietly_when_its_session_is_revoked(pages_app):
+    """A lead resets the therapist's password while the therapist's equipment board is open: the
+    board's refresh meets the ended session; the page goes to sign-in, and nothing is logged as an error."""
+    w = pages_app.world
+    owner = await pages_app.signed_in("owner")
+    await owner.open("/equipment")
+    await owner.should_see("Nothing is checked out.")
+    ended = await w.store.accounts.reset_password(principal=w.lead, user_id=w.users["owner"].id,
+                                                  temporary_password="a brand new temporary phrase 42")
+    assert ended >= 1
+    await owner.should_see("Sign in", retries=50)
