@@ -19,7 +19,7 @@ from nicegui import APIRouter, ui
 from dashboard.errors import InvalidInput, NotAuthenticated, NotFound, StoreError
 from dashboard.store.audit import ACTIONS, OUTCOMES, AccessReportRow, AuditCursor, AuditPage, AuditRow
 from pages import auth
-from pages.dialogs import toast
+from pages.dialogs import refused_at
 from pages.display import local
 from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
 
@@ -172,15 +172,8 @@ class AuditView:
         try:
             page = await self.store.audit_page(principal=self.session.principal, after=after, before=before,
                                                limit=PAGE_SIZE, **store_filters(values))
-        except InvalidInput as exc:
-            field = self.fields.get(exc.field)  # the store names the filters as the form does
-            if field is not None:
-                field.error = exc.rule
-            else:
-                toast(exc.message, "negative")
-            return
         except StoreError as exc:
-            toast(exc.message, "negative")
+            refused_at(exc, self.fields)  # the store names the filters as the form does
             return
         self.page, self.shown = page, dict(values)
         self.csv_link.props["href"] = f"/audit/export.csv?{urlencode({k: v for k, v in values.items() if v})}"
@@ -238,15 +231,8 @@ class AuditView:
             since, until = range_of(self.report_from.value, self.report_to.value)
             found = await self.store.access_report(principal=self.session.principal, user_id=self.report_user.value,
                                                    since=since, until=until)
-        except InvalidInput as exc:
-            field = fields.get(exc.field)
-            if field is not None:
-                field.error = exc.rule
-            else:
-                toast(exc.message, "negative")
-            return
         except StoreError as exc:
-            toast(exc.message, "negative")
+            refused_at(exc, fields)
             return
         self.render_report(found)
 

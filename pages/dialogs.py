@@ -7,12 +7,12 @@ section a push rebuilds, so a live update never closes one mid-edit.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from nicegui import ui
 
-from dashboard.errors import StoreError
+from dashboard.errors import InvalidInput, StoreError
 
 TOAST_SECONDS = 3.0
 
@@ -25,6 +25,15 @@ def toast(message: str, kind: str = "positive") -> None:
 def refused(exc: StoreError) -> None:
     """What the store said no with (a stale version's Conflict too), as a toast."""
     toast(exc.message, "negative")
+
+
+def refused_at(exc: StoreError, fields: Mapping[str, ui.element]) -> None:
+    """A refusal under the field the store named (its rule), else as a toast; what was typed stays."""
+    field = fields.get(exc.field or "") if isinstance(exc, InvalidInput) else None
+    if field is not None:
+        field.error = exc.rule or exc.message  # type: ignore[attr-defined]
+    else:
+        refused(exc)
 
 
 async def submit(call: Awaitable[object], *, done: str | None = None, field: ui.element | None = None) -> bool:
