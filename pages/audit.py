@@ -145,7 +145,7 @@ class AuditView:
                 self.summary = ui.label("").classes("ot-muted")
                 ui.space()
                 self.csv_link = ui.link("Download CSV", target="/audit/export.csv").props("download") \
-                    .classes("q-btn q-btn--outline text-primary px-3 items-center flex").mark("audit-csv")
+                    .classes("ot-link-button").mark("audit-csv")
             self.table = ui.column().classes("w-full gap-0")
             with ui.row().classes("w-full justify-end gap-2"):
                 self.newer_button = ui.button("Previous", icon="chevron_left", on_click=self.newer) \

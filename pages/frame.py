@@ -46,7 +46,11 @@ html, body { background: var(--ot-bg); color: var(--ot-ink);
 .ot-muted { color: var(--ot-muted); }
 /* Text at 4.5:1 or more (WCAG 1.4.3): NiceGUI's link blue is 3.7:1 on white, Quasar's timeline
    subtitle is dimmed by opacity to 4.1:1. */
-a.nicegui-link { color: var(--ot-brand); }
+.ot-main a.nicegui-link, .q-dialog a.nicegui-link { color: var(--ot-brand); }
+/* A link that looks like an outlined button (downloads, the report): 44 px high like the buttons. */
+a.ot-link-button { display: inline-flex; align-items: center; gap: 6px; min-height: 44px; padding: 0 14px;
+  border: 1px solid currentColor; border-radius: 10px; text-decoration: none; font-weight: 600; }
+a.ot-link-button:hover { background: rgba(11,85,99,.06); }
 .q-timeline__subtitle { opacity: 1; color: var(--ot-muted); }
 .ot-page-title { font-size: 1.5rem; font-weight: 700; letter-spacing: -.01em; }
 .q-btn { min-height: 44px; border-radius: 10px; text-transform: none; font-weight: 600; }

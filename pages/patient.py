@@ -388,7 +388,7 @@ class PatientView:
     def build_export_links(self) -> None:
         """The patient's progress report (printable, pages/report.py), its PDF and the FHIR export;
         each address carries the object id only."""
-        style = "q-btn q-btn--outline text-primary px-3 items-center flex"
+        style = "ot-link-button"
         with ui.row().classes("items-center gap-2").mark("patient-exports"):
             ui.link("Progress report", report_url(self.pid)).classes(style).mark("open-report")
             ui.link("PDF", pdf_url(self.pid)).props("download").classes(style).mark("report-pdf")

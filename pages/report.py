@@ -138,15 +138,14 @@ class ReportView:
     def build_report(self) -> None:
         r = self.report
         with ui.row().classes("w-full items-center gap-2 ot-no-print").mark("report-toolbar"):
-            ui.link("Back to patient", f"/patient/{r.object_id}").classes("q-btn q-btn--flat text-primary px-3 "
-                                                                          "items-center flex")
+            ui.link("Back to patient", f"/patient/{r.object_id}").classes("ot-link-button")
             ui.space()
             ui.button("Print", icon="print", on_click=lambda: ui.run_javascript("window.print()")) \
                 .props("outline color=primary").mark("report-print")
             ui.link("PDF", pdf_url(r.object_id)).props("download").mark("report-pdf") \
-                .classes("q-btn q-btn--outline text-primary px-3 items-center flex")
+                .classes("ot-link-button")
             ui.link("Export FHIR", everything_url(r.object_id)).props("download").mark("report-fhir") \
-                .classes("q-btn q-btn--outline text-primary px-3 items-center flex")
+                .classes("ot-link-button")
         with ui.column().classes("ot-card gap-2"):
             ui.label(r.name).classes("ot-page-title").props('role="heading" aria-level="1"').mark("report-name")
             ui.label("Progress report").classes("ot-muted")
