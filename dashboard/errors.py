@@ -211,3 +211,23 @@ class RateLimited(StoreError):
     def __init__(self, seconds: int):
         super().__init__(f"Too many sign-in attempts. Try again in {seconds} seconds.")
         self.seconds = seconds
+
+
+class PasswordChangeRequired(StoreError):
+    """A sign-in with a password a lead reset: no usable session until the user chooses a new one,
+    which only the sign-in page offers. HTTP 403 / Parse 119, never 101 (the password was right)."""
+
+    http_status = 403
+    parse_code = ParseCode.OPERATION_FORBIDDEN
+
+    def __init__(self) -> None:
+        super().__init__("A lead reset this account's password: sign in on the web page and choose a new "
+                         "password before using this session.")
+
+
+class SessionNeedsNewPassword(NotAuthenticated):
+    """A session of an account that must change its password, used anywhere but the page that
+    changes it (the API answers 209 with these words; pages send the user to /account)."""
+
+    def __init__(self) -> None:
+        super().__init__("This account must choose a new password first: sign in on the web page.")

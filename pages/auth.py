@@ -30,7 +30,7 @@ from dashboard.errors import (
 )
 from dashboard.passwords import CookieSigner
 from dashboard.store import Store
-from dashboard.store.accounts import SessionNeedsNewPassword
+from dashboard.errors import SessionNeedsNewPassword
 from dashboard.store.rules import Permissions
 
 COOKIE = "ot_session"

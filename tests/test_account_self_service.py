@@ -9,7 +9,7 @@ from dashboard.errors import InvalidInput, MissingField, NotAuthenticated, Permi
 from dashboard.hub import DeliveryKind
 from dashboard.models import AuditEvent, User
 from dashboard.store import Store
-from dashboard.store.accounts import PasswordChangeRequired, SessionNeedsNewPassword
+from dashboard.errors import PasswordChangeRequired, SessionNeedsNewPassword
 from tests.support import PASSWORD, build_world, mailbox
 
 NEW_PASSWORD = "a quieter river at dusk"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from dashboard.catalogue import Catalogue, Measure
 from dashboard.store import CaseloadRow
-from dashboard.store.audit import _cell as spreadsheet_safe  # the audit CSV's formula guard
+from dashboard.store.audit import spreadsheet_safe  # the audit CSV's formula guard
 
 
 def measure_header(measure: Measure) -> str:

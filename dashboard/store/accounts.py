@@ -27,9 +27,10 @@ from dashboard.errors import (
     MissingField,
     NotAuthenticated,
     NotFound,
+    PasswordChangeRequired,
     PermissionDenied,
     RateLimited,
-    StoreError,
+    SessionNeedsNewPassword,
     Taken,
 )
 from dashboard.models import AuthSession, LoginThrottle, User, UTCDateTime, new_object_id
@@ -56,26 +57,6 @@ class _CachedSession:
     session_id: str
     user_id: str
     must_change: bool = False  # re-read while true (it is cleared, never set, on a live session)
-
-
-class PasswordChangeRequired(StoreError):
-    """A sign-in with a password a lead reset: no usable session until the user chooses a new one,
-    which only the sign-in page offers. HTTP 403 / Parse 119, never 101 (the password was right)."""
-
-    http_status = 403
-    parse_code = ParseCode.OPERATION_FORBIDDEN
-
-    def __init__(self) -> None:
-        super().__init__("A lead reset this account's password: sign in on the web page and choose a new "
-                         "password before using this session.")
-
-
-class SessionNeedsNewPassword(NotAuthenticated):
-    """A session of an account that must change its password, used anywhere but the page that
-    changes it (the API answers 209 with these words; pages send the user to /account)."""
-
-    def __init__(self) -> None:
-        super().__init__("This account must choose a new password first: sign in on the web page.")
 
 
 @dataclass(frozen=True)

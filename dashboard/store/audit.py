@@ -320,7 +320,7 @@ def _aware(value: Any) -> datetime:
 FREE_TEXT = frozenset(CSV_COLUMNS.index(c) for c in ("user", "detail", "address"))
 
 
-def _cell(value: str) -> str:
+def spreadsheet_safe(value: str) -> str:
     """A cell a spreadsheet will not run as a formula (a refused field name can be anything)."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
@@ -328,7 +328,7 @@ def _cell(value: str) -> str:
 def _csv_text(rows: Any) -> str:
     """CSV lines; the free-text columns made safe to open (ids and names of classes are checked shapes)."""
     out = io.StringIO()
-    csv.writer(out).writerows([_cell(v) if i in FREE_TEXT else v for i, v in enumerate(row)] for row in rows)
+    csv.writer(out).writerows([spreadsheet_safe(v) if i in FREE_TEXT else v for i, v in enumerate(row)] for row in rows)
     return out.getvalue()
 
 
