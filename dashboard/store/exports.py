@@ -1,6 +1,6 @@
 """Whole-record exports: everything about one patient that the principal may read, in one snapshot.
 
-The records are selected through the read path's own statement (Reads._select: the visibility
+The records are selected through the read path's own statement (Reads.visible_select: the visibility
 filter and the reader's hidden fields) and shaped as every read is, so an export never holds more
 than the same principal's finds would: a viewer's has no notes and no private fields. One audit
 row for the whole export (counts only, never a value); a refusal is audited as every refusal is.
@@ -108,7 +108,7 @@ class Exports:
 
     async def _rows(self, session: Any, actor: Actor, class_name: str, where: dict[str, Any],
                     order: str | None) -> list[Record]:
-        statement, builder = self.reads._select(actor, class_name, where)
+        statement, builder = self.reads.visible_select(actor, class_name, where)
         table = MODELS[class_name].__table__
         statement = statement.with_only_columns(*table.c).order_by(*builder.order(order), table.c.id)
         rows = (await session.execute(statement)).mappings().all()

@@ -64,7 +64,9 @@ class Reads:
             return frozenset({"email", "active"})
         return PRIVATE_FIELDS if actor.role == Role.VIEWER else frozenset()
 
-    def _select(self, actor: Actor, class_name: str, where: object) -> tuple[Any, QueryBuilder]:
+    def visible_select(self, actor: Actor, class_name: str, where: object) -> tuple[Any, QueryBuilder]:
+        """The read path's statement for what `actor` may see of `class_name` matching `where` (finds,
+        counts and the exports all start from it)."""
         if class_name not in MODELS:
             raise unknown_class(class_name)
         builder = QueryBuilder(class_name, hidden=self._hidden_fields(actor, class_name))
@@ -100,7 +102,7 @@ class Reads:
             raise InvalidInput("limit", f"must be a whole number from 0 to {MAX_LIMIT}", code=ParseCode.INVALID_QUERY)
         if not isinstance(skip, int) or isinstance(skip, bool) or not 0 <= skip <= MAX_SKIP:
             raise InvalidInput("skip", f"must be a whole number from 0 to {MAX_SKIP}", code=ParseCode.INVALID_QUERY)
-        statement, builder = self._select(actor, class_name, where)
+        statement, builder = self.visible_select(actor, class_name, where)
         table = MODELS[class_name].__table__
         # The table's columns, not ORM entities: records are built straight from the rows (no
         # identity map, no instance per row), which is most of a long list's cost.
@@ -147,7 +149,7 @@ class Reads:
 
     @audited("count")
     async def count(self, *, principal: Principal | None, class_name: str, where: object = None) -> int:
-        statement, _ = self._select(self.core.actor(principal), class_name, where)
+        statement, _ = self.visible_select(self.core.actor(principal), class_name, where)
         async with self._query_guard(), self.core.db.read(timeout_seconds=QUERY_TIMEOUT_SECONDS) as session:
             total = await session.scalar(select(func.count()).select_from(statement.subquery()))
         return int(total or 0)
