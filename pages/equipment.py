@@ -127,8 +127,8 @@ class BoardView:
             self.patient_cell(item)
             term = statuses.get(log.status)
             ui.badge(term.label if term else log.status,
-                     color="teal-1" if log.status == "checked_out" else "orange-2",
-                     text_color="teal-10" if log.status == "checked_out" else "orange-10").props("rounded") \
+                     color="teal-1" if log.status == "checked_out" else "orange-1",
+                     text_color="teal-10" if log.status == "checked_out" else "deep-orange-10").props("rounded") \
                 .classes("self-start")
             ui.label(datetime_text(since)).classes("text-sm c-since")
             long = since is not None and (now - since).days >= 7

@@ -618,7 +618,7 @@ class PatientView:
                     .classes("text-sm ot-muted")
                 ui.space()
                 if note.follow_up_needed:
-                    ui.badge("Follow-up", color="orange-2", text_color="orange-10").props("rounded") \
+                    ui.badge("Follow-up", color="orange-1", text_color="deep-orange-10").props("rounded") \
                         .mark("follow-up-flag")
                     if self.perms.can_clear_follow_up:
                         ui.button("Clear", icon="done", on_click=lambda n=note: self.clear_follow_up(n)) \
@@ -674,8 +674,8 @@ class PatientView:
                             ui.label(" · ".join(x for x in (log.serial_number, f"out {ago(log.checked_out_at)}")
                                                 if x)).classes("text-xs ot-muted")
                         ui.badge(statuses[log.status].label if log.status in statuses else log.status,
-                                 color="teal-1" if log.status == "checked_out" else "orange-2",
-                                 text_color="teal-10" if log.status == "checked_out" else "orange-10").props("rounded")
+                                 color="teal-1" if log.status == "checked_out" else "orange-1",
+                                 text_color="teal-10" if log.status == "checked_out" else "deep-orange-10").props("rounded")
                         if self.perms.can_return_equipment:
                             ui.button("Return", icon="input", on_click=lambda e=log: self.return_item(e)) \
                                 .props("outline dense color=primary").mark("equipment-return")
