@@ -127,7 +127,9 @@ def count_statements(world: World):
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ARG001
-        seen.append(statement)
+        # The change feed's once-a-second read of the log runs in the background: not the caseload's work.
+        if "FROM change_log" not in statement:
+            seen.append(statement)
 
     engines = {id(e.sync_engine): e.sync_engine for e in (db.read_engine, db.write_engine)}.values()
     for engine in engines:
