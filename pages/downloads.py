@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response
 from nicegui import APIRouter, ui
 
-from dashboard.errors import NotAuthenticated, NotFound
+from dashboard.errors import NotAuthenticated
 from dashboard.exports.caseload_csv import caseload_csv
 from dashboard.exports.progress_report import ProgressReport
 from dashboard.exports.report_pdf import report_pdf
@@ -124,12 +124,9 @@ async def report_download(request: Request, object_id: str) -> Response:
     session = await _download_session(request)
     if isinstance(session, Response):
         return session
-    try:
-        report = await load_report(session, object_id, "report-pdf")
-    except NotFound:
-        raise HTTPException(status_code=404, detail="Not found") from None  # unknown and unreadable alike
-    except NotAuthenticated:
-        return auth.to_login(request)
+    report = await load_report(request, session, object_id, "report-pdf")
+    if isinstance(report, Response):
+        return report
     body = await asyncio.to_thread(_build_pdf, report)  # fpdf2 is CPU work: off the event loop
     return Response(body, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{report.file_name}"',

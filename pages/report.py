@@ -45,11 +45,18 @@ def pdf_url(object_id: str) -> str:
     return f"/patient/{object_id}/report.pdf"
 
 
-async def load_report(session: auth.PageSession, object_id: str, kind: str) -> ProgressReport:
-    """The report as `session` may read it; NotFound for an unknown or unreadable patient."""
+async def load_report(request: Request, session: auth.PageSession, object_id: str,
+                      kind: str) -> ProgressReport | RedirectResponse:
+    """The report as `session` may read it; the one 404 for an unknown or unreadable patient, and
+    the sign-in page for a session that ended meanwhile (the page and the PDF alike)."""
     store = session.store
-    everything = await store.patient_everything(principal=session.principal, patient_id=object_id, kind=kind)
-    perms = session.permissions(everything.patient.id)
+    try:
+        everything = await store.patient_everything(principal=session.principal, patient_id=object_id, kind=kind)
+        perms = session.permissions(everything.patient.id)
+    except NotFound:
+        raise HTTPException(status_code=404, detail="Not found") from None  # unknown and unreadable alike
+    except NotAuthenticated:
+        return auth.to_login(request)
     return build_report(everything, store.catalogue, reads_notes=perms.reads_notes, now=store.clock(),
                         reader=session.username)
 
@@ -202,12 +209,9 @@ async def report_page(request: Request, object_id: str) -> RedirectResponse | No
     session = await auth.session_of(request)
     if session is None:
         return auth.to_login(request)
-    try:
-        report = await load_report(session, object_id, "report")
-    except NotFound:
-        raise HTTPException(status_code=404, detail="Not found") from None  # unknown and unreadable alike
-    except NotAuthenticated:
-        return auth.to_login(request)
+    report = await load_report(request, session, object_id, "report")
+    if isinstance(report, RedirectResponse):
+        return report
     with frame(session, "caseload"):
         ReportView(session, report).build()
     return None
