@@ -33,15 +33,25 @@ def _wait_for_status(client: httpx.Client, code: int, timeout: float) -> dict:
         time.sleep(0.1)  # polling the condition: the server offers no event for it
 
 
-async def test_an_instance_that_cannot_read_the_log_answers_503_until_it_catches_up(
-        tmp_path, shared_postgres):  # noqa: F811 - the imported fixture
-    server = Server(tmp_path / "a", database_url=shared_postgres, settings={**TEST_SETTINGS, "OT_PARSE_APP_ID": APP_ID})
+def _demo_server(tmp_path, database_url: str) -> Server:
+    """A real server on the demo data, started (the caller stops it)."""
+    server = Server(tmp_path / "a", database_url=database_url, settings={**TEST_SETTINGS, "OT_PARSE_APP_ID": APP_ID})
     server.data_dir.mkdir()
     server.load_demo()
     server.start()
-    parsed = make_url(shared_postgres)
-    blocker = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-                                    database=parsed.database)
+    return server
+
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    parsed = make_url(database_url)
+    return await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                                 database=parsed.database)
+
+
+async def test_an_instance_that_cannot_read_the_log_answers_503_until_it_catches_up(
+        tmp_path, shared_postgres):  # noqa: F811 - the imported fixture
+    server = _demo_server(tmp_path, shared_postgres)
+    blocker = await _connect(shared_postgres)
     headers = {"X-Parse-Application-Id": APP_ID}
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -83,13 +93,8 @@ async def test_a_dropped_database_connection_answers_503_then_the_next_request_r
         tmp_path, shared_postgres):  # noqa: F811 - the imported fixture
     """PostgreSQL restarted or a connection cut: the request that meets the dead pooled connection
     gets 503 with Retry-After (not 500, and no ERROR logged), and the pool reconnects for the next."""
-    server = Server(tmp_path / "a", database_url=shared_postgres, settings={**TEST_SETTINGS, "OT_PARSE_APP_ID": APP_ID})
-    server.data_dir.mkdir()
-    server.load_demo()
-    server.start()
-    parsed = make_url(shared_postgres)
-    admin = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-                                  database=parsed.database)
+    server = _demo_server(tmp_path, shared_postgres)
+    admin = await _connect(shared_postgres)
     headers = {"X-Parse-Application-Id": APP_ID}
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
