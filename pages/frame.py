@@ -148,13 +148,24 @@ def live_indicator() -> None:
 
 
 @contextmanager
-def frame(session: PageSession, active: str, *, main_classes: str = "") -> Iterator[ui.column]:
-    """Header and main column; the page body goes inside the `with`."""
+def frame(session: PageSession, active: str, *, main_classes: str = "", kiosk: bool = False) -> Iterator[ui.column]:
+    """Header and main column; the page body goes inside the `with`. A kiosk (the ward board on a
+    shared TV) gets no header: no navigation and no sign-out on a screen nobody should touch."""
     ui.colors(primary="#0b5563", secondary="#127b8c", accent="#f0b429")
     ui.query("body").classes("ot-body")
     # The page's socket must carry this session's cookie; when the session ends, so does the page.
     socket_guard.bind(ui.context.client, session.principal)
     live.end_with_session(session)
+    if not kiosk:
+        header(session, active)
+    with ui.column().classes(f"ot-main {main_classes}") as main:
+        if active != "ward":  # the ward screen, where nobody types, says it in its own words
+            offline_banner()
+        yield main
+
+
+def header(session: PageSession, active: str) -> None:
+    """App name, navigation, live indicator, who is signed in, sign-out."""
     with ui.header().classes("ot-header items-center px-4 gap-3 no-wrap"):
         with ui.link(target="/").classes("ot-brand flex items-center gap-2 no-wrap"):
             ui.icon("accessibility_new", size="26px")
@@ -177,10 +188,6 @@ def frame(session: PageSession, active: str, *, main_classes: str = "") -> Itera
                 .classes("m-0"):
             ui.button(icon="logout").props('type="submit" flat round color="white" aria-label="Sign out"') \
                 .tooltip("Sign out")
-    with ui.column().classes(f"ot-main {main_classes}") as main:
-        if active != "ward":  # the ward screen, where nobody types, says it in its own words
-            offline_banner()
-        yield main
 
 
 def section(title: str, icon: str | None = None) -> ui.column:
