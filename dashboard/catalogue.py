@@ -23,6 +23,14 @@ class Measure:
     loinc: str | None = None
     min_exclusive: bool = False
     note: str | None = None
+    # The catalogue's falls-risk cut-offs (MEASURES.md: Berg < 45, TUG > 12 s); None: no cut-off.
+    fall_risk_below: float | None = None
+    fall_risk_above: float | None = None
+
+    def falls_risk(self, value: float) -> bool:
+        """Whether a latest value is past this measure's falls-risk cut-off."""
+        return ((self.fall_risk_below is not None and value < self.fall_risk_below)
+                or (self.fall_risk_above is not None and value > self.fall_risk_above))
 
     @property
     def range_text(self) -> str:
@@ -75,6 +83,7 @@ class Catalogue:
                 score_type=m["scoreType"], name=m["name"], integer=m["integer"], min=m.get("min"),
                 max=m.get("max"), unit=m["unit"], better=m["better"], loinc=m.get("loinc"),
                 min_exclusive=m.get("minExclusive", False), note=m.get("note"),
+                fall_risk_below=m.get("fallRiskBelow"), fall_risk_above=m.get("fallRiskAbove"),
             )
             for m in raw
         }

@@ -112,6 +112,7 @@ class Patient(Timestamps, Versioned, Base):
     # Set with `archived` when a lead discharges the patient (store/patients.py).
     discharged_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     discharge_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    bed: Mapped[str | None] = mapped_column(String(32), nullable=True)  # bed, bay or room
 
 
 class MobilityScore(Timestamps, Versioned, Base):

@@ -40,6 +40,7 @@ class PatientRecord:
     version: int
     date_of_birth: datetime | None = None
     archived: bool = False
+    bed: str | None = None
 
 
 @dataclass(frozen=True)

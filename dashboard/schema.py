@@ -1,7 +1,7 @@
 """Field specs for the six classes: the one place that maps Parse field names to model attributes.
 
 Mirrors shared/spec/schema.json (a test checks they agree), plus the few fields access needs:
-`enteredInError`/`errorReason` on scores, `amends` on notes, `archived` on patients.
+`enteredInError`/`errorReason` on scores, `amends` on notes, `archived` and `bed` on patients.
 """
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ CLASSES: dict[str, dict[str, FieldSpec]] = {
         FieldSpec("primaryTherapist", "primary_therapist_id", "Pointer", required=True, target="_User"),
         FieldSpec("mobilityStatus", "mobility_status", "String", required=True, max_length=32),
         FieldSpec("archived", "archived", "Boolean"),
+        # Where on the ward: bed, bay or room as the ward writes it; the ward board is ordered by it.
+        FieldSpec("bed", "bed", "String", max_length=32),
     ),
     "MobilityScore": _fields(
         FieldSpec("patient", "patient_id", "Pointer", required=True, target="Patient"),

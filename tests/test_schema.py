@@ -15,10 +15,11 @@ SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec"
 SCHEMA = SPEC_DIR / "schema.json"
 MEASURES_MD = SPEC_DIR / "MEASURES.md"
 BUILTIN = {"objectId", "createdAt", "updatedAt"}  # Parse's own fields, kept outside CLASSES
-# Fields the code adds to the seed's schema, each for a rule in ACCESS.md.
+# Fields the code adds to the seed's schema, each for a rule in ACCESS.md or an issue.
 ADDITIONS = {
     ("_User", "active"),  # "a lead deactivates"
     ("Patient", "archived"),  # "never [deleted]; a lead archives"
+    ("Patient", "bed"),  # issue 16: the ward board shows bed, bay or room, ordered by it
     ("MobilityScore", "enteredInError"),  # "marks it entered-in-error, with a reason"
     ("MobilityScore", "errorReason"),
     ("SessionNote", "amends"),  # "a correction is a new note that points to the one it amends"

@@ -8,7 +8,7 @@ verb one line to the part that holds it:
     writes      create, update, delete and the record verbs      write.py
     accounts    sign-up, sign-in, sessions, users                accounts.py
     care_teams  add, remove, list members                        care_team.py
-    caseloads   caseload, equipment board                        caseload.py
+    caseloads   caseload, ward board, equipment board            caseload.py
     audit       audit pages, access report, CSV, patient activity audit.py
     imports     bulk imports                                     imports.py
     exports     one patient's everything (the FHIR export)       exports.py
@@ -32,7 +32,7 @@ from dashboard.rate_limit import SignInLimiter
 from dashboard.store.accounts import Accounts, SignedIn
 from dashboard.store.audit import AuditLog
 from dashboard.store.care_team import CareTeams, TeamMember
-from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore
+from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore, WardRow
 from dashboard.store.core import StoreCore
 from dashboard.store.exports import Exports, PatientEverything
 from dashboard.store.imports import Imports
@@ -76,6 +76,7 @@ class Store:
         self.add_care_team_member, self.remove_care_team_member, self.care_team = (
             care_teams.add_care_team_member, care_teams.remove_care_team_member, care_teams.care_team)
         self.caseload, self.equipment_board = caseloads.caseload, caseloads.equipment_board
+        self.ward_board = caseloads.ward_board
         self.audit_trail, self.audit_page, self.audit_csv = audit.audit_trail, audit.audit_page, audit.audit_csv
         self.access_report, self.patient_activity = audit.access_report, audit.patient_activity
         self.import_patients, self.import_scores, self.import_notes = (
@@ -139,5 +140,5 @@ class Store:
         self.core.sign_in_limiter = value
 
 
-__all__ = ["Store", "SignedIn", "CaseloadRow", "LatestScore", "BoardItem", "Permissions", "TeamMember",
+__all__ = ["Store", "SignedIn", "CaseloadRow", "WardRow", "LatestScore", "BoardItem", "Permissions", "TeamMember",
            "PatientEverything", "DischargedRow", "Discharge"]

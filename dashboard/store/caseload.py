@@ -6,14 +6,23 @@ summary, and the score summaries. Both read models are kept exact by the store o
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any, cast
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, case, func, null, select, union_all
 
 from dashboard.access import Principal, Role
-from dashboard.models import EquipmentLog, Patient, PatientActivity, ScoreSummary, User
+from dashboard.models import (
+    EquipmentLog,
+    MobilityScore,
+    Patient,
+    PatientActivity,
+    ScoreSummary,
+    SessionNote,
+    User,
+)
 from dashboard.record_types import EquipmentRecord
 from dashboard.serialize import initials
 from dashboard.store.core import StoreCore, audited
@@ -42,6 +51,18 @@ class CaseloadRow:
     last_session: datetime | None = None
     open_follow_ups: int = 0
     equipment_out: int = 0
+    bed: str | None = None  # bed, bay or room
+    updated_at: datetime | None = None  # the patient's own record (status, profile)
+
+
+@dataclass(frozen=True)
+class WardRow:
+    """A ward board card: the caseload row, whether therapy saw the patient today, and when anything
+    on the card last changed. Coded data only: a viewer learns no note, date of birth or identifier."""
+
+    row: CaseloadRow
+    seen_today: bool
+    last_updated: datetime | None
 
 
 @dataclass(frozen=True)
@@ -78,7 +99,7 @@ class Caseloads:
             select(Patient.id, Patient.patient_id, Patient.display_name, Patient.mobility_status,
                    Patient.primary_therapist_id, User.username, Patient.version,
                    PatientActivity.last_session_at, PatientActivity.open_follow_ups,
-                   PatientActivity.equipment_out)
+                   PatientActivity.equipment_out, Patient.bed, Patient.updated_at)
             .join(User, User.id == Patient.primary_therapist_id)
             .outerjoin(PatientActivity, PatientActivity.patient_id == Patient.id)
             .where(*self._patient_filter(principal, Patient.id, patient_id))
@@ -95,14 +116,16 @@ class Caseloads:
             summaries = (await session.execute(scores_q)).all()
         rows: dict[str, CaseloadRow] = {}
         for (pid, number, name, status, therapist_id, therapist, version,
-             last_session, follow_ups, out) in patients:
+             last_session, follow_ups, out, bed, updated_at) in patients:
+            viewer = role == Role.VIEWER
             rows[pid] = CaseloadRow(
-                object_id=pid, patient_number=number if role != Role.VIEWER else None,
+                object_id=pid, patient_number=None if viewer else number,
                 display_name=name if names else initials(name), mobility_status=status,
-                primary_therapist_id=therapist_id, primary_therapist=therapist, version=version,
-                # A viewer sees how many follow-ups are open, never a note or its date.
-                last_session=last_session if role != Role.VIEWER else None,
-                open_follow_ups=follow_ups or 0, equipment_out=out or 0)
+                # A viewer learns no staff username (issue 16), nor a note or its date; it sees how
+                # many follow-ups are open.
+                primary_therapist_id=therapist_id, primary_therapist="" if viewer else therapist, version=version,
+                last_session=None if viewer else last_session,
+                open_follow_ups=follow_ups or 0, equipment_out=out or 0, bed=bed, updated_at=updated_at)
         for pid, score_type, value, when, previous in summaries:
             row = rows.get(pid)
             if row is None:
@@ -114,6 +137,40 @@ class Caseloads:
             await self.core.audit_read(principal, "Patient", patient_ref=patient_id,
                                    detail=f"caseload:{len(rows)}")
         return list(rows.values())
+
+    async def ward_board(self, *, principal: Principal | None, patient_id: str | None = None,
+                         live_refresh: bool = False) -> list[WardRow]:
+        """The caseload's rows ordered by bed, with "seen today" and "last updated": one more SELECT
+        (the latest change and the latest session or score date per patient) whatever the count."""
+        rows = await self.caseload(principal=principal, patient_id=patient_id, live_refresh=live_refresh)
+        if not rows:
+            return []
+        conditions = {cls: self._patient_filter(principal, cls.patient_id, patient_id)
+                      for cls in (MobilityScore, SessionNote, EquipmentLog)}
+        parts = union_all(
+            select(MobilityScore.patient_id.label("pid"), func.max(MobilityScore.updated_at).label("changed"),
+                   func.max(case((MobilityScore.entered_in_error.is_(False), MobilityScore.score_date)))
+                   .label("dated"))
+            .where(*conditions[MobilityScore]).group_by(MobilityScore.patient_id),
+            select(SessionNote.patient_id, func.max(SessionNote.updated_at), func.max(SessionNote.session_date))
+            .where(*conditions[SessionNote]).group_by(SessionNote.patient_id),
+            select(EquipmentLog.patient_id, func.max(EquipmentLog.updated_at), null())
+            .where(*conditions[EquipmentLog]).group_by(EquipmentLog.patient_id),
+        ).subquery()
+        latest = select(parts.c.pid, func.max(parts.c.changed), func.max(parts.c.dated)).group_by(parts.c.pid)
+        async with self.core.db.read() as session:
+            activity = {pid: (changed, dated) for pid, changed, dated in (await session.execute(latest)).all()}
+        # "Today" is the ward's day: the server's local midnight, as every page's dates are local.
+        midnight = datetime.combine(self.core.clock().astimezone().date(), time()).astimezone()
+        board = []
+        for row in rows:
+            changed, dated = activity.get(row.object_id, (None, None))
+            changed, dated = _aware(changed), _aware(dated)
+            moments = [m for m in (row.updated_at, changed) if m is not None]
+            board.append(WardRow(row, seen_today=dated is not None and dated >= midnight,
+                                 last_updated=max(moments) if moments else None))
+        board.sort(key=lambda w: ward_order(w.row))
+        return board
 
     async def equipment_board(self, *, principal: Principal | None,
                               returned_within: timedelta = timedelta(hours=24)) -> tuple[list[BoardItem], list[BoardItem]]:
@@ -139,3 +196,23 @@ class Caseloads:
         returned.sort(key=lambda i: i.log.returned_at or since, reverse=True)
         await self.core.audit_read(principal, "EquipmentLog", detail=f"board:{len(found)}")
         return out, returned
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """An aggregate's datetime: SQLite hands back a naive UTC one (the column type is not applied)."""
+    if moment is None or isinstance(moment, datetime) and moment.tzinfo is not None:
+        return moment
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=timezone.utc)
+
+
+_NUMBER = re.compile(r"(\d+)")
+
+
+def ward_order(row: CaseloadRow) -> tuple:
+    """By bed as a person reads it ("Bay 2 bed 10" after "Bay 2 bed 9"); patients without one last."""
+    bed = (row.bed or "").strip().lower()
+    natural = tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                    for part in _NUMBER.split(bed) if part)
+    return (not bed, natural, row.display_name.lower(), row.object_id)

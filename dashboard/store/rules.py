@@ -12,7 +12,7 @@ from dashboard.access import Role
 
 # Who may add scores, notes and equipment to the patients they see.
 WRITERS = frozenset({Role.LEAD, Role.THERAPIST, Role.CONTRIBUTOR})
-PATIENT_OWNER_FIELDS = frozenset({"displayName", "dateOfBirth", "mobilityStatus"})
+PATIENT_OWNER_FIELDS = frozenset({"displayName", "dateOfBirth", "mobilityStatus", "bed"})
 PATIENT_LEAD_FIELDS = frozenset({"primaryTherapist", "patientId", "archived"})
 EQUIPMENT_LEAD_FIELDS = frozenset({"equipmentName", "serialNumber"})
 EQUIPMENT_WRITER_FIELDS = frozenset({"status", "returnedAt"})
