@@ -76,13 +76,13 @@ StatusHistory  create                       403   403   404     403    403    40
 StatusHistory  edit-toValue                 403   403   404     403    403    404      403    401
 StatusHistory  delete                       403   403   404     403    403    404      403    401
 
-_User          get                          ok    ok    ok      ok     ok     ok       ok     401
-_User          find                         all   all   all     all    all    all      all    401
-_User          count                        all   all   all     all    all    all      all    401
+_User          get                          ok    ok    ok      ok     ok     ok       404    401
+_User          find                         all   all   all     all    all    all      self   401
+_User          count                        all   all   all     all    all    all      self   401
 _User          create                       ok    403   403     403    403    403      403    401
 _User          edit-owners-email            403   ok    403     403    403    403      403    401
 _User          edit-own-email               ok    ok    ok      ok     ok     ok       ok     401
-_User          delete                       403   403   403     403    403    403      403    401
+_User          delete                       403   403   403     403    403    403      404    401
 _User          edit-owners-role             ok    403   403     403    403    403      403    401
 _User          deactivate-owner             ok    403   403     403    403    403      403    401
 """
@@ -91,7 +91,10 @@ _User          deactivate-owner             ok    403   403     403    403    40
 #   ACCESS.md allows "the recorder or a lead", so the owning therapist is refused.
 # - create-as-own-therapist: the principal names itself primaryTherapist; a lead is not a therapist,
 #   so that is bad input, not a denial.
-# - _User: others' username and role are readable by anyone signed in, so refusals are 403, not 404.
+# - _User: others' username and role are readable by anyone signed in, so refusals are 403, not 404;
+#   but a viewer (a ward screen) reads no staff usernames: only its own account exists for it ("self"),
+#   so its get and delete of another are 404 (its changes of another are refused by the accounts'
+#   own check, before any read: 403).
 
 
 def _rows() -> list[tuple[str, str, dict[str, str]]]:
@@ -272,9 +275,11 @@ def _find(class_name: str, counting: bool) -> Op:
     return Op(run)
 
 
-async def _ids_of(ctx: Ctx, class_name: str, scope: str) -> set[str]:
-    """The ids the database holds for the patients named by a find/count cell."""
+async def _ids_of(ctx: Ctx, class_name: str, scope: str, kind: str) -> set[str]:
+    """The ids the database holds for the patients named by a find/count cell ("self": `kind`'s account)."""
     w = ctx.world
+    if scope == "self":
+        return {ctx.user_id(kind)}
     patients = {"P+Q": {w.patient.id, w.other_patient.id}, "P": {w.patient.id}, "Q": {w.other_patient.id},
                 "none": set()}
     model = {"Patient": Patient, "MobilityScore": MobilityScore, "SessionNote": SessionNote,
@@ -399,7 +404,7 @@ async def _run_row(ctx: Ctx, class_name: str, operation: str, expected: dict[str
         where = f"{class_name} {operation} by {kind}"
         if operation in ("find", "count"):
             if outcome == "ok":
-                ids = await _ids_of(ctx, class_name, want)
+                ids = await _ids_of(ctx, class_name, want, kind)
                 if operation == "count":
                     outcome = want if result == len(ids) else f"count {result} != {len(ids)}"
                 else:
@@ -410,7 +415,7 @@ async def _run_row(ctx: Ctx, class_name: str, operation: str, expected: dict[str
             except AssertionError as exc:
                 problems.append(f"{where}: succeeded but the change is not stored: {exc}")
         actual[kind] = outcome
-        if outcome not in ("ok", "P+Q", "P", "Q", "none", "all"):
+        if outcome not in ("ok", "P+Q", "P", "Q", "none", "all", "self"):
             if await domain_snapshot(db) != before:
                 problems.append(f"{where}: refused with {outcome} but domain tables changed")
             if await refusal_count(db) <= refusals_before:
@@ -443,9 +448,12 @@ async def test_others_see_only_username_and_role_of_an_account(ctx: Ctx):
     assert seen_by_colleague.email is None and getattr(seen_by_colleague, "password_hash", None) is None
     assert (await store.get(principal=w.owner, class_name="_User", object_id=owner_id)).email == "owner@example.org"
     assert (await store.get(principal=w.lead, class_name="_User", object_id=owner_id)).email == "owner@example.org"
-    listed = {u.username: u for u in await store.find(principal=w.viewer, class_name="_User")}
+    listed = {u.username: u for u in await store.find(principal=w.team_contributor, class_name="_User")}
     assert listed["owner"].email is None and listed["lead"].email is None
-    assert listed["viewer"].email == "viewer@example.org"
+    assert listed["team-contributor"].email == "team_contributor@example.org"
+    # A ward screen (a viewer) reads no staff usernames: only its own account, whole.
+    [own] = await store.find(principal=w.viewer, class_name="_User")
+    assert (own.username, own.email) == ("viewer", "viewer@example.org")
 
 
 async def test_unreadable_record_answers_exactly_like_a_missing_id(ctx: Ctx):

@@ -3,7 +3,8 @@ audit, and read types shaped for the reader.
 
 Every find, get and count is filtered by what ACCESS.md lets the principal see (the access index
 turns it into an `IN` over visible patients), and returns frozen records (record_types.py), never
-table rows: a viewer's copy has no private fields, another user's account no email.
+table rows: a viewer's copy has no private fields, another user's account no email, and for a
+viewer (a ward screen) no other user exists at all.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.access import Principal, Role
 from dashboard.errors import InvalidInput, NotFound, ParseCode, PermissionDenied, StoreError
-from dashboard.models import Base, Patient
+from dashboard.models import Base, Patient, User
 from dashboard.record_types import Record, UserRecord
 from dashboard.schema import MODELS, PRIVATE_FIELDS
 from dashboard.serialize import for_viewer_record, record_from_values, record_of
@@ -46,10 +47,16 @@ class Reads:
     def __init__(self, core: StoreCore):
         self.core = core
 
+    @staticmethod
+    def _only_own_user(actor: Actor) -> bool:
+        """A viewer (a shared ward screen) reads no staff usernames: of the users, only its own
+        record exists for it (finds, gets, counts, includes, exports and live seeds alike)."""
+        return actor.role == Role.VIEWER
+
     def _visible_condition(self, actor: Actor, class_name: str) -> Any:
         """The SQL filter that keeps a principal to what ACCESS.md lets it see (None: no filter)."""
         if class_name == "_User":
-            return None
+            return User.id == actor.user_id if self._only_own_user(actor) else None
         if class_name == "SessionNote" and actor.role == Role.VIEWER:
             return false()
         visible = self.core.access.visible_patient_ids(actor.principal)
@@ -158,10 +165,12 @@ class Reads:
                         session: AsyncSession, *, for_update: bool = False) -> Base:
         """The table row if the principal may read it (for a write); otherwise NotFound, as for a
         missing id."""
-        self.core.actor(principal)
+        actor = self.core.actor(principal)
         if class_name not in MODELS:
             raise unknown_class(class_name)
         if not is_object_id(object_id):
+            raise NotFound()
+        if class_name == "_User" and self._only_own_user(actor) and object_id != actor.user_id:
             raise NotFound()
         row = await session.get(MODELS[class_name], object_id, with_for_update=for_update,
                                 populate_existing=for_update)
