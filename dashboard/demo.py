@@ -52,7 +52,8 @@ async def load_demo(store: Store, path: Path = DATA_DIR / "demo.json", *, seed: 
         patient = await store.create(principal=lead, class_name="Patient", fields={
             "patientId": p["patientId"], "displayName": p["displayName"],
             "dateOfBirth": datetime.fromisoformat(p["dateOfBirth"]).replace(tzinfo=timezone.utc),
-            "primaryTherapist": users[p["therapist"]].id, "mobilityStatus": p["status"]})
+            "primaryTherapist": users[p["therapist"]].id, "mobilityStatus": p["status"],
+            **({"bed": p["bed"]} if p.get("bed") else {})})
         for member in p["team"]:
             await store.add_care_team_member(principal=lead, patient_id=patient.id, user_id=users[member].id)
         therapist = Principal(users[p["therapist"]].id, None, p["therapist"])

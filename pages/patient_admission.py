@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 NAME_LIMIT = CLASSES["Patient"]["displayName"].max_length
 ID_LIMIT = CLASSES["Patient"]["patientId"].max_length
+BED_LIMIT = CLASSES["Patient"]["bed"].max_length
 
 
 def day_problem(value: str | None, *, required: bool = False) -> str | None:
@@ -88,6 +89,7 @@ class AdmitDialog:
         with dialogs.dialog("Admit patient", mark="admit-dialog") as self.box:
             self.patient_id = text_field("Hospital identifier (patientId)", ID_LIMIT, mark="admit-patient-id")
             self.name = text_field("Display name", NAME_LIMIT, mark="admit-name")
+            self.bed = text_field("Bed, bay or room (optional)", BED_LIMIT, mark="admit-bed")
             self.birth = date_field("Date of birth (optional)", "", "admit-birth")
             self.status = ui.select(statuses, label="Mobility status", value=next(iter(statuses))) \
                 .props("outlined data-testid=admit-status").classes("w-full").mark("admit-status")
@@ -98,7 +100,7 @@ class AdmitDialog:
                 self.therapist.disable()  # a therapist admits as its own primary therapist
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(
-                    self.box, lambda: [self.patient_id, self.name, self.birth])) \
+                    self.box, lambda: [self.patient_id, self.name, self.bed, self.birth])) \
                     .props("flat").mark("admit-cancel")
                 ui.button("Admit", icon="person_add", on_click=self.save) \
                     .props("unelevated color=primary data-testid=admit-save").classes("ot-save").mark("admit-save")
@@ -109,10 +111,10 @@ class AdmitDialog:
     @property
     def fields(self) -> dict[str, ui.element]:
         return {"patientId": self.patient_id, "displayName": self.name, "dateOfBirth": self.birth,
-                "mobilityStatus": self.status, "primaryTherapist": self.therapist}
+                "mobilityStatus": self.status, "primaryTherapist": self.therapist, "bed": self.bed}
 
     async def save(self) -> bool:
-        if not valid([self.patient_id, self.name, self.birth]):
+        if not valid([self.patient_id, self.name, self.bed, self.birth]):
             return False
         for field in (self.patient_id, self.name):
             if not (field.value or "").strip():
@@ -126,6 +128,8 @@ class AdmitDialog:
             "mobilityStatus": self.status.value, "primaryTherapist": self.therapist.value}
         if self.birth.value:
             fields["dateOfBirth"] = birth_moment(self.birth.value)
+        if (self.bed.value or "").strip():
+            fields["bed"] = self.bed.value.strip()
         created: list[PatientRecord] = []
 
         async def admit() -> None:
@@ -154,6 +158,7 @@ class ProfileDialog:
             self.notice = ui.label().classes("text-sm").style("color: #8a1c1c").mark("profile-notice")
             self.name = text_field("Display name", NAME_LIMIT, p.display_name, "profile-name")
             self.birth = date_field("Date of birth", birth_text(p.date_of_birth), "profile-birth")
+            self.bed = text_field("Bed, bay or room", BED_LIMIT, p.bed or "", "profile-bed")
             self.patient_id = self.therapist = None
             if self.lead:
                 self.patient_id = text_field("Hospital identifier (patientId)", ID_LIMIT, p.patient_id or "",
@@ -173,6 +178,8 @@ class ProfileDialog:
         changes: dict[str, object] = {}
         if (self.name.value or "").strip() != p.display_name:
             changes["displayName"] = (self.name.value or "").strip()
+        if (self.bed.value or "").strip() != (p.bed or ""):
+            changes["bed"] = (self.bed.value or "").strip() or None  # emptied: no bed
         if (self.birth.value or "") != birth_text(p.date_of_birth):
             try:
                 changes["dateOfBirth"] = birth_moment(self.birth.value)
@@ -191,7 +198,7 @@ class ProfileDialog:
         self.box.close()
 
     async def save(self) -> bool:
-        if not valid([self.name, self.birth, *([self.patient_id] if self.patient_id else [])]):
+        if not valid([self.name, self.bed, self.birth, *([self.patient_id] if self.patient_id else [])]):
             return False
         changes = self.changes()
         if "primaryTherapist" in changes:
@@ -202,7 +209,7 @@ class ProfileDialog:
         if not changes:
             self.box.close()
             return True
-        fields = {"displayName": self.name, "dateOfBirth": self.birth}
+        fields = {"displayName": self.name, "dateOfBirth": self.birth, "bed": self.bed}
         if self.patient_id is not None and self.therapist is not None:
             fields |= {"patientId": self.patient_id, "primaryTherapist": self.therapist}
         if not await stored(self.view.store.update(

@@ -32,7 +32,7 @@ from dashboard.rate_limit import SignInLimiter
 from dashboard.store.accounts import Accounts, SignedIn
 from dashboard.store.audit import AuditLog
 from dashboard.store.care_team import CareTeams, TeamMember
-from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore, WardRow
+from dashboard.store.caseload import BoardItem, CaseloadRow, Caseloads, LatestScore, WardRow, ward_order
 from dashboard.store.core import StoreCore
 from dashboard.store.exports import Exports, PatientEverything
 from dashboard.store.imports import Imports
@@ -140,5 +140,5 @@ class Store:
         self.core.sign_in_limiter = value
 
 
-__all__ = ["Store", "SignedIn", "CaseloadRow", "WardRow", "LatestScore", "BoardItem", "Permissions", "TeamMember",
+__all__ = ["Store", "SignedIn", "CaseloadRow", "WardRow", "ward_order", "LatestScore", "BoardItem", "Permissions", "TeamMember",
            "PatientEverything", "DischargedRow", "Discharge"]
