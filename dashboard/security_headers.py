@@ -127,29 +127,58 @@ class SecurityHeaders:
 
 # -- the one not-found answer ------------------------------------------------------------------------
 # A missing route, /admin for a non-lead and a patient that does not exist or may not be read all
-# answer with these exact bytes (ACCESS.md "What a denial looks like"). It is static: NiceGUI's own
-# 404 page is a whole client (its id differs on every answer, it holds memory until pruned, and it
-# prints the exception, "HTTPException: 404: Not found" vs "...Not Found").
+# answer with these exact bytes (ACCESS.md "What a denial looks like"), so the sentence says nothing
+# of whether a record exists. It is static: NiceGUI's own 404 page is a whole client (its id differs
+# on every answer, it holds memory until pruned, and it prints the exception, "HTTPException: 404:
+# Not found" vs "...Not Found"). It looks like the app's frame (pages/frame.py: the teal header with
+# the brand, the page's h1 in the main column, the same focus ring and skip link) without knowing
+# who asks: no user name, no navigation that would differ by role. The CSP's style-src
+# 'unsafe-inline' covers its <style>; it has no script.
 NOT_FOUND_HTML = """<!doctype html>
-<html lang="en">
+<html lang="en-GB">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Not found · OT Tracker</title>
+<meta name="theme-color" content="#0b5563">
+<title>Page not found · OT Tracker</title>
 <style>
-body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
-  background: #f4f6f9; color: #102a43; font-family: "Inter", "Segoe UI", system-ui, sans-serif; }
-main { text-align: center; padding: 24px; }
-h1 { font-size: 1.5rem; margin: 0 0 8px; }
-p { color: #486581; margin: 0 0 20px; }
-a { color: #0b5563; font-weight: 600; }
+html, body { margin: 0; background: #f4f6f9; color: #102a43;
+  font-family: "Inter", "Segoe UI", system-ui, -apple-system, Roboto, "Helvetica Neue", Arial, sans-serif;
+  line-height: 1.5; }
+header { display: flex; align-items: center; gap: 12px; min-height: 60px; padding: 0 16px;
+  background: linear-gradient(90deg, #0b5563, #127b8c); box-shadow: 0 1px 6px rgba(16,42,67,.25); }
+.brand { color: #fff; font-weight: 700; font-size: 1.15rem; letter-spacing: .01em; text-decoration: none;
+  min-height: 44px; display: inline-flex; align-items: center; border-radius: 10px; padding: 0 6px; }
+main { max-width: 1440px; margin: 0 auto; padding: 20px 24px 40px; box-sizing: border-box; }
+main:focus { outline: none; }
+.card { max-width: 640px; margin: 40px auto; background: #fff; border: 1px solid #e3e8ef; border-radius: 14px;
+  box-shadow: 0 1px 2px rgba(16,42,67,.05); padding: 28px; text-align: center; }
+h1 { font-size: 1.5rem; font-weight: 700; letter-spacing: -.01em; margin: 0 0 8px; }
+p { color: #486581; margin: 0 0 24px; }
+.back { display: inline-flex; align-items: center; min-height: 44px; padding: 0 18px; border-radius: 10px;
+  background: #0b5563; color: #fff; font-weight: 600; text-decoration: none; }
+.back:hover { background: #127b8c; }
+.skip:not(:focus) { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+  white-space: nowrap; }
+.skip:focus { position: absolute; left: 12px; top: 8px; z-index: 10; background: #fff; color: #0b5563;
+  padding: 10px 16px; border-radius: 10px; font-weight: 700; box-shadow: 0 2px 10px rgba(16,42,67,.35); }
+:focus-visible { outline: 3px solid #102a43; outline-offset: 2px; }
+header :focus-visible { outline-color: #fff; }
+header .skip:focus-visible { outline-color: #102a43; }
+@media (max-width: 1023px) { main { padding: 14px 14px 32px; } }
 </style>
 </head>
 <body>
-<main>
-<h1>Not found</h1>
-<p>This page does not exist.</p>
-<a href="/">Back to the caseload</a>
+<header>
+<a class="skip" href="#main">Skip to main content</a>
+<a class="brand" href="/">OT Tracker</a>
+</header>
+<main id="main" tabindex="-1">
+<div class="card">
+<h1>Page not found</h1>
+<p>This page does not exist, or you do not have access to it.</p>
+<a class="back" href="/">Back to the caseload</a>
+</div>
 </main>
 </body>
 </html>

@@ -19,7 +19,7 @@ from dashboard.store.accounts import OwnSession
 from pages import auth
 from pages.dialogs import toast
 from pages.display import ago, datetime_text
-from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, page_title, section
 
 router = APIRouter()
 
@@ -67,7 +67,7 @@ class AccountView:
 
     async def build(self) -> None:
         forced = self.session.must_change_password
-        ui.label("Account").classes("ot-page-title")
+        page_title("Account")
         if forced:
             with ui.row().classes("ot-card items-start gap-2 no-wrap").props('role="alert"').mark("must-change"):
                 ui.icon("key", size="22px").classes("text-primary")

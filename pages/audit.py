@@ -21,7 +21,7 @@ from dashboard.store.audit import ACTIONS, OUTCOMES, AccessReportRow, AuditCurso
 from pages import auth
 from pages.dialogs import refused_at
 from pages.display import local
-from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, page_title, section
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -103,7 +103,7 @@ class AuditView:
 
     async def build(self) -> None:
         ui.add_css(CSS)
-        ui.label("Audit log").classes("ot-page-title")
+        page_title("Audit log")
         users = {u.id: u.username for u in await self.store.list_users(principal=self.session.principal)}
         self.user_options = {"": "Anyone", **dict(sorted(users.items(), key=lambda kv: kv[1].casefold()))}
         with ui.tabs().classes("w-full").props('align="left"') as tabs:

@@ -11,7 +11,7 @@ from dashboard.store import CaseloadRow, DischargedRow
 from pages import auth, live
 from pages.patient_admission import AdmitDialog, therapist_options
 from pages.display import date_text, ordered_scores, score_chip
-from pages.frame import PAGE_BUILD_TIMEOUT, frame, status_badge
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, page_title, status_badge
 
 router = APIRouter()
 PAGE_SIZE = 25
@@ -93,7 +93,7 @@ class CaseloadView:
         ui.add_css(CSS)
         with ui.row().classes("w-full items-end justify-between gap-2"):
             with ui.column().classes("gap-0"):
-                ui.label("Caseload").classes("ot-page-title")
+                page_title("Caseload")
                 self.count_label = ui.label().classes("ot-muted")
             # -- export: the rows below as shown (filters, search, sort) as CSV (pages/downloads.py)
             ui.space()

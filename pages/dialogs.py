@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from nicegui import ui
+from nicegui.events import ValueChangeEventArguments
 
 from dashboard.errors import InvalidInput, StoreError
+from pages.frame import Heading
 
 TOAST_SECONDS = 3.0
 
@@ -56,17 +58,26 @@ async def submit(call: Awaitable[object], *, done: str | None = None, field: ui.
 @contextmanager
 def dialog(title: str, *, width: str = "520px", mark: str = "") -> Iterator[ui.dialog]:
     """A persistent, named dialog (aria-labelledby its title) on the page's layout; the body goes
-    inside the `with`. Close it with `dialog.close()`; it is deleted once closed."""
+    inside the `with`. Close it with `dialog.close()`; it is deleted once closed, and the keyboard
+    focus goes back to the control it was opened from."""
     client = ui.context.client
     with client.layout:
         box = ui.dialog().props("persistent")
         box.props(f'aria-labelledby="dlg-{box.id}"')  # Quasar puts it on its role="dialog" element
         with box, ui.card().classes("gap-3").style(f"min-width: min({width}, 92vw)"):
-            ui.label(title).classes("text-lg font-semibold").props(f'id="dlg-{box.id}" role="heading" aria-level="2"')
+            Heading(title, 2).classes("text-lg font-semibold").props(f'id="dlg-{box.id}"')
             if mark:
                 box.mark(mark)
             yield box
-    box.on_value_change(lambda e: None if e.value else box.delete())
+    def closed(event: ValueChangeEventArguments) -> None:
+        if event.value:
+            return
+        box.delete()
+        # Deleted at once, the dialog never runs Quasar's own hide (which would refocus): the
+        # frame's script does it, after the deletion has reached the browser (pages/frame.py).
+        client.run_javascript("window.otRefocus && window.otRefocus()")
+
+    box.on_value_change(closed)
 
 
 async def confirm(title: str, consequence: str, action: str, *, danger: bool = True) -> bool:

@@ -11,7 +11,7 @@ from dashboard.hub import class_topic
 from dashboard.store import BoardItem
 from pages import auth, live
 from pages.display import ago, datetime_text
-from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, frame, page_title, section
 
 router = APIRouter()
 PAGE_SIZE = 30
@@ -46,7 +46,7 @@ class BoardView:
         ui.add_css(CSS)
         with ui.row().classes("w-full items-end justify-between"):
             with ui.column().classes("gap-0"):
-                ui.label("Equipment board").classes("ot-page-title")
+                page_title("Equipment board")
                 ui.label("Checked out across your patients, updated live").classes("ot-muted")
         self.stats = ui.row().classes("w-full gap-4")
         self.out_card = section("Checked out now", "output").mark("board-out")

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from nicegui import ui
+from nicegui.elements.mixins.text_element import TextElement
 
 from dashboard.access import Role
 
@@ -52,6 +53,10 @@ a.ot-link-button { display: inline-flex; align-items: center; gap: 6px; min-heig
   border: 1px solid currentColor; border-radius: 10px; text-decoration: none; font-weight: 600; }
 a.ot-link-button:hover { background: rgba(11,85,99,.06); }
 .q-timeline__subtitle { opacity: 1; color: var(--ot-muted); }
+/* A real h1/h2 (Heading) looks like the label it replaced: Quasar's h1-h6 sizes and margins are
+   undone inside Quasar's own layer, so Tailwind's utilities on a heading still apply. */
+@layer quasar { .ot-heading { margin: 0; font-size: inherit; font-weight: inherit; line-height: inherit;
+  letter-spacing: inherit; } }
 .ot-page-title { font-size: 1.5rem; font-weight: 700; letter-spacing: -.01em; }
 .q-btn { min-height: 44px; border-radius: 10px; text-transform: none; font-weight: 600; }
 .q-btn.ot-small { min-height: 44px; min-width: 44px; }
@@ -81,6 +86,31 @@ body[data-live="reconnecting"] .ot-save .q-btn__content::after { content: "· se
 .ot-save[data-queued] .q-btn__content::after { content: "· queued, sends when back online" !important;
   font-weight: 500; margin-left: 6px; font-size: .85em; }
 @keyframes ot-pulse { 50% { opacity: .35; } }
+/* Skip link (WCAG 2.4.1): the first Tab stop of every framed page, shown only while focused. */
+.ot-skip:not(:focus) { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+  white-space: nowrap; }
+.ot-skip:focus { position: absolute; left: 12px; top: 8px; z-index: 10; background: #fff; color: var(--ot-brand);
+  padding: 10px 16px; border-radius: 10px; font-weight: 700; text-decoration: underline;
+  box-shadow: 0 2px 10px rgba(16,42,67,.35); }
+/* The skip link's target and an opened dialog's frame take focus as regions, not controls. */
+#main:focus, .q-dialog__inner:focus { outline: none; }
+/* Visible focus on every control (WCAG 2.4.7): Quasar takes outlines away (outline: 0, inside its
+   cascade layer, which this unlayered rule outranks) and shows keyboard focus as a faint tint. A 3 px
+   ring in the ink colour instead, 2 px off the control: about 13:1 on the page and on cards. On the
+   teal header it is white (4.9:1 or more on both ends of the gradient). */
+:focus-visible { outline: 3px solid var(--ot-ink); outline-offset: 2px; }
+.ot-header :focus-visible { outline-color: #fff; }
+.ot-header .ot-skip:focus-visible { outline-color: var(--ot-ink); }
+/* Quasar's buttons, chips and items carry `no-outline` (outline: 0 !important, in a later layer); an
+   important rule wins only from an earlier layer, so the ring for them is set in the first one. */
+@layer theme {
+  .no-outline:focus-visible, .q-focusable:focus-visible { outline: 3px solid var(--ot-ink) !important;
+    outline-offset: 2px !important; }
+  .ot-header .no-outline:focus-visible, .ot-header .q-focusable:focus-visible { outline-color: #fff !important; }
+}
+/* Select options move with the arrow keys while focus stays in the field: the active one is ringed. */
+.q-menu .q-item.q-manual-focusable--focused { outline: 3px solid var(--ot-ink); outline-offset: -3px; }
+/* A field shows focus by its 2 px border in the brand colour (7.6:1 on white). */
 .ot-user { color: #fff; line-height: 1.1; text-align: right; }
 .ot-user .name { font-weight: 600; } .ot-user .role { font-size: .75rem; opacity: .8; }
 .ot-empty { padding: 28px; text-align: center; color: var(--ot-muted); }
@@ -121,10 +151,43 @@ LIVE_JS = """
 """
 
 
+# Focus back where it was when a dialog closes (WCAG 2.4.3). pages/dialogs.py deletes a dialog as it
+# closes, so Quasar's own refocus never runs; otRefocus (called after the deletion) does it: the
+# newest control focused in the scope that is left (the dialog still open under a closed one, else
+# the page) gets it back, if it still exists; never while the focus is already on something.
+REFOCUS_JS = """
+<script>
+(function () {
+  var seen = [];
+  document.addEventListener('focusin', function (e) {
+    var t = e.target;
+    if (!(t instanceof Element) || t.matches('.q-dialog__inner')) return;
+    seen.push(t);
+    if (seen.length > 40) seen.shift();
+  }, true);
+  window.otRefocus = function () {
+    var active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) return;
+    var open = document.querySelectorAll('.q-dialog [role=dialog]');
+    var scope = open.length ? open[open.length - 1] : null;
+    for (var i = seen.length - 1; i >= 0; i--) {
+      var el = seen[i], inDialog = el.closest('[role=dialog]');
+      if (scope ? inDialog === scope : !inDialog) {
+        if (el.isConnected) el.focus();
+        return;  // else the control it was opened from is gone
+      }
+    }
+  };
+})();
+</script>
+"""
+
+
 def install_theme() -> None:
-    """Shared CSS and the connection script, once for every page."""
+    """Shared CSS and the connection and focus scripts, once for every page."""
     ui.add_css(THEME_CSS, shared=True)
     ui.add_head_html(LIVE_JS, shared=True)
+    ui.add_head_html(REFOCUS_JS, shared=True)
     ui.add_head_html('<meta name="theme-color" content="#0b5563">', shared=True)
 
 
@@ -158,7 +221,8 @@ def frame(session: PageSession, active: str, *, main_classes: str = "", kiosk: b
     live.end_with_session(session)
     if not kiosk:
         header(session, active)
-    with ui.column().classes(f"ot-main {main_classes}") as main:
+    # The skip link's target; Quasar's page is the <main> landmark around it.
+    with ui.column().classes(f"ot-main {main_classes}").props('id="main" tabindex="-1"') as main:
         if active != "ward":  # the ward screen, where nobody types, says it in its own words
             offline_banner()
         yield main
@@ -167,6 +231,7 @@ def frame(session: PageSession, active: str, *, main_classes: str = "", kiosk: b
 def header(session: PageSession, active: str) -> None:
     """App name, navigation, live indicator, who is signed in, sign-out."""
     with ui.header().classes("ot-header items-center px-4 gap-3 no-wrap"):
+        ui.link("Skip to main content", "#main").classes("ot-skip").mark("skip-link")
         with ui.link(target="/").classes("ot-brand flex items-center gap-2 no-wrap"):
             ui.icon("accessibility_new", size="26px")
             ui.label("OT Tracker")
@@ -190,6 +255,24 @@ def header(session: PageSession, active: str) -> None:
                 .tooltip("Sign out")
 
 
+class Heading(TextElement):
+    """A real <h1>/<h2> whose text can change like ui.label's; it keeps the look its classes give."""
+
+    def __init__(self, text: str = "", level: int = 1) -> None:
+        super().__init__(tag=f"h{level}", text=text)
+        self.classes("ot-heading")
+
+
+def page_title(text: str = "") -> Heading:
+    """The page's one h1."""
+    return Heading(text, 1).classes("ot-page-title")
+
+
+def card_title(text: str = "") -> Heading:
+    """A card's h2."""
+    return Heading(text, 2).classes("ot-card-title")
+
+
 def section(title: str, icon: str | None = None) -> ui.column:
     """A titled card; returns the card column for the caller's `with`."""
     card = ui.column().classes("ot-card gap-3")
@@ -197,7 +280,7 @@ def section(title: str, icon: str | None = None) -> ui.column:
         with ui.row().classes("items-center gap-2"):
             if icon:
                 ui.icon(icon, size="20px").classes("text-primary")
-            ui.label(title).classes("ot-card-title")
+            card_title(title)
     return card
 
 

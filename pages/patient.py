@@ -31,7 +31,7 @@ from pages import audit as audit_page, auth, dialogs, live, presence
 from pages.dialogs import submit
 from pages.display import ago, chart_time, date_text, datetime_text, instant_ms, value_text
 from pages.drafts import Draft, Drafts
-from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, status_badge
+from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, Heading, card_title, frame, status_badge
 from pages.patient_admission import ProfileControls
 from pages.patient_forms import (
     AddendumDialog,
@@ -97,7 +97,7 @@ CSS = """
     background: #fff; color: var(--ot-ink); font: inherit; font-weight: 600; display: inline-flex; align-items: center;
     gap: 6px; cursor: pointer; white-space: nowrap; }
   .pt-tabs button[aria-selected="true"] { background: var(--ot-brand); border-color: var(--ot-brand); color: #fff; }
-  .pt-tabs button:focus-visible { outline: 3px solid #f0b429; outline-offset: 2px; }
+  .pt-tabs button:focus-visible { outline: 3px solid var(--ot-ink); outline-offset: 2px; }
   .pt-section { display: none !important; }
   %(shown)s
 }
@@ -261,7 +261,7 @@ class PatientView:
         with ui.column().classes("ot-card gap-2").mark("activity"):
             with ui.row().classes("items-center gap-2 w-full"):
                 ui.icon("manage_search", size="20px").classes("text-primary")
-                ui.label("Activity").classes("ot-card-title")
+                card_title("Activity")
                 ui.space()
                 ui.link("Full audit log", f"/audit?patient={self.pid}").mark("activity-audit-link")
             try:
@@ -295,7 +295,7 @@ class PatientView:
                 {"team": "care-team"}.get(key, key)):
             with ui.row().classes("items-center gap-2"):
                 ui.icon(icon, size="20px").classes("text-primary")
-                ui.label(titles.get(key, title)).classes("ot-card-title").props('role="heading" aria-level="2"')
+                card_title(titles.get(key, title))
             if form is not None and self.perms.can_record:
                 built = form(self)
                 self.forms[built.name] = built
@@ -368,7 +368,7 @@ class PatientView:
                                 .style("text-decoration:none; min-width:44px; min-height:44px; display:inline-flex; "
                                        "align-items:center; justify-content:center"):
                             ui.icon("arrow_back", size="24px").classes("ot-muted")
-                        self.name_label = ui.label().classes("pt-name").props('role="heading" aria-level="1"') \
+                        self.name_label = Heading(level=1).classes("pt-name") \
                             .mark("patient-name")
                     self.meta_label = ui.label().classes("pt-meta")
                     self.build_export_links()  # -- exports: report, PDF, FHIR
@@ -694,8 +694,14 @@ class PatientView:
                                      "It leaves this patient's equipment and is recorded as returned now.",
                                      "Return", danger=False):
             return
-        await submit(self.store.return_equipment(principal=self.session.principal, log_id=log.id),
-                     done=f"{log.equipment_name} returned")
+        if await submit(self.store.return_equipment(principal=self.session.principal, log_id=log.id),
+                        done=f"{log.equipment_name} returned") and isinstance(form := self.forms.get("equipment"), EquipmentForm):
+            # The Return button goes with its row: the cursor goes to the check-out field rather than
+            # being lost, unless the user has moved on elsewhere meanwhile.
+            ui.run_javascript(f"""(function () {{ var a = document.activeElement;
+              if (a && a !== document.body && !a.closest('[data-testid=equipment-out]')) return;
+              var f = document.getElementById('c{form.item.id}'); f = f && (f.matches('input') ? f : f.querySelector('input'));
+              f && f.focus(); }})()""")
 
     # -- history ----------------------------------------------------------------------------------
     def render_history(self) -> None:
@@ -880,8 +886,7 @@ class PatientView:
         self.root.clear()
         with self.root, ui.column().classes("ot-card pt-notice items-center gap-3").mark("access-ended").props("data-testid=access-ended"):
             ui.icon("lock", size="40px").classes("text-primary")
-            ui.label("Your access to this patient has ended").classes("text-xl font-semibold") \
-                .props('role="heading" aria-level="1"')
+            Heading("Your access to this patient has ended", 1).classes("text-xl font-semibold")
             ui.label("The patient may have been reassigned, or you were removed from the care team. "
                      "The record is no longer shown here.").classes("ot-muted")
             ui.button("Back to caseload", icon="arrow_back", on_click=lambda: ui.navigate.to("/")) \

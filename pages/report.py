@@ -16,7 +16,7 @@ from dashboard.errors import NotAuthenticated, NotFound
 from dashboard.exports.progress_report import MeasureSection, ProgressReport, build_report
 from dashboard.hub import DeliveryKind, patient_topic
 from pages import auth, live
-from pages.frame import PAGE_BUILD_TIMEOUT, frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, Heading, frame, page_title, section
 
 router = APIRouter()
 
@@ -136,8 +136,7 @@ class ReportView:
             self.root.clear()
             with self.root, ui.column().classes("ot-card items-center gap-2").mark("access-ended"):
                 ui.icon("lock", size="40px").classes("text-primary")
-                ui.label("Your access to this patient has ended").classes("text-xl font-semibold") \
-                    .props('role="heading" aria-level="1"')
+                Heading("Your access to this patient has ended", 1).classes("text-xl font-semibold")
                 ui.label("The report is no longer shown here.").classes("ot-muted")
             return
         self.stale.set_visibility(True)
@@ -154,7 +153,7 @@ class ReportView:
             ui.link("Export FHIR", everything_url(r.object_id)).props("download").mark("report-fhir") \
                 .classes("ot-link-button")
         with ui.column().classes("ot-card gap-2"):
-            ui.label(r.name).classes("ot-page-title").props('role="heading" aria-level="1"').mark("report-name")
+            page_title(r.name).mark("report-name")
             ui.label("Progress report").classes("ot-muted")
             with ui.element("div").classes("rp-profile").mark("report-profile"):
                 for label, value in r.profile:
@@ -173,7 +172,7 @@ class ReportView:
             for m in r.measures:
                 with ui.column().classes("w-full gap-1 rp-measure").mark(f"report-measure-{m.score_type}"):
                     with ui.row().classes("w-full items-baseline gap-2"):
-                        ui.label(m.name).classes("font-semibold").props('role="heading" aria-level="3"')
+                        Heading(m.name, 3).classes("font-semibold")
                         ui.label(("↓ " if m.better == "lower" else "↑ ") + m.better_text).classes("ot-muted text-sm")
                     ui.label(m.summary).classes("ot-muted text-sm")
                     ui.html(chart_svg(m), sanitize=False).classes("rp-chart w-full")  # numbers and dates only

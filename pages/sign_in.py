@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import APIRouter, ui
 
 from pages import auth
+from pages.frame import Heading
 
 router = APIRouter()
 
@@ -100,7 +101,7 @@ def _shell(title: str, subtitle: str) -> ui.column:
             ui.label("OT Tracker").classes("text-2xl font-bold text-primary")
         card = ui.column().classes("ot-card gap-4").style("max-width: 420px; padding: 28px")
         with card:
-            ui.label(title).classes("text-xl font-semibold")
+            Heading(title, 1).classes("text-xl font-semibold")
             ui.label(subtitle).classes("ot-muted -mt-3")
     return card
 
