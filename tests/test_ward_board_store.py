@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dashboard.catalogue import default_catalogue
-from dashboard.errors import InvalidInput, PermissionDenied
-from tests.support import World
+from dashboard.errors import InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from tests.support import PASSWORD, World
 
 
 async def admit(world: World, name: str, bed: str | None) -> str:
@@ -94,3 +94,18 @@ def test_the_catalogue_knows_the_falls_risk_cut_offs():
     assert measures["berg"].falls_risk(44) and not measures["berg"].falls_risk(45)
     assert measures["tug"].falls_risk(12.5) and not measures["tug"].falls_risk(12)
     assert not measures["barthel"].falls_risk(0)
+
+
+async def test_a_lead_signs_a_ward_account_out_and_nobody_else_may(world: World):
+    store = world.store
+    tv = await store.log_in(username="viewer", password=PASSWORD)  # a second screen on the account
+    with pytest.raises(PermissionDenied):
+        await store.sign_out_user(principal=world.owner, user_id=world.users["viewer"].id)
+    await store.resolve_session(tv.token)  # still signed in after the refusal
+    assert await store.sign_out_user(principal=world.lead, user_id=world.users["viewer"].id) == 2
+    with pytest.raises(NotAuthenticated):
+        await store.resolve_session(tv.token)
+    with pytest.raises(NotAuthenticated):
+        store.permissions(principal=world.viewer)  # the world's own session ended too
+    with pytest.raises(NotFound):
+        await store.sign_out_user(principal=world.lead, user_id="nosuchuser0")

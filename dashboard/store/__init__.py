@@ -73,6 +73,7 @@ class Store:
             accounts.create_user, accounts.bootstrap_lead, accounts.new_account_problems)
         self.get_user, self.list_users, self.update_user = accounts.get_user, accounts.list_users, accounts.update_user
         self.unlock_user, self.lock_state = accounts.unlock_user, accounts.lock_state
+        self.sign_out_user = accounts.sign_out_user
         self.add_care_team_member, self.remove_care_team_member, self.care_team = (
             care_teams.add_care_team_member, care_teams.remove_care_team_member, care_teams.care_team)
         self.caseload, self.equipment_board = caseloads.caseload, caseloads.equipment_board

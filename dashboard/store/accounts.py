@@ -570,6 +570,21 @@ class Accounts:
                 tx.changes.append(revoke_mutation(actor.user_id, revoked))
         return len(revoked)
 
+    @audited("logout")
+    async def sign_out_user(self, *, principal: Principal | None, user_id: str) -> int:
+        """A lead ends every session of another account (a ward TV nobody signs out at the screen);
+        its open pages and sockets end through the change log. Returns how many ended."""
+        if self.core.role(principal) != Role.LEAD:
+            raise PermissionDenied("Only a lead signs other accounts out")
+        async with self.core.write() as tx:
+            if not is_object_id(user_id) or await tx.session.get(User, user_id) is None:
+                raise NotFound()
+            revoked = await self._revoke_sessions(tx, user_id)
+            tx.audit(principal, "logout", "_User", object_id=user_id, detail=f"signed out by a lead: {len(revoked)} ended")
+            if revoked:
+                tx.changes.append(revoke_mutation(user_id, revoked))
+        return len(revoked)
+
     async def must_change_password(self, *, principal: Principal | None) -> bool:
         """Whether this account must choose a new password before anything else."""
         actor = self.core.actor(principal)
