@@ -18,7 +18,7 @@ from dashboard.record_types import UserRecord
 from dashboard.store import CaseloadRow
 from pages import auth
 from pages.dialogs import cancel_keeping_typed, confirm, dialog, submit, toast
-from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, section
+from pages.frame import PAGE_BUILD_TIMEOUT, ROLE_LABELS, frame, page_title, section
 
 router = APIRouter()
 PAGE_SIZE = 20
@@ -67,7 +67,7 @@ class AdminView:
 
     async def build(self) -> None:
         ui.add_css(CSS)
-        ui.label("Admin").classes("ot-page-title")
+        page_title("Admin")
         self.create_card = section("Create an account", "person_add")
         with self.create_card, ui.row().classes("w-full items-start gap-2"):
             self.new = {
@@ -162,6 +162,9 @@ class AdminView:
                             ui.button(icon="key", on_click=lambda u=user: self.reset_password(u)) \
                                 .props('flat round color=primary aria-label="Reset password"') \
                                 .tooltip("Reset password").mark(f"reset-{user.username}")
+                            ui.button(icon="logout", on_click=lambda u=user: self.sign_out(u)) \
+                                .props('flat round color=primary aria-label="Sign out everywhere"') \
+                                .tooltip("Sign out everywhere").mark(f"sign-out-{user.username}")
                             if user.active:
                                 ui.button("Deactivate", on_click=lambda u=user: self.deactivate(u)) \
                                     .props("flat dense color=negative").mark(f"deactivate-{user.username}")
@@ -188,6 +191,19 @@ class AdminView:
         if await confirm(f"Deactivate {user.username}?",
                          f"{user.username} is signed out everywhere and can no longer sign in.", "Deactivate"):
             await self.change(user.id, {"active": False}, f"{user.username} is deactivated")
+
+    async def sign_out(self, user: UserRecord) -> None:
+        """Ends the account's sessions: how a ward TV (no sign-out on screen) is signed out."""
+        if not await confirm(f"Sign {user.username} out everywhere?",
+                             f"Every open page and screen of {user.username} goes to the sign-in page.", "Sign out"):
+            return
+        ended: list[int] = []
+
+        async def sign_out() -> None:
+            ended.append(await self.store.sign_out_user(principal=self.session.principal, user_id=user.id))
+
+        if await submit(sign_out()):
+            toast(f"{user.username} is signed out ({ended[0]} session{'s' if ended[0] != 1 else ''} ended)")
 
     def reset_password(self, user: UserRecord) -> None:
         """A temporary password for another account: its sessions end at once, and its next sign-in

@@ -101,3 +101,17 @@ def test_a_viewer_reaches_the_ward_board_and_nothing_else(browser, e2e_server):
         assert response is not None and response.status == 404, path
         assert "Avery Quill" not in page.content() and "A.Q." not in page.content(), path
     page.context.close()
+
+
+def test_a_lead_signs_the_ward_screen_out_from_admin(browser, own_server):
+    ward = sign_in(browser, own_server, "ward", "/ward", viewport=TV)
+    lead = sign_in(browser, own_server, "lead", "/admin")
+    row = lead.locator(".ad-row", has_text="Full names on ward")  # the ward account's row
+    row.get_by_role("button", name="Sign out everywhere").click()
+    lead.locator("[data-testid=confirm-yes]").click()
+    expect(lead.get_by_text(re.compile(r"ward is signed out \(\d+ sessions? ended\)"))).to_be_visible(timeout=PUSH)
+    # Nobody touches the TV: it leaves for the sign-in page by itself, showing no patient.
+    expect(ward).to_have_url(re.compile(r"/login"), timeout=PUSH)
+    expect(ward.locator(".ward-card")).to_have_count(0)
+    lead.context.close()
+    ward.context.close()
