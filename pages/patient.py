@@ -404,6 +404,8 @@ class PatientView:
         if p.date_of_birth:
             meta.append(f"Born {date_text(p.date_of_birth)}")
         meta.append(f"Therapist: {self.name_of(p.primary_therapist_id)}")
+        if p.bed:
+            meta.append(p.bed)
         self.meta_label.text = " · ".join(meta)
         self.badge_host.clear()
         with self.badge_host:

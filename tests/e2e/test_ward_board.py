@@ -88,6 +88,7 @@ def test_the_board_follows_a_score_a_session_and_a_change_of_bed_live(browser, o
     lead.locator("input[data-testid=profile-bed]").fill("Side room 4")
     lead.get_by_role("button", name="Save profile").click()
     expect(card.locator(".ward-bed")).to_have_text("Side room 4", timeout=PUSH)
+    expect(lead.get_by_text(re.compile(r"Therapist: therapist · Side room 4$"))).to_be_visible()
     expect(ward.locator(".ward-bed").last).to_have_text("Side room 4")
     lead.context.close()
     ward.context.close()
