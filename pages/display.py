@@ -79,7 +79,8 @@ TREND_COLOURS = {"better": "#1a7f4b", "worse": "#c0392b", "same": "#7b8794", "":
 
 
 def trend_arrow(score: LatestScore, measure: Measure | None) -> None:
-    """The arrow points the way the value moved; its colour says whether that is better."""
+    """The arrow points the way the value moved; its colour says whether that is better, and its
+    name says it in words (Quasar hides icons from assistive technology unless told otherwise)."""
     if score.previous is None:
         return
     icon = "arrow_upward" if score.value > score.previous else (
@@ -87,7 +88,7 @@ def trend_arrow(score: LatestScore, measure: Measure | None) -> None:
     better = measure.better if measure else "higher"
     words = {"better": "improving", "worse": "worsening", "same": "no change"}.get(score.trend, "")
     ui.icon(icon, size="16px").style(f"color:{TREND_COLOURS.get(score.trend, '#9aa5b1')}") \
-        .props(f'aria-label="{words}"').classes(f"trend-{score.trend or 'none'}") \
+        .props(f'role="img" aria-hidden="false" aria-label="{words}"').classes(f"trend-{score.trend or 'none'}") \
         .tooltip(f"{words.capitalize()} (from {score.previous:g}; {better} is better)")
 
 
