@@ -24,12 +24,13 @@ router = APIRouter()
 PAGE_SIZE = 20
 
 CSS = """
-.ad-row { display: grid; grid-template-columns: minmax(140px, 1.2fr) minmax(160px, 1.4fr) 170px 150px 140px;
+/* The last column holds Unlock, Reset password, Sign out everywhere and Deactivate. */
+.ad-row { display: grid; grid-template-columns: minmax(140px, 1.2fr) minmax(160px, 1.4fr) 170px 130px 250px;
   gap: 10px; align-items: center; padding: 8px 4px; border-bottom: 1px solid var(--ot-line); width: 100%; }
 .ad-pt { display: grid; grid-template-columns: minmax(160px, 1.3fr) 150px minmax(180px, 1fr); gap: 10px;
   align-items: center; padding: 8px 4px; border-bottom: 1px solid var(--ot-line); width: 100%; }
 .ad-head { font-size: .78rem; text-transform: uppercase; letter-spacing: .05em; color: var(--ot-muted); font-weight: 600; }
-@media (max-width: 1023px) { .ad-row { grid-template-columns: minmax(120px, 1fr) 150px 130px 120px; }
+@media (max-width: 1023px) { .ad-row { grid-template-columns: minmax(110px, 1fr) 150px 120px 250px; }
   .ad-row > .c-email { display: none; } }
 """
 

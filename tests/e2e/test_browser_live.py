@@ -116,7 +116,9 @@ def test_screenshots(browser, e2e_server, size):
     pid = patient_object_id(e2e_server, "DEMO-0004")
     viewport = {"width": width, "height": height}
     shots = [("lead", "/", "caseload"), ("therapist", f"/patient/{pid}", "patient"),
-             ("lead", "/equipment", "equipment"), ("ward", "/ward", "ward")]
+             ("lead", "/equipment", "equipment"), ("ward", "/ward", "ward"), ("lead", "/admin", "admin"),
+             ("lead", "/audit", "audit"), ("therapist", "/account", "account"),
+             ("lead", f"/patient/{pid}/report", "report")]
     for username, path, name in shots:
         page = sign_in(browser, e2e_server, username, path, viewport=viewport)
         if name == "patient":
@@ -127,5 +129,8 @@ def test_screenshots(browser, e2e_server, size):
             .filter(b => b.offsetParent !== null)
             .map(b => b.getBoundingClientRect()).filter(r => r.height > 0 && r.height < 43.5).length""")
         assert small == 0, f"{name}: {small} buttons under 44 px"
+        # Nothing runs off the side of the screen (a sideways scroll bar on a tablet hides controls).
+        wide = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert wide <= 0, f"{name}: {wide} px wider than the screen"
         page.context.close()
     print(f"screenshots written to {SCREENSHOTS}")
