@@ -208,7 +208,7 @@ class WardView:
         live.watch(self.session, [class_topic(c) for c in topics], self.on_batch)
 
     def legend(self) -> None:
-        with ui.element("div").classes("ward-legend").mark("ward-legend").props('aria-label="Legend"'):
+        with ui.element("div").classes("ward-legend").mark("ward-legend").props('role="group" aria-label="Legend"'):
             with ui.element("span").classes("item"):
                 ui.label("Arrows point the way a score moved; their colour says whether that is better:")
             for key, icon in (("better", "arrow_upward"), ("worse", "arrow_downward"), ("same", "arrow_forward")):
@@ -306,16 +306,16 @@ class WardView:
             risky = falls_risk(self.catalogue, row.latest)
             if risky:
                 with ui.element("span").classes("ward-flag falls").mark("ward-falls") \
-                        .props(f'aria-label="Falls risk: {", ".join(risky)}"'):
+                        .props(f'role="img" aria-label="Falls risk: {", ".join(risky)}"'):
                     ui.icon("warning")
             if row.equipment_out:
                 with ui.element("span").classes("ward-flag equipment").mark("ward-equipment") \
-                        .props(f'aria-label="{row.equipment_out} equipment out"'):
+                        .props(f'role="img" aria-label="{row.equipment_out} equipment out"'):
                     ui.icon("medical_services")
                     ui.label(str(row.equipment_out))
             if row.open_follow_ups:
                 with ui.element("span").classes("ward-flag follow").mark("ward-follow") \
-                        .props(f'aria-label="{row.open_follow_ups} follow-up{"s" if row.open_follow_ups != 1 else ""} open"'):
+                        .props(f'role="img" aria-label="{row.open_follow_ups} follow-up{"s" if row.open_follow_ups != 1 else ""} open"'):
                     ui.icon("flag")
                     ui.label(str(row.open_follow_ups))
         with ui.element("div").classes("ward-chips"):
