@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from dashboard import password_rules, runtime
@@ -39,6 +39,10 @@ COOKIE = "ot_session"
 SECURE_COOKIE = "__Host-ot_session"
 # The one page a session that must choose a new password (after a lead's reset) may open.
 PASSWORD_PAGE = "/account"
+# What a viewer (a shared ward screen) may open: the ward board, and the sign-in pages and sign-out,
+# which only pass a signed-in session on. Every other page is not found for it (issue 16).
+VIEWER_HOME = "/ward"
+VIEWER_PATHS = frozenset({VIEWER_HOME, "/login", "/signup", "/logout"})
 router = APIRouter()
 _settings: Settings | None = None
 
@@ -134,14 +138,34 @@ async def resolve(token: str | None) -> PageSession | None:
     return PageSession(principal, principal.username, token, must_change)
 
 
+def may_open(permissions: Permissions, path: str) -> bool:
+    """Whether a session with these (live) permissions may open the page at `path`: the one rule
+    of which pages a role reaches. A viewer reaches only VIEWER_PATHS."""
+    return not permissions.is_viewer or path in VIEWER_PATHS
+
+
+def landing(permissions: Permissions, target: str) -> str:
+    """Where a session goes once signed in: `target`, or for a page it may not open (a viewer sent
+    to the caseload, the default) its home instead of a not-found."""
+    return target if may_open(permissions, urlsplit(target).path) else VIEWER_HOME
+
+
 async def session_of(request: Request) -> PageSession | None:
     """Every page's gate: the visitor's session, or None (the page then answers `to_login`). An
     account that must choose a new password gets None everywhere but PASSWORD_PAGE, and `to_login`
-    sends it there: the one place that rule is enforced for pages."""
+    sends it there. A page the session's role may not open (`may_open`) raises the app's one 404,
+    the answer for an unknown address: a redirect to sign in would confirm the page. The one place
+    these rules are enforced for pages, the downloads and the FHIR export's cookie included."""
     session = await resolve(_token_from(request))
-    if session is not None and session.must_change_password and request.url.path != PASSWORD_PAGE:
-        request.state.must_change_password = True
+    if session is None:
         return None
+    if session.must_change_password:
+        if request.url.path != PASSWORD_PAGE:
+            request.state.must_change_password = True
+            return None
+        return session  # just the password form, for every role: else a reset viewer could never get back
+    if not may_open(session.permissions(), request.url.path):
+        raise HTTPException(status_code=404, detail="Not found")  # as if the page did not exist
     return session
 
 
@@ -308,6 +332,8 @@ async def login(request: Request, username: str = Form(""), password: str = Form
         return _back("/login", target, error="missing")
     if signed_in.must_change_password:  # a lead reset it: a new one before anything else
         target = PASSWORD_PAGE
+    else:
+        target = landing(runtime.store().permissions(principal=signed_in.principal), target)
     return _signed_in(request, target, signed_in.token)
 
 

@@ -2,9 +2,10 @@
 
 Two ways in, both the ones the app already has: Parse's headers (X-Parse-Application-Id and
 X-Parse-Session-Token, decoded by the REST API's own `decode_request`), or the pages' signed
-session cookie (pages.auth), so a page can link to the export. The store decides what the caller
-may read (an unknown patient and an unreadable one get the same 404) and audits the export;
-dashboard/fhir.py maps the records. Errors are Parse's {"code","error"}, as /parse answers.
+session cookie (pages.auth, whose rule of what a role may open applies then too), so a page can
+link to the export. The store decides what the caller may read (an unknown patient and an
+unreadable one get the same 404) and audits the export; dashboard/fhir.py maps the records.
+Errors are Parse's {"code","error"}, as /parse answers.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dashboard import fhir
 from dashboard.access import Principal
 from dashboard.api.rest import ParseApi, error_response, param_error, decode_request
 from dashboard.config import Settings
-from dashboard.errors import NotAuthenticated, PermissionDenied
+from dashboard.errors import NotAuthenticated, NotFound, PermissionDenied
 from dashboard.store import Store
 
 MOUNT = "/fhir"
@@ -54,7 +55,13 @@ class FhirEndpoint:
         # SameSite=lax still sends the cookie on another site's link; a download is not for it.
         if auth.cross_site(request):
             raise PermissionDenied("Cross-site requests with the session cookie are refused")
-        return await self.get_store().resolve_session(token)
+        store = self.get_store()
+        principal = await store.resolve_session(token)
+        # By the pages' cookie, the pages' rule of what a role opens (pages.auth.may_open): for a
+        # viewer (a ward screen, the ward board only) the export is not found, as an unknown patient.
+        if not auth.may_open(store.permissions(principal=principal), request.url.path):
+            raise NotFound()
+        return principal
 
     async def everything(self, request: Request) -> Response:
         try:

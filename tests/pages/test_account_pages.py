@@ -81,12 +81,15 @@ async def test_email_errors_under_the_field_and_sign_out_everywhere_else(pages_a
     assert (await owner.http_client.get("/")).status_code == 200
 
 
-async def test_every_signed_in_user_has_the_account_link(pages_app):
+async def test_every_signed_in_user_has_the_account_link_but_a_ward_screen(pages_app):
+    member = await pages_app.signed_in("team-contributor")
+    await member.open("/equipment")
+    member.find("Account")  # the navigation's link
+    await member.open("/account")
+    await member.should_see("Where you are signed in")
+    # A viewer (a ward screen) reaches only the ward board: its account page is not found.
     viewer = await pages_app.signed_in("viewer")
-    await viewer.open("/ward")
-    viewer.find("Account")  # the navigation's link
-    await viewer.open("/account")
-    await viewer.should_see("Where you are signed in")
+    assert (await viewer.http_client.get("/account")).status_code == 404
     anonymous = pages_app.new_user()
     response = await anonymous.http_client.get("/account")
     assert response.status_code == 303 and response.headers["location"].startswith("/login")

@@ -67,10 +67,12 @@ async def test_a_duplicate_identifier_and_a_huge_name_are_said_under_their_field
 
 async def test_only_leads_and_therapists_get_the_admit_button_and_a_therapist_admits_as_itself(pages_app):
     w = pages_app.world
-    for username in ("team-contributor", "viewer", "outsider"):
+    for username in ("team-contributor", "outsider"):
         user = await pages_app.signed_in(username)
         await user.open("/")
         await user.should_not_see(marker="admit-patient")
+    ward = await pages_app.signed_in("viewer")  # a ward screen reaches only the ward board
+    assert (await ward.http_client.get("/")).status_code == 404
     owner = await pages_app.signed_in("owner")
     await owner.open("/")
     await _admit_form(owner, patient_id="OWN-1", name="Olive Own")
@@ -131,11 +133,12 @@ async def test_the_owner_edits_the_profile_and_cannot_discharge(pages_app):
     p = await w.store.get(principal=w.lead, class_name="Patient", object_id=w.patient.id)
     assert p.date_of_birth.date() == date(1950, 2, 3)
     await owner.should_see("Patricia Example", retries=50)
-    for username in ("team-contributor", "viewer"):
-        user = await pages_app.signed_in(username)
-        await user.open(f"/patient/{w.patient.id}")
-        await user.should_not_see(marker="edit-profile")
-        await user.should_not_see(marker="discharge")
+    member = await pages_app.signed_in("team-contributor")
+    await member.open(f"/patient/{w.patient.id}")
+    await member.should_not_see(marker="edit-profile")
+    await member.should_not_see(marker="discharge")
+    ward = await pages_app.signed_in("viewer")  # a ward screen reaches only the ward board
+    assert (await ward.http_client.get(f"/patient/{w.patient.id}")).status_code == 404
 
 
 async def test_a_lead_changing_the_identifier_to_a_taken_one_is_told_under_the_field(pages_app):

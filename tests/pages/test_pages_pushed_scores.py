@@ -152,20 +152,15 @@ async def test_a_first_score_and_a_new_measure_show_their_charts_as_a_fresh_page
     await _same_as_a_fresh_page(pages_app, "owner", owner)
 
 
-async def test_a_viewer_page_shows_a_pushed_score_but_never_its_note_text(pages_app):
+async def test_a_viewer_has_no_patient_page_to_push_scores_to(pages_app):
+    """A ward screen reaches only the ward board (issue 16; its pushes: tests/pages/test_viewer_pages.py)."""
     w = pages_app.world
     await _seed_scores(w, 2)
+    await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="barthel",
+                               value=77, notes="Private score note")
     viewer = await pages_app.signed_in("viewer")
-    await viewer.open(f"/patient/{w.patient.id}")
-    chart = _one(viewer, "chart-barthel")
-    score = await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="barthel",
-                                       value=77, notes="Private score note")
-    await _shows_row(viewer, score.id)
-    await viewer.should_see("77")
-    await viewer.should_not_see("Private score note")
-    assert not any("Private score note" in repr(shown(e)) for e in viewer.find(marker="scores").elements)
-    assert _one(viewer, "chart-barthel") is chart
-    await _same_as_a_fresh_page(pages_app, "viewer", viewer)
+    response = await viewer.http_client.get(f"/patient/{w.patient.id}")
+    assert response.status_code == 404 and "Private score note" not in response.text
 
 
 

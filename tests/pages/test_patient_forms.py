@@ -156,19 +156,21 @@ async def test_a_care_team_change_shows_on_every_open_page_of_the_patient(pages_
     assert _one(lead, "team-add-select").value is None  # the picker cleared for the next one
 
 
-async def test_a_role_change_is_followed_at_the_next_push_and_a_viewer_is_shown_no_notes(pages_app):
+async def test_a_role_change_is_followed_at_the_next_push_and_a_viewer_is_shown_not_found(pages_app):
     w = pages_app.world
+    page = f"/patient/{w.patient.id}"
     await w.store.add_note(principal=w.owner, patient_id=w.patient.id, session_type="treatment",
                            text="Private session detail")
     member = await pages_app.signed_in("team-contributor")
-    await member.open(f"/patient/{w.patient.id}")
+    await member.open(page)
     await member.should_see("Private session detail")
     await member.should_see(marker="score-save")
     await w.store.update_user(principal=w.lead, user_id=w.users["team_contributor"].id,
                               changes={"role": "viewer"})
     await w.store.record_score(principal=w.owner, patient_id=w.patient.id, score_type="berg", value=41)
-    # The page asks the store again with the push, and is rebuilt for what a viewer may see.
-    await member.should_not_see("Private session detail", retries=30)
-    await member.should_see("41", retries=30)
-    await member.should_not_see(marker="score-save")
-    await member.should_not_see(marker="note-save")
+    # The page asks the store again with the push and reloads for the new rights (the simulation's
+    # reload takes the page off the user's history and opens it again); a viewer (a ward screen)
+    # reaches only the ward board, so what the reload gets is not found (issue 16).
+    await eventually(lambda: page not in member.back_history, timeout=10)
+    response = await member.http_client.get(page)
+    assert response.status_code == 404 and "Private session detail" not in response.text
