@@ -159,3 +159,34 @@ def test_trend_arrows_are_read_out_in_words(browser, e2e_server):
         expect(chip.get_by_role("img", name=re.compile(r"^(improving|worsening|no change)$"))).to_have_count(1)
     finally:
         page.context.close()
+
+
+DIALOGS = [  # (page, the button that opens it, the dialog's title)
+    ("/", "Admit patient", "Admit patient"),
+    ("/patient/{P}", "Edit profile", "Edit profile"),
+    ("/patient/{P}", "Discharge", "Discharge patient"),
+    ("/patient/{P}", "Add addendum", "Add an addendum"),
+    ("/patient/{P}", "Mark entered in error", "Mark score entered in error"),
+    ("/patient/{P}", "Return", re.compile(r"^Return .+\?$")),
+    ("/admin", "Reset password", re.compile(r"^Reset .+'s password$")),
+]
+
+
+@pytest.mark.parametrize("path,opener,title", DIALOGS, ids=[d[1] for d in DIALOGS])
+def test_every_dialog_is_named_by_its_title_and_its_fields_are_labelled(browser, e2e_server, path, opener, title):
+    page = sign_in(browser, e2e_server, "lead", path.format(P=patient_object_id(e2e_server, "DEMO-0001")),
+                   viewport=VIEWPORTS[1])
+    try:
+        page.get_by_role("button", name=opener, exact=True).first.click()
+        dialog = page.get_by_role("dialog", name=title)  # aria-labelledby its heading
+        expect(dialog).to_be_visible()
+        expect(dialog.get_by_role("heading", level=2, name=title)).to_be_visible()
+        page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
+        # As for the status dialog: modal, and contrast is left to the page's own scan.
+        assert_accessible(page, f"{opener} dialog", within="[role=dialog]", skip=("color-contrast",))
+        unnamed = dialog.evaluate("""d => [...d.querySelectorAll('input:not([type=hidden]), textarea, [role=combobox]')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+            .map(e => e.outerHTML.slice(0, 120))""")
+        assert unnamed == [], unnamed
+    finally:
+        page.context.close()
