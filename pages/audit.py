@@ -184,8 +184,10 @@ class AuditView:
         self.table.clear()
         with self.table:
             with ui.element("div").classes("au-row au-head"):
-                for title in ("When", "Who", "Did", "Record", "Patient", "Outcome", "Detail"):
-                    ui.label(title)
+                # The same column classes as the rows: a narrow screen hides a column's head with it.
+                for title, cls in (("When", ""), ("Who", ""), ("Did", ""), ("Record", ""), ("Patient", "c-patient"),
+                                   ("Outcome", ""), ("Detail", "c-detail")):
+                    ui.label(title).classes(cls)
             if not page.rows:
                 ui.label("No audit rows match these filters.").classes("ot-empty").mark("audit-empty")
             for row in page.rows:
@@ -198,7 +200,7 @@ class AuditView:
                         if row.patient_ref:
                             ui.link(row.patient_ref, f"/patient/{row.patient_ref}").classes("au-mono")
                     ui.badge(row.outcome.replace("_", " "), color=OUTCOME_COLOURS.get(row.outcome, "grey")) \
-                        .props("outline")
+                        .props("outline").classes("justify-self-start")
                     ui.label(row.detail or "").classes("c-detail ot-muted")
         self.summary.text = (f"{len(page.rows)} rows, newest first" if page.rows else "")
         self.newer_button.set_enabled(page.newer is not None)

@@ -132,5 +132,9 @@ def test_screenshots(browser, e2e_server, size):
         # Nothing runs off the side of the screen (a sideways scroll bar on a tablet hides controls).
         wide = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert wide <= 0, f"{name}: {wide} px wider than the screen"
+        if name == "audit":  # each column's head above its column, however many a narrow screen shows
+            head, first = page.evaluate("""() => [...document.querySelectorAll('.au-row')].slice(0, 2)
+                .map(r => [...r.children].filter(c => getComputedStyle(c).display !== 'none').length)""")
+            assert head == first, f"audit: {head} column heads over {first} columns"
         page.context.close()
     print(f"screenshots written to {SCREENSHOTS}")
