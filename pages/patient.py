@@ -113,13 +113,27 @@ TABS_JS = """
   function show(key) {
     document.documentElement.setAttribute('data-pt-section', key);
     document.querySelectorAll('.pt-tabs [data-pt-tab]').forEach(function (b) {
-      b.setAttribute('aria-selected', b.getAttribute('data-pt-tab') === key ? 'true' : 'false');
+      var on = b.getAttribute('data-pt-tab') === key;
+      b.setAttribute('aria-selected', on ? 'true' : 'false');
+      b.tabIndex = on ? 0 : -1;  // one Tab stop for the bar; the arrow keys move along it
     });
     if (location.hash !== '#' + key) history.replaceState(null, '', '#' + key);
   }
   document.addEventListener('click', function (event) {
     var tab = event.target.closest && event.target.closest('[data-pt-tab]');
     if (tab) { show(tab.getAttribute('data-pt-tab')); window.scrollTo({top: 0}); }
+  });
+  // The ARIA tabs pattern: Left and Right (wrapping), Home and End pick a tab and keep the focus on it.
+  document.addEventListener('keydown', function (event) {
+    var tab = event.target.closest && event.target.closest('[data-pt-tab]');
+    if (!tab) return;
+    var tabs = Array.prototype.slice.call(document.querySelectorAll('.pt-tabs [data-pt-tab]'));
+    var i = tabs.indexOf(tab), moves = {ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1};
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    var next = tabs[(moves[event.key] + tabs.length) % tabs.length];
+    show(next.getAttribute('data-pt-tab'));
+    next.focus();
   });
   function start(tries) {
     var key = (location.hash || '').slice(1);

@@ -287,3 +287,33 @@ def test_equipment_checked_out_and_returned_by_keyboard(browser, e2e_server):
         assert_focus_shown(page)
     finally:
         page.context.close()
+
+
+def test_on_a_tablet_the_section_tabs_are_one_stop_moved_along_with_the_arrow_keys(browser, e2e_server):
+    page = sign_in(browser, e2e_server, "therapist", f"/patient/{patient_object_id(e2e_server, PATIENT)}",
+                   viewport={"width": 768, "height": 1024})
+    page.context.add_init_script(HELPERS)
+    page.evaluate(HELPERS)
+    try:
+        tabs = page.get_by_role("tablist", name="Sections")
+        tab_to(page, re.compile(r"Scores$"), within=".pt-tabs")
+        page.keyboard.press("ArrowRight")
+        notes_tab = tabs.get_by_role("tab", name="Notes")
+        expect(notes_tab).to_be_focused()
+        expect(notes_tab).to_have_attribute("aria-selected", "true")
+        assert_focus_shown(page)
+        notes = page.get_by_role("heading", level=2, name="Session notes")
+        expect(notes).to_be_visible()
+        expect(page.get_by_role("heading", level=2, name="Mobility scores")).to_be_hidden()
+        # The other tabs are not Tab stops: the next one is the notes form's first field.
+        page.keyboard.press("Tab")
+        assert assert_focus_shown(page)["name"] == "Session type"
+        page.keyboard.press("Shift+Tab")
+        expect(notes_tab).to_be_focused()
+        page.keyboard.press("End")
+        expect(tabs.get_by_role("tab", name="Team")).to_have_attribute("aria-selected", "true")
+        page.keyboard.press("ArrowRight")  # wraps round to the first
+        expect(tabs.get_by_role("tab", name="Scores")).to_be_focused()
+        expect(page.get_by_role("heading", level=2, name="Mobility scores")).to_be_visible()
+    finally:
+        page.context.close()
