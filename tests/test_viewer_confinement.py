@@ -1,14 +1,18 @@
 """A viewer (a ward screen) reads no free text and no staff username, on every channel (issue 16):
 REST (finds, gets, counts, includes), GraphQL, live queries, the hub's pushes that pages receive,
 and the FHIR export (by its headers; by the pages' cookie it is not found at all). On SQLite and
-PostgreSQL. Each check has a control: a member of staff reading the same thing gets the text.
+PostgreSQL; last, the served app answers a viewer's pages with its one 404. Each check has a
+control: a member of staff reading the same thing gets the text (or the page).
 """
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
@@ -215,3 +219,27 @@ async def test_staff_still_read_each_others_usernames(api: Api, who: str):
     status, body = await get(api, "classes/MobilityScore", who, where={"patient": api.world.patient.id},
                              include="recordedBy")
     assert status == 200 and body["results"][0]["recordedBy"]["username"] == "team-contributor"
+
+
+# -- the served app ---------------------------------------------------------------------------------
+def test_on_the_served_app_a_viewers_pages_are_the_unknown_addresses_404(live_server):
+    """With the app's own 404 handler: a viewer's page answers with the very bytes of a missing page."""
+    password = json.loads((Path(__file__).resolve().parents[1] / "data" / "demo.json").read_text())["password"]
+    with sqlite3.connect(live_server.data_dir / "ot-tracker.sqlite3") as db:
+        pid = db.execute("SELECT id FROM patients WHERE patient_id = 'DEMO-0001'").fetchone()[0]
+    with httpx.Client(base_url=live_server.url, timeout=30) as ward, httpx.Client(base_url=live_server.url,
+                                                                                 timeout=30) as lead:
+        signed = ward.post("/login", data={"username": "ward", "password": password, "next": "/"})
+        assert (signed.status_code, signed.headers["location"]) == (303, "/ward")
+        assert lead.post("/login", data={"username": "lead", "password": password}).status_code == 303
+        missing = ward.get("/no-such-page")
+        assert missing.status_code == 404
+        for path in ("/", f"/patient/{pid}", f"/patient/{pid}/report", f"/patient/{pid}/report.pdf", "/equipment",
+                     "/admin", "/audit", "/account", "/caseload.csv"):
+            answer = ward.get(path)
+            assert (answer.status_code, answer.content) == (404, missing.content), path
+            assert lead.get(path).status_code == 200, path  # the control: the page is there
+        assert ward.get("/ward").status_code == 200
+        export = f"/fhir/Patient/{pid}/$everything"
+        assert lead.get(export).status_code == 200
+        assert (ward.get(export).status_code, ward.get(export).json()) == (404, NOT_FOUND)
