@@ -151,19 +151,25 @@ LIVE_JS = """
 """
 
 
-# Focus back where it was when a dialog closes (WCAG 2.4.3). pages/dialogs.py deletes a dialog as it
-# closes, so Quasar's own refocus never runs; otRefocus (called after the deletion) does it: the
-# newest control focused in the scope that is left (the dialog still open under a closed one, else
-# the page) gets it back, if it still exists; never while the focus is already on something.
+# Focus back where it was (WCAG 2.4.3). pages/dialogs.py deletes a dialog as it closes, so Quasar's
+# own refocus never runs; otRefocus (called after the deletion) does it: the newest control focused
+# in the scope that is left (the dialog still open under a closed one, else the page) gets it back,
+# if it still exists; never while the focus is already on something. And when a push redraws the
+# control a keyboard user was on (a Return button leaves with its row, an Add addendum button is
+# drawn anew), the focus would drop to the page's start: it goes to the first control of the same
+# card instead. Only for the keyboard: after a tap, focusing a field would open a tablet's keyboard.
 REFOCUS_JS = """
 <script>
 (function () {
-  var seen = [];
+  var seen = [], card = null, keyboard = false;
+  document.addEventListener('keydown', function () { keyboard = true; }, true);
+  document.addEventListener('pointerdown', function () { keyboard = false; }, true);
   document.addEventListener('focusin', function (e) {
     var t = e.target;
     if (!(t instanceof Element) || t.matches('.q-dialog__inner')) return;
     seen.push(t);
     if (seen.length > 40) seen.shift();
+    if (!t.closest('[role=dialog]')) card = t.closest('.ot-card');
   }, true);
   window.otRefocus = function () {
     var active = document.activeElement;
@@ -178,6 +184,16 @@ REFOCUS_JS = """
       }
     }
   };
+  function recover() {
+    var active = document.activeElement, last = seen[seen.length - 1];
+    if (!keyboard || (active && active !== document.body) || !last || last.isConnected) return;
+    if (last.closest('[role=dialog]')) return;  // a closed dialog: otRefocus's turn
+    if (!card || !card.isConnected || document.querySelector('.q-dialog [role=dialog]')) return;
+    var target = card.querySelector('input:not([type=hidden]), textarea, button, a[href], [tabindex="0"]');
+    if (target) target.focus();
+  }
+  function watch() { new MutationObserver(recover).observe(document.body, {childList: true, subtree: true}); }
+  if (document.body) watch(); else document.addEventListener('DOMContentLoaded', watch);
 })();
 </script>
 """

@@ -710,14 +710,8 @@ class PatientView:
                                      "It leaves this patient's equipment and is recorded as returned now.",
                                      "Return", danger=False):
             return
-        if await submit(self.store.return_equipment(principal=self.session.principal, log_id=log.id),
-                        done=f"{log.equipment_name} returned") and isinstance(form := self.forms.get("equipment"), EquipmentForm):
-            # The Return button goes with its row: the cursor goes to the check-out field rather than
-            # being lost, unless the user has moved on elsewhere meanwhile.
-            ui.run_javascript(f"""(function () {{ var a = document.activeElement;
-              if (a && a !== document.body && !a.closest('[data-testid=equipment-out]')) return;
-              var f = document.getElementById('c{form.item.id}'); f = f && (f.matches('input') ? f : f.querySelector('input'));
-              f && f.focus(); }})()""")
+        await submit(self.store.return_equipment(principal=self.session.principal, log_id=log.id),
+                     done=f"{log.equipment_name} returned")
 
     # -- history ----------------------------------------------------------------------------------
     def render_history(self) -> None:
