@@ -109,3 +109,21 @@ async def test_a_lead_signs_a_ward_account_out_and_nobody_else_may(world: World)
         store.permissions(principal=world.viewer)  # the world's own session ended too
     with pytest.raises(NotFound):
         await store.sign_out_user(principal=world.lead, user_id="nosuchuser0")
+
+
+async def test_a_viewer_lists_only_itself_and_another_account_does_not_exist_for_it(world: World):
+    store = world.store
+    assert [u.username for u in await store.list_users(principal=world.viewer)] == ["viewer"]
+    assert len(await store.list_users(principal=world.owner)) == 7  # staff still list each other
+    with pytest.raises(NotFound):  # not "permission denied": that would confirm the account
+        await store.update_user(principal=world.viewer, user_id=world.users["owner"].id, changes={"role": "lead"})
+
+
+async def test_a_viewers_discharged_rows_name_no_therapist(world: World):
+    await world.store.discharge_patient(principal=world.lead, patient_id=world.patient.id, reason="Home",
+                                       date=datetime.now().date())  # the ward's local day
+    [row] = await world.store.discharged_patients(principal=world.viewer)
+    assert row.primary_therapist == "" and row.reason is None and row.patient_number is None
+    [lead_row] = [r for r in await world.store.discharged_patients(principal=world.lead)
+                  if r.object_id == world.patient.id]
+    assert lead_row.primary_therapist == "owner"

@@ -612,8 +612,11 @@ class Accounts:
 
     async def list_users(self, *, principal: Principal | None) -> list[UserRecord]:
         actor = self.core.actor(principal)
+        query = select(User).order_by(User.username)
+        if actor.role == Role.VIEWER:  # a ward screen learns no staff username: only itself exists for it
+            query = query.where(User.id == actor.user_id)
         async with self.core.db.read() as session:
-            users = list(await session.scalars(select(User).order_by(User.username)))
+            users = list(await session.scalars(query))
         return [cast(UserRecord, self.reads.shaped_for(actor, u)) for u in users]
 
     @audited("update")
@@ -627,6 +630,8 @@ class Accounts:
             {"role", "active", "showFullNames"} if is_lead else set())
         if not isinstance(changes, Mapping):
             raise InvalidInput("body", "must be an object of fields")
+        if actor.role == Role.VIEWER and not is_self:
+            raise NotFound()  # as for a missing id: another account does not exist for a viewer
         for name in changes:
             if name not in {"email", "password", "role", "active", "showFullNames", "username"}:
                 raise InvalidInput(str(name)[:60], "is not a field of _User", code=ParseCode.INVALID_KEY_NAME)

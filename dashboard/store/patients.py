@@ -139,7 +139,7 @@ class Patients:
             found = (await session.execute(query)).all()
         rows = [DischargedRow(object_id=pid, patient_number=None if viewer else number,
                               display_name=name if names else initials(name), mobility_status=status,
-                              primary_therapist_id=therapist_id, primary_therapist=therapist,
+                              primary_therapist_id=therapist_id, primary_therapist="" if viewer else therapist,
                               discharged_on=on, reason=None if viewer else why)
                 for pid, number, name, status, therapist_id, therapist, on, why in found]
         if not live_refresh:
