@@ -102,17 +102,24 @@ async def test_a_dropped_database_connection_answers_503_then_the_next_request_r
                                 json={"username": "therapist", "password": DEMO_PASSWORD})
             headers["X-Parse-Session-Token"] = login.json()["sessionToken"]
             assert client.get("/parse/classes/Patient", headers=headers).status_code == 200
-            # Every pooled connection of the server, not its LISTEN connection (that one has its own
-            # recovery, and losing it fails the instance closed: another test).
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND query NOT LIKE 'LISTEN%'")
-            assert killed >= 1
-            answers = [client.get("/parse/classes/Patient", headers=headers) for _ in range(4)]
-            codes = [a.status_code for a in answers]
-            # The first meets a dead connection; SQLAlchemy then discards the whole pool.
-            assert codes == [503, 200, 200, 200], codes
-            assert answers[0].json()["code"] == 1 and answers[0].headers["retry-after"] == "2"
+            firsts = []
+            for _ in range(5):
+                # Every pooled connection of the server, not its LISTEN connection (that one has its own
+                # recovery, and losing it fails the instance closed: another test).
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND query NOT LIKE 'LISTEN%'")
+                assert killed >= 1
+                answers = [client.get("/parse/classes/Patient", headers=headers) for _ in range(4)]
+                codes = [a.status_code for a in answers]
+                # The first request meets a dead connection (503), unless one of the server's own
+                # background reads met it first; either way SQLAlchemy then discards the whole pool.
+                assert codes[0] in (503, 200) and codes[1:] == [200, 200, 200], codes
+                firsts.append(codes[0])
+                if codes[0] == 503:
+                    assert answers[0].json()["code"] == 1 and answers[0].headers["retry-after"] == "2"
+                    break
+            assert 503 in firsts, f"no request met a dead connection in five tries: {firsts}"
             created = client.post("/parse/classes/MobilityScore", headers=headers, json={
                 "patient": {"__type": "Pointer", "className": "Patient",
                             "objectId": answers[-1].json()["results"][0]["objectId"]},
