@@ -67,14 +67,16 @@ def test_signed_in_pages_have_no_serious_violation(browser, e2e_server, user, pa
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS, ids=lambda v: f"{v['width']}x{v['height']}")
-def test_the_not_found_page_signed_in_has_no_serious_violation(browser, e2e_server, viewport):
-    page = sign_in(browser, e2e_server, "lead", "/", viewport=viewport)
+@pytest.mark.parametrize("user,home", [("lead", "/"), ("ward", "/ward")], ids=lambda x: x)
+def test_the_not_found_page_signed_in_has_no_serious_violation(browser, e2e_server, user, home, viewport):
+    # For the viewer (the ward account) every page but /ward is this page, the caseload included.
+    page = sign_in(browser, e2e_server, user, home, viewport=viewport)
     try:
-        for path in (NOT_FOUND, "/patient/no-such-patient"):
+        for path in (NOT_FOUND, "/patient/no-such-patient") + (("/",) if user == "ward" else ()):
             response = page.goto(f"{e2e_server.url}{path}")
             assert response is not None and response.status == 404, path
-            assert_accessible(page, f"lead {path}")
-            assert_one_h1(page, f"lead {path}")
+            assert_accessible(page, f"{user} {path}")
+            assert_one_h1(page, f"{user} {path}")
     finally:
         page.context.close()
 
