@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -235,10 +235,18 @@ class Mailbox:
         while (delivery := await self.get()) is not None:
             yield delivery
 
-    async def batches(self) -> AsyncIterator[list[Delivery]]:
+    async def batches(self, ready: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[list[Delivery]]:
         """Everything that waited, together; while the consumer applies a batch (until it asks for
-        the next), `at_once` is not offered anything, so deliveries stay in order."""
+        the next), `at_once` is not offered anything, so deliveries stay in order.
+
+        `ready`, when given, is awaited before each batch is taken (a page waits for its socket):
+        meanwhile what arrives stays queued here, in order, an access end dropping what it ends and
+        an overflow becoming one resync, so a consumer that is away owes at most one batch."""
         while await self._wait(None):
+            if ready is not None:
+                await ready()
+                if not self._queue:
+                    continue
             batch = self.drain()
             self._busy = True
             try:

@@ -10,6 +10,7 @@ for that patient; a page that falls too far behind gets a resync. The subscripti
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import quote
@@ -48,10 +49,24 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
     box = Mailbox(session.store.hub.queue_size, at_once=apply_now if at_once is not None else None)
     sub = session.store.hub.subscribe(session.principal, topics, sink=box)
 
+    # A page whose socket is gone (a closed tab, a tablet off the wifi) applies nothing until it is
+    # back: NiceGUI keeps it RECONNECT_SECONDS, and 250 closed pages each re-reading a changed care
+    # team held the instance's loop and connection pool for 10-20 s (REST and the change feed's
+    # heartbeat queued behind them). Its deliveries wait in its mailbox meanwhile. Not
+    # `client.connected()`: awaited during the page's build, that sends the page unfinished.
+    live = asyncio.Event()
+    if client.has_socket_connection:
+        live.set()
+    client.on_connect(live.set)
+    client.on_disconnect(lambda: None if client.has_socket_connection else live.clear())
+
+    async def socket_live() -> None:
+        await live.wait()
+
     async def pump() -> None:
         try:
             # A status change arrives as Patient + StatusHistory; they are applied as one batch.
-            async for batch in box.batches():
+            async for batch in box.batches(ready=socket_live):
                 if client.is_deleted:
                     return
                 with client:
