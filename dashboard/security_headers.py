@@ -134,6 +134,8 @@ class SecurityHeaders:
 # the brand, the page's h1 in the main column, the same focus ring and skip link) without knowing
 # who asks: no user name, no navigation that would differ by role. The CSP's style-src
 # 'unsafe-inline' covers its <style>; it has no script.
+# Its way back is /login: it sends a signed-in visitor to that account's start page (a viewer's is
+# the ward board; "/" would be another not-found for it) and a signed-out one to sign in.
 NOT_FOUND_HTML = """<!doctype html>
 <html lang="en-GB">
 <head>
@@ -171,13 +173,13 @@ header .skip:focus-visible { outline-color: #102a43; }
 <body>
 <header>
 <a class="skip" href="#main">Skip to main content</a>
-<a class="brand" href="/">OT Tracker</a>
+<a class="brand" href="/login">OT Tracker</a>
 </header>
 <main id="main" tabindex="-1">
 <div class="card">
 <h1>Page not found</h1>
 <p>This page does not exist, or you do not have access to it.</p>
-<a class="back" href="/">Back to the caseload</a>
+<a class="back" href="/login">Back to OT Tracker</a>
 </div>
 </main>
 </body>

@@ -135,8 +135,9 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
                      seconds: int = 0, signed_out: int = 0, expired: int = 0,
                      locked: int = 0) -> RedirectResponse | None:
     target = auth.safe_next(next)
-    if await auth.session_of(request) is not None:
-        return RedirectResponse(target, status_code=303)
+    session = await auth.session_of(request)
+    if session is not None:  # signed in already: on to the page, or a viewer's to its board
+        return RedirectResponse(auth.landing(session.permissions(), target), status_code=303)
     if auth.must_change_password(request):
         return RedirectResponse(auth.PASSWORD_PAGE, status_code=303)
     if locked and not error:  # pages.live after the idle timeout: the lock screen
@@ -174,8 +175,9 @@ async def login_page(request: Request, next: str = "/", error: str = "", minutes
 async def signup_page(request: Request, next: str = "/", error: str = "", rule: str = "",
                       seconds: int = 0) -> RedirectResponse | None:
     target = auth.safe_next(next)
-    if await auth.session_of(request) is not None:
-        return RedirectResponse(target, status_code=303)
+    session = await auth.session_of(request)
+    if session is not None:  # signed in already: on to the page, or a viewer's to its board
+        return RedirectResponse(auth.landing(session.permissions(), target), status_code=303)
     minimum = auth.settings().min_password_length
     card = _shell("Create an account",
                   "New accounts see no patients until a lead or a therapist adds them to a care team.")

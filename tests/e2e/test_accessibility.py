@@ -128,7 +128,7 @@ def test_the_not_found_page_looks_like_the_app_offers_a_way_back_and_breaks_no_p
         assert page.locator("html").get_attribute("lang") == "en-GB"
         expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
         expect(page.get_by_text("This page does not exist, or you do not have access to it.")).to_be_visible()
-        expect(page.get_by_role("banner").get_by_role("link", name="OT Tracker")).to_have_attribute("href", "/")
+        expect(page.get_by_role("banner").get_by_role("link", name="OT Tracker")).to_have_attribute("href", "/login")
         # The header band is the app's teal, the heading the app's ink: the page's <style> applied.
         band = page.get_by_role("banner").evaluate("e => getComputedStyle(e).backgroundImage")
         assert "linear-gradient" in band and "rgb(11, 85, 99)" in band, band
@@ -139,7 +139,7 @@ def test_the_not_found_page_looks_like_the_app_offers_a_way_back_and_breaks_no_p
         page.keyboard.press("Enter")
         expect(page.get_by_role("main")).to_be_focused()
         page.keyboard.press("Tab")
-        back = page.get_by_role("link", name="Back to the caseload")
+        back = page.get_by_role("link", name="Back to OT Tracker")
         expect(back).to_be_focused()
         assert back.evaluate("e => getComputedStyle(e).outlineStyle") != "none"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def test_the_not_found_page_looks_like_the_app_offers_a_way_back_and_breaks_no_p
         assert page.evaluate("window.cspRefused") == []
         assert not [m for m in console if "Content Security Policy" in m], console
         page.keyboard.press("Enter")
-        page.wait_for_url(re.compile(r"/login"))  # signed out, the caseload asks to sign in first
+        page.wait_for_url(re.compile(r"/login"))  # signed out: sign in (signed in: the account's start page)
     finally:
         context.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from dashboard.security_headers import NOT_FOUND_HTML
 from tests.support import PASSWORD
 
 
@@ -55,6 +56,20 @@ async def test_a_viewer_signing_in_lands_on_the_ward(pages_app):
     owner = await pages_app.new_user().http_client.post("/login", data={"username": "owner", "password": PASSWORD,
                                                                          "next": "/equipment"})
     assert owner.headers["location"] == "/equipment"  # the control: others go where they asked
+
+
+async def test_the_not_found_pages_way_back_leads_each_account_to_its_start(pages_app):
+    """The 404's link goes to /login: a signed-in viewer on to its board (not to "/", another 404),
+    staff to the caseload, and someone signed out to the sign-in form."""
+    assert 'href="/login">Back to OT Tracker' in NOT_FOUND_HTML  # the served app's one 404
+    viewer = await pages_app.signed_in("viewer")
+    for path in ("/login", "/signup"):
+        back = await viewer.http_client.get(path)
+        assert (back.status_code, back.headers["location"]) == (303, "/ward"), path
+    owner = await pages_app.signed_in("owner")
+    back = await owner.http_client.get("/login")
+    assert (back.status_code, back.headers["location"]) == (303, "/")
+    assert (await pages_app.new_user().http_client.get("/login")).status_code == 200
 
 
 async def test_a_viewer_whose_password_was_reset_can_still_choose_a_new_one(pages_app):
