@@ -426,13 +426,12 @@ class PageView:
         self.sio = None
         self.http: aiohttp.ClientSession | None = None
         self.ws_http: aiohttp.ClientSession | None = None
+        self.query: dict[str, str] = {}  # the socket's: client, tab and document ids, as the browser keeps them
 
     def cookie_header(self) -> str:
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
 
     async def open(self, timeout: float = 20) -> "PageView":
-        import socketio
-
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         async with self.http.get(self.base + self.path, headers={"Cookie": self.cookie_header()},
                                  allow_redirects=False) as response:
@@ -447,15 +446,34 @@ class PageView:
         query = ast.literal_eval(QUERY_RE.search(html).group(1))
         query.update(document_id=str(uuid.uuid4()), tab_id=str(uuid.uuid4()), old_tab_id="",
                      implicit_handshake="true")
-        query = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items()}
+        self.query = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in query.items()}
+        await self._connect(timeout)
+        return self
+
+    async def _connect(self, timeout: float) -> None:
+        import socketio
+
         # Its own jar: engine.io moves the Cookie header into the session's jar (a dummy one drops it).
         self.ws_http = aiohttp.ClientSession()
         self.sio = socketio.AsyncClient(reconnection=False, http_session=self.ws_http)
         self.sio.on("update", self._update)
         self.sio.on("disconnect", self._disconnect)
         await asyncio.wait_for(self.sio.connect(
-            f"{self.base}?{urlencode(query)}", socketio_path="/_nicegui_ws/socket.io", transports=["websocket"],
+            f"{self.base}?{urlencode(self.query)}", socketio_path="/_nicegui_ws/socket.io", transports=["websocket"],
             headers={"Cookie": self.cookie_header()}, wait_timeout=timeout), timeout)
+
+    async def drop(self) -> None:
+        """The socket goes (a tablet off the wifi); the page, kept by the server for its reconnect
+        window, can come back with `reconnect`."""
+        await self._close_socket()
+        self.disconnected_at = None
+
+    async def reconnect(self, timeout: float = 20) -> "PageView":
+        """A new socket for the same page, as nicegui.js reconnects: the same client, tab and
+        document ids, and the next message id it expects (the server replays what it missed)."""
+        if isinstance(self.elements.get("_id"), int):
+            self.query["next_message_id"] = str(self.elements["_id"] + 1)
+        await self._connect(timeout)
         return self
 
     async def _update(self, data=None) -> None:  # noqa: ANN001
@@ -478,15 +496,20 @@ class PageView:
         """Waits (on arrivals, no polling) until condition() is true; False on timeout."""
         return await wait_on(self.changed, condition, timeout)
 
-    async def close(self) -> None:
+    async def _close_socket(self) -> None:
         if self.sio is not None:
             try:
                 await asyncio.wait_for(self.sio.disconnect(), 5)
             except Exception:  # noqa: BLE001 - the server may be gone
                 pass
-        for http in (self.http, self.ws_http):
-            if http is not None:
-                await http.close()
+        if self.ws_http is not None:
+            await self.ws_http.close()
+        self.sio = self.ws_http = None
+
+    async def close(self) -> None:
+        await self._close_socket()
+        if self.http is not None:
+            await self.http.close()
 
 
 async def poll(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> float | None:

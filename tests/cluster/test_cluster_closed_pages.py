@@ -1,0 +1,129 @@
+"""Closed pages on B do not hold B (the first revocation trial of `python -m bench --only cluster`).
+
+NiceGUI keeps a page RECONNECT_SECONDS (20 s) after its socket goes. When the benchmark closed 250
+patient pages on B and then removed a member from that patient's care team, every one of them
+re-read and redrew the team from the CareTeam event: B's event loop and connection pool were taken
+for 10-20 s, B's REST answered the removed member late (one poll in flight took 12-18 s) and B failed
+closed meanwhile. A page with no socket now applies nothing until it is back; this removes a member
+while CLOSED_PAGES of the patient's pages wait on B: B's REST refuses the member within the change
+feed's heartbeat (1 s), /status stays current, a page still open on B shows the new team, and a page
+whose socket came back shows it too.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from dashboard.db import Database
+from dashboard.store import Store
+from tests.cluster.harness import DEMO_PASSWORD, Cluster, PageView, page_sign_in, rest, session_from
+from tests.support import settings_for
+
+CLOSED_PAGES = 100
+TEAM = 60  # members: each closed page's redraw of the team is that many rows
+PASSWORD = "closed-pages-password-2026"
+REFUSED_WITHIN_S = 1.0  # SCALE-OUT.md §7: revocation p99 ≤ 1 s (the heartbeat)
+STATUS_WITHIN_S = 1.0  # HAProxy checks /status every second (deploy/haproxy.cfg: inter 1s fall 2)
+
+
+async def _open(base: str, path: str, cookies: dict[str, str], count: int) -> list[PageView]:
+    pages: list[PageView] = []
+    for start in range(0, count, 10):
+        pages += await asyncio.gather(*(PageView(base, path, cookies).open() for _ in range(start, min(count, start + 10))))
+    return pages
+
+
+async def test_closed_pages_on_b_do_not_hold_b_when_their_patient_s_team_changes(healthy: Cluster):
+    cluster = healthy
+    b = cluster.url("b")
+    store = Store(Database(cluster.database_url), settings=settings_for(
+        cluster.database_url, instance_id="closed-pages", secret_key="cluster-test-secret"))
+    await store.start()
+    pages: list[PageView] = []
+    try:
+        lead = (await store.log_in(username="lead", password=DEMO_PASSWORD)).principal
+        tag = f"{time.time_ns() % 10**8:08d}"  # the suite's cluster runs once per session; a rerun gets new names
+        owner = await store.create_user(principal=lead, username=f"cp-owner-{tag}", email=f"cp-owner-{tag}@test.invalid",
+                                        password=PASSWORD, role="therapist")
+        members = [await store.create_user(principal=lead, username=f"cp-{tag}-m{i:02d}",
+                                           email=f"cp-{tag}-m{i:02d}@test.invalid", password=PASSWORD,
+                                           role="contributor") for i in range(TEAM)]
+        [pid] = await store.import_patients(principal=lead, rows=[{
+            "patientId": f"CP-{tag}", "displayName": "Closed Pages", "primaryTherapist": owner.id,
+            "mobilityStatus": "supervision"}])
+        for member in members:
+            await store.add_care_team_member(principal=lead, patient_id=pid, user_id=member.id)
+        leaver = members[0]
+        token = (await store.log_in(username=leaver.username, password=PASSWORD)).token
+
+        async with session_from() as session:
+            status, cookies = await page_sign_in(session, b, owner.username, password=PASSWORD)
+            assert status in (200, 303), status
+            path = f"/patient/{pid}"
+            witness, away = await PageView(b, path, cookies).open(), await PageView(b, path, cookies).open()
+            pages += [witness, away]
+            assert await witness.wait(lambda: witness.shows(leaver.username), 10), "the team is not on the page"
+            closed = await _open(b, path, cookies, CLOSED_PAGES)
+            pages += closed
+            await away.drop()
+            for page in closed:
+                await page.close()
+            status, _ = await rest(session, "GET", f"{b}/parse/classes/Patient/{pid}", token)
+            assert status == 200
+
+            # B's REST, one request after another, and B's /status beside it, from before the removal.
+            answers: list[tuple[float, int]] = []
+            statuses: list[tuple[int, float]] = []
+            stop, answering = asyncio.Event(), asyncio.Event()
+
+            async def refused_on_b() -> None:
+                while not stop.is_set():
+                    code, _ = await rest(session, "GET", f"{b}/parse/classes/Patient/{pid}", token)
+                    answers.append((time.perf_counter(), code))
+                    answering.set()
+                    if code != 200:
+                        return
+
+            async def status_of_b() -> None:
+                while not stop.is_set():
+                    sent = time.perf_counter()
+                    async with session.get(f"{b}/status") as response:
+                        await response.read()
+                    statuses.append((response.status, time.perf_counter() - sent))
+                    try:
+                        await asyncio.wait_for(stop.wait(), 0.1)  # a sample every 100 ms: no event to wait on
+                    except TimeoutError:
+                        pass
+
+            poller, sampler = asyncio.create_task(refused_on_b()), asyncio.create_task(status_of_b())
+            await asyncio.wait_for(answering.wait(), 10)  # the poll is under way (answering 200) before the removal
+            await store.remove_care_team_member(principal=lead, patient_id=pid, user_id=leaver.id)
+            removed = time.perf_counter()
+            try:
+                await asyncio.wait_for(poller, 30)
+            finally:
+                updated = await witness.wait(lambda: not witness.shows(leaver.username), 10)
+                stop.set()
+                poller.cancel()
+                await sampler
+
+            at, code = answers[-1]
+            print(f"\n{CLOSED_PAGES} closed pages on B: B's REST refused the removed member {1000 * (at - removed):.0f} ms "
+                  f"after the removal ({len(answers)} answers); /status slowest {1000 * max(t for _, t in statuses):.0f} ms")
+            assert code == 404, f"B answered {code} (503: B failed closed while its closed pages redrew the team)"
+            assert at - removed <= REFUSED_WITHIN_S, (
+                f"B's REST refused the removed member {at - removed:.1f} s after the removal: B was busy with "
+                f"{CLOSED_PAGES} closed pages redrawing the team")
+            assert {s for s, _ in statuses} == {200}, statuses
+            assert max(t for _, t in statuses) <= STATUS_WITHIN_S, (
+                f"B took {max(t for _, t in statuses):.1f} s to answer /status (the balancer's health check)")
+            assert updated, "the page still open on B does not show the new team"
+            # The page whose socket went comes back, and shows what it missed.
+            await away.reconnect()
+            assert await away.wait(lambda: not away.shows(leaver.username), 10), \
+                "a page whose socket came back still shows the removed member"
+            assert away.shows(members[1].username)
+    finally:
+        await asyncio.gather(*(page.close() for page in pages), return_exceptions=True)
+        await store.stop()
+        await store.db.dispose()
