@@ -94,12 +94,16 @@ class BundleBuilder:
         return user.username if user else None
 
     def practitioner(self, user_id: str | None) -> dict[str, str] | None:
-        return _ref("Practitioner", user_id, self.username(user_id)) if user_id else None
+        """A reference to an account the reader may see (its Practitioner is in the bundle); None
+        for one it may not (a viewer sees no staff): the bundle names nobody it does not hold."""
+        if not user_id or user_id not in self.e.users:
+            return None
+        return _ref("Practitioner", user_id, self.username(user_id))
 
     def provenance(self, id_: str, targets: Iterable[dict[str, str]], recorded: datetime,
                    who: str | None, *, activity: str | None = None) -> None:
-        if who is None:
-            return
+        if self.practitioner(who) is None:
+            return  # no one the reader may see to name as its author
         resource: dict[str, Any] = {
             "resourceType": "Provenance", "id": id_, "target": list(targets), "recorded": iso(recorded),
             "agent": [{"type": {"coding": [{"system": PARTICIPANT, "code": "author", "display": "Author"}]},

@@ -185,6 +185,16 @@ async def test_a_viewers_pushes_carry_no_free_text_and_no_username(api: Api):
 
 
 # -- the FHIR export -------------------------------------------------------------------------------
+def strings_under(value: object, key: str) -> list[str]:
+    """Every string held under `key` anywhere in a JSON value."""
+    if isinstance(value, dict):
+        return [v for k, v in value.items() if k == key and isinstance(v, str)] + [
+            s for v in value.values() for s in strings_under(v, key)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_under(v, key)]
+    return []
+
+
 async def test_a_viewers_fhir_export_names_no_staff_and_by_the_page_cookie_is_not_found(api: Api, monkeypatch):
     from pages import auth
 
@@ -197,6 +207,10 @@ async def test_a_viewers_fhir_export_names_no_staff_and_by_the_page_cookie_is_no
     assert by_headers.status_code == 200
     Bundle.model_validate(by_headers.json())  # still a valid bundle without the practitioners
     assert leaks(by_headers.json()) == []
+    for bundle in (staff.json(), by_headers.json()):  # every reference resolves inside the bundle
+        held = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
+        pointed = {v for v in strings_under(bundle, "reference")}
+        assert pointed and pointed <= held, pointed - held
 
     settings = api_settings(api.store)
     monkeypatch.setattr(auth, "_settings", settings)
