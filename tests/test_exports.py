@@ -116,6 +116,10 @@ async def test_the_report_holds_profile_history_measures_notes_and_equipment(wor
     await chart(world)
     report = await report_for(world, "owner")
     assert dict(report.profile)["Identifier"] == "DEMO-P" and dict(report.profile)["Date of birth"] == "29 Feb 1944"
+    assert "Bed" not in dict(report.profile)  # none set yet
+    await world.store.update(principal=world.owner, class_name="Patient", object_id=world.patient.id,
+                             changes={"bed": "Bay 3 bed 2"})
+    assert dict((await report_for(world, "owner")).profile)["Bed"] == "Bay 3 bed 2"
     assert [m.score_type for m in report.measures] == ["tug", "berg"]  # the catalogue's order
     tug, berg = report.measures
     assert (tug.better, berg.better) == ("lower", "higher")

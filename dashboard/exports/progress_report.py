@@ -140,6 +140,8 @@ def build_report(everything: PatientEverything, catalogue: Catalogue, *, reads_n
     profile += [("Primary therapist", who(p.primary_therapist_id)),
                 ("Mobility status", mobility[p.mobility_status].label if p.mobility_status in mobility
                  else p.mobility_status)]
+    if p.bed:
+        profile.append(("Bed", p.bed))
 
     names = {e.id: e.equipment_name for e in everything.equipment}
     history = []
