@@ -80,11 +80,11 @@ _User          get                          ok    ok    ok      ok     ok     ok
 _User          find                         all   all   all     all    all    all      self   401
 _User          count                        all   all   all     all    all    all      self   401
 _User          create                       ok    403   403     403    403    403      403    401
-_User          edit-owners-email            403   ok    403     403    403    403      403    401
+_User          edit-owners-email            403   ok    403     403    403    403      404    401
 _User          edit-own-email               ok    ok    ok      ok     ok     ok       ok     401
 _User          delete                       403   403   403     403    403    403      404    401
-_User          edit-owners-role             ok    403   403     403    403    403      403    401
-_User          deactivate-owner             ok    403   403     403    403    403      403    401
+_User          edit-owners-role             ok    403   403     403    403    403      404    401
+_User          deactivate-owner             ok    403   403     403    403    403      404    401
 """
 # Notes on rows that are easy to misread:
 # - MobilityScore mark-entered-in-error: the score under test was recorded by team_contributor;
@@ -93,8 +93,8 @@ _User          deactivate-owner             ok    403   403     403    403    40
 #   so that is bad input, not a denial.
 # - _User: others' username and role are readable by anyone signed in, so refusals are 403, not 404;
 #   but a viewer (a ward screen) reads no staff usernames: only its own account exists for it ("self"),
-#   so its get and delete of another are 404 (its changes of another are refused by the accounts'
-#   own check, before any read: 403).
+#   so its get, change and delete of another are 404, as for an unknown id (a 403 would confirm
+#   the account).
 
 
 def _rows() -> list[tuple[str, str, dict[str, str]]]:
