@@ -1,29 +1,35 @@
-"""Closed pages on B do not hold B (the first revocation trial of `python -m bench --only cluster`).
+"""Many pages of one patient on B do not hold B when its care team changes (the first revocation
+trial of `python -m bench --only cluster`).
 
 NiceGUI keeps a page RECONNECT_SECONDS (20 s) after its socket goes. When the benchmark closed 250
 patient pages on B and then removed a member from that patient's care team, every one of them
-re-read and redrew the team from the CareTeam event: B's event loop and connection pool were taken
-for 10-20 s, B's REST answered the removed member late (one poll in flight took 12-18 s) and B failed
-closed meanwhile. A page with no socket now applies nothing until it is back; this removes a member
-while CLOSED_PAGES of the patient's pages wait on B: B's REST refuses the member within the change
-feed's heartbeat (1 s), /status stays current, a page still open on B shows the new team, and a page
-whose socket came back shows it too.
+re-read and redrew the team from the CareTeam event at once: B's event loop and connection pool were
+taken for 10-20 s, B's REST answered the removed member late (one poll in flight took 12-18 s) and B
+failed closed meanwhile. Now a page with no socket applies nothing until it is back. 250 open pages
+still do the same (6-10 s): that case is an xfail here, with what was tried. Here a member is removed
+while CROWD pages of the patient wait on B, closed or open: B's REST refuses the member within the
+change feed's heartbeat (1 s), /status answers well before the balancer would drain B, a page still open
+on B shows the new team (every open one, in the open case), and a page whose socket came back shows it.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
+
 from dashboard.db import Database
 from dashboard.store import Store
 from tests.cluster.harness import DEMO_PASSWORD, Cluster, PageView, page_sign_in, rest, session_from
 from tests.support import settings_for
 
-CLOSED_PAGES = 100
+CROWD = 100  # pages of the patient on B
 TEAM = 60  # members: each closed page's redraw of the team is that many rows
 PASSWORD = "closed-pages-password-2026"
 REFUSED_WITHIN_S = 1.0  # SCALE-OUT.md §7: revocation p99 ≤ 1 s (the heartbeat)
-STATUS_WITHIN_S = 1.0  # HAProxy checks /status every second (deploy/haproxy.cfg: inter 1s fall 2)
+# HAProxy checks /status every second, each check allowed that second, and drains an instance after two
+# failed in a row (deploy/haproxy.cfg: inter 1s fall 2): a slower answer than this risks draining B.
+STATUS_WITHIN_S = 2.0
 
 
 async def _open(base: str, path: str, cookies: dict[str, str], count: int) -> list[PageView]:
@@ -33,7 +39,15 @@ async def _open(base: str, path: str, cookies: dict[str, str], count: int) -> li
     return pages
 
 
-async def test_closed_pages_on_b_do_not_hold_b_when_their_patient_s_team_changes(healthy: Cluster):
+@pytest.mark.parametrize("closed", [True, pytest.param(False, marks=pytest.mark.xfail(reason=(
+    "open pages still re-read and redraw a changed care team all at once on B's one event loop: 250 open "
+    "pages of one patient held B's REST 6.5-9.8 s (2026-12-04). Applying page batches two at a time "
+    "(a semaphore in pages/live.py's pump) cut that to 0.1-0.3 s but lost 3,700 updates in the 500 open "
+    "pages bench, so it is not in; one team read shared by the pages of an event (pages/patient.py) is "
+    "the likelier fix"), strict=False))], ids=["closed", "open"])
+async def test_many_pages_on_b_do_not_hold_b_when_their_patient_s_team_changes(healthy: Cluster, closed: bool):
+    """`closed`: the pages' sockets went just before (NiceGUI keeps them 20 s); else they stay open,
+    and each of them shows the new team too."""
     cluster = healthy
     b = cluster.url("b")
     store = Store(Database(cluster.database_url), settings=settings_for(
@@ -63,9 +77,10 @@ async def test_closed_pages_on_b_do_not_hold_b_when_their_patient_s_team_changes
             witness, away = await PageView(b, path, cookies).open(), await PageView(b, path, cookies).open()
             pages += [witness, away]
             assert await witness.wait(lambda: witness.shows(leaver.username), 10), "the team is not on the page"
-            closed = await _open(b, path, cookies, CLOSED_PAGES)
-            pages += closed
-            await asyncio.gather(*(page.close() for page in closed))
+            crowd = await _open(b, path, cookies, CROWD)
+            pages += crowd
+            if closed:
+                await asyncio.gather(*(page.close() for page in crowd))
             await away.drop()  # back well within the page's reconnect window (20 s)
             status, _ = await rest(session, "GET", f"{b}/parse/classes/Patient/{pid}", token)
             assert status == 200
@@ -107,16 +122,19 @@ async def test_closed_pages_on_b_do_not_hold_b_when_their_patient_s_team_changes
                 await sampler
 
             at, code = answers[-1]
-            print(f"\n{CLOSED_PAGES} closed pages on B: B's REST refused the removed member {1000 * (at - removed):.0f} ms "
+            print(f"\n{CROWD} {'closed' if closed else 'open'} pages on B: B's REST refused the removed member {1000 * (at - removed):.0f} ms "
                   f"after the removal ({len(answers)} answers); /status slowest {1000 * max(t for _, t in statuses):.0f} ms")
             assert code == 404, f"B answered {code} (503: B failed closed while its closed pages redrew the team)"
             assert at - removed <= REFUSED_WITHIN_S, (
                 f"B's REST refused the removed member {at - removed:.1f} s after the removal: B was busy with "
-                f"{CLOSED_PAGES} closed pages redrawing the team")
+                f"{CROWD} pages redrawing the team")
             assert {s for s, _ in statuses} == {200}, statuses
             assert max(t for _, t in statuses) <= STATUS_WITHIN_S, (
                 f"B took {max(t for _, t in statuses):.1f} s to answer /status (the balancer's health check)")
             assert updated, "the page still open on B does not show the new team"
+            if not closed:
+                assert all([await page.wait(lambda page=page: not page.shows(leaver.username), 30) for page in crowd]), \
+                    "an open page on B does not show the new team"
             # The page whose socket went comes back, and shows what it missed.
             await away.reconnect()
             assert await away.wait(lambda: not away.shows(leaver.username), 10), \
