@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import quote
 
@@ -58,7 +59,14 @@ def watch(session: PageSession, topics: Iterable[Topic], on_batch: Handler, *,
     if client.has_socket_connection:
         live.set()
     client.on_connect(live.set)
-    client.on_disconnect(lambda: None if client.has_socket_connection else live.clear())
+    page = weakref.ref(client)  # not the client itself: its handlers holding it would make a cycle
+
+    def socket_gone() -> None:
+        current = page()
+        if current is None or not current.has_socket_connection:  # not when a new socket came first
+            live.clear()
+
+    client.on_disconnect(socket_gone)
 
     async def socket_live() -> None:
         await live.wait()
