@@ -3,8 +3,9 @@ status and check equipment out and back, with Tab, Shift+Tab, Enter, Space, the 
 (no click, no fill). At every stop the focus is visible: a 2 px or wider outline on a control, or a
 field's own 2 px focused border. Each test asserts what the user then sees.
 
-The patient is DEMO-0003 (the demo therapist's own); what the tests write carries a fresh marker, so
-other tests sharing the demo server see only more rows.
+The patient is DEMO-0004, Devon Pike (the demo therapist's own, and no other test on the shared demo
+server reassigns it: test_browser_live moves DEMO-0003 to therapist2); what the tests write carries a
+fresh marker, so other tests sharing the demo server see only more rows.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.e2e.conftest import DEMO_PASSWORD, patient_object_id, sign_in
 
 pytestmark = pytest.mark.browser
 WAIT = 10_000  # ms: only the failure bound
-PATIENT = "DEMO-0003"
+PATIENT = "DEMO-0004"
 
 # Helpers in every page of the context: the focused element's name as a user reads it (a field's
 # label, a control's text), and whether its focus is visible.
@@ -148,10 +149,10 @@ def test_sign_in_then_the_skip_link_and_a_patient_row_by_keyboard(browser, e2e_s
         page.keyboard.press("Tab")
         assert assert_focus_shown(page)["name"].endswith("Download CSV")
 
-        tab_to(page, re.compile(r"^Casey Marlow\b"))
+        tab_to(page, re.compile(r"^Devon Pike\b"))
         page.keyboard.press("Enter")
         page.wait_for_url(re.compile(r"/patient/"))
-        expect(page.get_by_role("heading", level=1, name="Casey Marlow")).to_be_visible(timeout=WAIT)
+        expect(page.get_by_role("heading", level=1, name="Devon Pike")).to_be_visible(timeout=WAIT)
         # Shift+Tab from the top of the patient page reaches the header's sign-out, ringed in white.
         page.evaluate(HELPERS)
         tab_to(page, "Sign out")
