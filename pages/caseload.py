@@ -217,7 +217,7 @@ class CaseloadView:
     def fill_row(self, row: CaseloadRow) -> None:
         with ui.column().classes("c-name gap-0"):
             ui.label(row.display_name).classes("cl-name")
-            parts = [p for p in (row.patient_number, row.primary_therapist) if p]
+            parts = [p for p in (row.patient_number, row.primary_therapist, row.bed) if p]
             ui.label(" · ".join(parts)).classes("cl-sub")
         with ui.element("div").classes("c-status"):
             status_badge(self.catalogue, row.mobility_status)

@@ -32,6 +32,15 @@ async def test_caseload_shows_only_visible_patients(pages_app):
 
 
 
+async def test_the_caseload_row_says_the_bed(pages_app):
+    w = pages_app.world
+    await w.store.update(principal=w.owner, class_name="Patient", object_id=w.patient.id, changes={"bed": "Bay 4 bed 1"})
+    owner = await pages_app.signed_in("owner")
+    await owner.open("/")
+    await owner.should_see("DEMO-P · owner · Bay 4 bed 1")
+
+
+
 async def test_caseload_search_and_status_filter(pages_app):
     lead = await pages_app.signed_in("lead")
     await lead.open("/")
