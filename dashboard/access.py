@@ -264,6 +264,16 @@ class AccessIndex:
         self._patients[patient_id].members.add(user_id)
         self._member_of.setdefault(user_id, set()).add(patient_id)
 
+    def team_key(self, patient_id: str) -> tuple:
+        """What a care-team listing shows, as this index knows it: its members with their role and
+        whether they are active. Equal keys: the same listing (a cache of it stays good)."""
+        access = self._patients.get(patient_id)
+        if access is None:
+            return ()
+        users = self._users
+        return tuple(sorted((uid, users[uid].role, users[uid].active) if uid in users else (uid, None, None)
+                            for uid in access.members))
+
     def remove_member(self, patient_id: str, user_id: str) -> None:
         self._patients[patient_id].members.discard(user_id)
         self._member_of.get(user_id, set()).discard(patient_id)

@@ -187,6 +187,11 @@ class PatientView:
         self.waiting: dict[str, Draft] = {}
         self.open_dialogs: list[StatusDialog | AddendumDialog] = []
         self.team_pick: ui.select | None = None
+        # What the team list shows now, (therapist, its name, may change) and member → (name, role,
+        # since), with each member's row: refresh_team redraws only on a change.
+        self._team_shown: tuple[tuple | None, dict] = (None, {})
+        self._team_rows: dict[str, ui.element] = {}
+        self._choices_due: tuple[set[str], str] | None = None  # the picker's choices are behind the team
 
     # -- who may do what (the store decides; this only hides controls that would be refused) -----
     def ask(self) -> Permissions:
@@ -751,6 +756,7 @@ class PatientView:
         with self.team_add, ui.row().classes("w-full items-center gap-2"):
             self.team_pick = ui.select({}, label="Add to care team", with_input=True).props("outlined") \
                 .classes("grow").mark("team-add-select")
+            self.team_pick.on("popup-show", self.choices_on_open)
             ui.button("Add", icon="person_add", on_click=self.add_member).props("unelevated color=primary") \
                 .style("height: 56px").mark("team-add")
 
@@ -767,13 +773,30 @@ class PatientView:
         member_ids = {u.id for u, _ in team}
         therapist = self.patient.primary_therapist_id
         self.show_team_add()
+        # Redrawn only when what it shows changed, and a removal only drops its row: a status change
+        # refreshes every open page of the patient, and 250 pages each rebuilding a 60-member list
+        # held the instance's loop for seconds (bench cluster, revocation).
+        frame_key = (therapist, self.name_of(therapist), self.perms.can_change_team)
+        rows = {u.id: (u.username, u.role, granted) for u, granted in team}
+        shown_frame, shown_rows = self._team_shown
+        if frame_key == shown_frame and all(shown_rows.get(uid) == row for uid, row in rows.items()):
+            for gone in set(shown_rows) - set(rows):
+                self._team_rows.pop(gone).delete()
+            self._team_shown = (frame_key, rows)
+            # The picker's choices when it next opens: not one account list read per open page now.
+            self._choices_due = (member_ids, therapist) if set(shown_rows) != set(rows) else self._choices_due
+            return
+        self._team_shown, self._team_rows = (frame_key, rows), {}
+        self._choices_due = None
         self.team_live.clear()
         with self.team_live, ui.column().classes("w-full gap-0").mark("team-list"):
             with ui.row().classes("pt-list-row w-full").style("grid-template-columns: 1fr auto"):
                 ui.label(f"{self.name_of(therapist)}").classes("font-medium")
                 ui.label("Primary therapist").classes("text-xs ot-muted")
             for user, granted in team:
-                with ui.row().classes("pt-list-row w-full items-center").style("grid-template-columns: 1fr auto 44px"):
+                with ui.row().classes("pt-list-row w-full items-center").style("grid-template-columns: 1fr auto 44px") \
+                        as member_row:
+                    self._team_rows[user.id] = member_row
                     with ui.column().classes("gap-0"):
                         ui.label(user.username).classes("font-medium")
                         ui.label(f"since {date_text(granted)}").classes("text-xs ot-muted")
@@ -784,6 +807,17 @@ class PatientView:
                             .mark(f"remove-{user.username}")
                     else:
                         ui.element("span")
+        await self.refresh_team_choices(member_ids, therapist)
+
+    async def choices_on_open(self) -> None:
+        """The picker opens: its choices as of now, if the team changed since they were made."""
+        if self._choices_due is not None:
+            member_ids, therapist = self._choices_due
+            self._choices_due = None
+            await self.refresh_team_choices(member_ids, therapist)
+
+    async def refresh_team_choices(self, member_ids: set[str], therapist: str) -> None:
+        """The add-member picker's choices: accounts not on the team yet."""
         if self.team_pick is not None:
             users: list[UserRecord] = await self.store.list_users(principal=self.session.principal)
             # A lead already sees every patient: a care team adds nothing for one.

@@ -6,12 +6,14 @@ and the member's own screens gain or lose the patient from the mutation.
 """
 from __future__ import annotations
 
+import asyncio
+
 from datetime import datetime
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 from sqlalchemy import select
 
-from dashboard.access import Principal
+from dashboard.access import Principal, Role
 from dashboard.changes import member_mutation
 from dashboard.errors import InvalidInput, NotFound, PermissionDenied
 from dashboard.hub import Event
@@ -35,6 +37,10 @@ def team_event(patient_id: str) -> Event:
 class CareTeams:
     def __init__(self, core: StoreCore, reads: Reads):
         self.core, self.reads = core, reads
+        # patient → (the access index's team key, the one read of that team): a change reaches every
+        # open page of the patient at once, and 250 pages each reading the team held the instance's
+        # connection pool for seconds (bench cluster, revocation). Shaping stays per reader.
+        self._teams: dict[str, tuple[tuple, asyncio.Future]] = {}
 
     def _may_change_team(self, principal: Principal | None, patient_id: str) -> Actor:
         actor = self.core.require_sees(principal, patient_id)
@@ -70,10 +76,32 @@ class CareTeams:
             tx.changes += [member_mutation("remove_member", patient_id, user_id), team_event(patient_id)]
 
     async def care_team(self, *, principal: Principal | None, patient_id: str) -> list[TeamMember]:
-        """Members with when they were granted; usernames and roles only for non-leads."""
+        """Members with when they were granted: each one's username and role (ACCESS.md: what anyone
+        signed in reads of another account)."""
         actor = self.core.require_sees(principal, patient_id)
+        key = self.core.access.team_key(patient_id)
+        cached = self._teams.get(patient_id)
+        if cached is None or cached[0] != key:
+            cached = self._teams[patient_id] = (key, asyncio.ensure_future(self._read_team(patient_id)))
+        try:
+            rows = await asyncio.shield(cached[1])
+        except Exception:
+            if self._teams.get(patient_id) is cached:
+                del self._teams[patient_id]  # the next reader tries again
+            raise
+        if actor.role == Role.VIEWER:  # a ward screen learns no staff username (store/read.py)
+            return [m for m in rows if m.user.id == actor.user_id]
+        return list(rows)
+
+    async def _read_team(self, patient_id: str) -> list[TeamMember]:
+        """The team as everyone who sees the patient sees it: username and role (no email), so one
+        read serves every reader, and nothing a key above does not cover can go stale."""
         async with self.core.db.read() as session:
             rows = (await session.execute(
-                select(User, CareTeamMember.granted_at).join(CareTeamMember, CareTeamMember.user_id == User.id)
+                select(User.id, User.username, User.role, User.created_at, User.updated_at, User.version,
+                       CareTeamMember.granted_at)
+                .join(CareTeamMember, CareTeamMember.user_id == User.id)
                 .where(CareTeamMember.patient_id == patient_id).order_by(User.username))).all()
-        return [TeamMember(cast(UserRecord, self.reads.shaped_for(actor, user)), at) for user, at in rows]
+        return [TeamMember(UserRecord(id=uid, username=name, role=role, created_at=created, updated_at=updated,
+                                      version=version), at)
+                for uid, name, role, created, updated, version, at in rows]

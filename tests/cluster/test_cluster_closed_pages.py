@@ -5,8 +5,9 @@ NiceGUI keeps a page RECONNECT_SECONDS (20 s) after its socket goes. When the be
 patient pages on B and then removed a member from that patient's care team, every one of them
 re-read and redrew the team from the CareTeam event at once: B's event loop and connection pool were
 taken for 10-20 s, B's REST answered the removed member late (one poll in flight took 12-18 s) and B
-failed closed meanwhile. Now a page with no socket applies nothing until it is back. 250 open pages
-still do the same (6-10 s): that case is an xfail here, with what was tried. Here a member is removed
+failed closed meanwhile. Now a page with no socket applies nothing until it is back. Open pages did
+the same (6-10 s) until the team became one shared read per change (store/care_team.py) and a page
+redraws only what changed (a removal drops one row; the picker's choices wait until it opens). Here a member is removed
 while CROWD pages of the patient wait on B, closed or open: B's REST refuses the member within the
 change feed's heartbeat (1 s), /status answers well before the balancer would drain B, a page still open
 on B shows the new team (every open one, in the open case), and a page whose socket came back shows it.
@@ -39,12 +40,7 @@ async def _open(base: str, path: str, cookies: dict[str, str], count: int) -> li
     return pages
 
 
-@pytest.mark.parametrize("closed", [True, pytest.param(False, marks=pytest.mark.xfail(reason=(
-    "open pages still re-read and redraw a changed care team all at once on B's one event loop: 250 open "
-    "pages of one patient held B's REST 6.5-9.8 s (2026-12-04). Applying page batches two at a time "
-    "(a semaphore in pages/live.py's pump) cut that to 0.1-0.3 s but lost 3,700 updates in the 500 open "
-    "pages bench, so it is not in; one team read shared by the pages of an event (pages/patient.py) is "
-    "the likelier fix"), strict=False))], ids=["closed", "open"])
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "open"])
 async def test_many_pages_on_b_do_not_hold_b_when_their_patient_s_team_changes(healthy: Cluster, closed: bool):
     """`closed`: the pages' sockets went just before (NiceGUI keeps them 20 s); else they stay open,
     and each of them shows the new team too."""

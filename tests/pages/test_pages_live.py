@@ -250,6 +250,25 @@ async def test_care_team_changes_by_the_owner(pages_app):
     assert w.store.access.sees_patient(w.outsider, w.patient.id)
 
 
+async def test_a_member_removed_elsewhere_leaves_the_list_and_is_offered_again_in_the_picker(pages_app):
+    w = pages_app.world
+    owner = await pages_app.signed_in("owner")
+    await owner.open(f"/patient/{w.patient.id}")
+    await owner.should_see(marker="remove-team-therapist", retries=30)
+    pick = _one(owner, "team-add-select")
+    assert w.users["team_therapist"].id not in pick.options  # on the team: not offered
+    kept = _one(owner, "remove-team-contributor")  # another member's row, drawn before the removal
+    await w.store.remove_care_team_member(principal=w.lead, patient_id=w.patient.id,
+                                          user_id=w.users["team_therapist"].id)
+    await owner.should_not_see(marker="remove-team-therapist", retries=30)
+    assert _one(owner, "remove-team-contributor") is kept  # the list lost one row, it was not redrawn
+    owner.find(marker="team-add-select").trigger("popupShow")  # the owner opens the picker
+    await eventually(lambda: w.users["team_therapist"].id in pick.options)
+    pick.value = w.users["team_therapist"].id
+    owner.find(marker="team-add").click()
+    await owner.should_see(marker="remove-team-therapist", retries=30)
+
+
 async def test_ward_screen_shows_initials_statuses_and_no_identifiers(pages_app):
     w = pages_app.world
     await w.store.add_note(principal=w.owner, patient_id=w.patient.id, session_type="treatment",
