@@ -72,6 +72,8 @@ class AccessIndex:
         self._primary_of: dict[str, set[str]] = {}
         self._revoked_sessions: set[str] = set()
         self._sessions: dict[str, SessionClock] = {}
+        self._team_changes = 0  # counts every member added or removed, and each full reload
+        self._team_changed_at: dict[str, int] = {}  # patient → the count at its team's last change
 
     def clear(self) -> None:
         self._patients.clear()
@@ -93,6 +95,8 @@ class AccessIndex:
         self._patients, self._users = fresh._patients, fresh._users
         self._member_of, self._primary_of = fresh._member_of, fresh._primary_of
         self._revoked_sessions |= fresh._revoked_sessions
+        self._team_changes += 1
+        self._team_changed_at = {pid: self._team_changes for pid in self._patients}
 
     async def load(self, session: AsyncSession) -> None:
         self.clear()
@@ -261,6 +265,8 @@ class AccessIndex:
         self._primary_of.setdefault(primary_therapist_id, set()).add(patient_id)
 
     def add_member(self, patient_id: str, user_id: str) -> None:
+        self._team_changes += 1
+        self._team_changed_at[patient_id] = self._team_changes
         self._patients[patient_id].members.add(user_id)
         self._member_of.setdefault(user_id, set()).add(patient_id)
 
@@ -271,10 +277,13 @@ class AccessIndex:
         if access is None:
             return ()
         users = self._users
-        return tuple(sorted((uid, users[uid].role, users[uid].active) if uid in users else (uid, None, None)
-                            for uid in access.members))
+        members = tuple(sorted((uid, users[uid].role, users[uid].active) if uid in users else (uid, None, None)
+                               for uid in access.members))
+        return (self._team_changed_at.get(patient_id, 0), members)  # a member gone and back: since anew
 
     def remove_member(self, patient_id: str, user_id: str) -> None:
+        self._team_changes += 1
+        self._team_changed_at[patient_id] = self._team_changes
         self._patients[patient_id].members.discard(user_id)
         self._member_of.get(user_id, set()).discard(patient_id)
 

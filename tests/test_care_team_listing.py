@@ -39,3 +39,13 @@ async def test_the_listing_follows_a_removal_an_addition_and_a_role_change(world
 async def test_a_viewer_finds_only_itself_on_the_team(world: World):
     team = await world.store.care_team(principal=world.viewer, patient_id=world.patient.id)
     assert listed(team) == [("viewer", "viewer")]
+
+
+async def test_a_member_removed_and_added_back_unseen_is_listed_since_the_new_grant(world: World):
+    store, pid, lead = world.store, world.patient.id, world.lead
+    therapist = world.users["team_therapist"].id
+    [before] = [m for m in await store.care_team(principal=world.owner, patient_id=pid) if m.user.id == therapist]
+    await store.remove_care_team_member(principal=lead, patient_id=pid, user_id=therapist)
+    await store.add_care_team_member(principal=lead, patient_id=pid, user_id=therapist)  # nobody read between
+    [after] = [m for m in await store.care_team(principal=world.owner, patient_id=pid) if m.user.id == therapist]
+    assert after.granted_at > before.granted_at
