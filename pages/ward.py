@@ -22,7 +22,7 @@ from dashboard.catalogue import Catalogue
 from dashboard.errors import NotAuthenticated
 from dashboard.hub import DeliveryKind, class_topic
 from dashboard.serialize import initials
-from dashboard.store import WardRow, ward_order
+from dashboard.store import LatestScore, WardRow, ward_order
 from pages import auth, live
 from pages.display import TREND_COLOURS, ordered_scores, short_name, value_text
 from pages.frame import PAGE_BUILD_TIMEOUT, frame, status_badge
@@ -130,7 +130,7 @@ def grid_for(width: float, height: float) -> tuple[int, int]:
     return max(1, min(MAX_COLUMNS, columns)), max(1, min(MAX_ROWS, rows))
 
 
-def falls_risk(catalogue: Catalogue, row_latest: dict) -> list[str]:
+def falls_risk(catalogue: Catalogue, row_latest: dict[str, LatestScore]) -> list[str]:
     """The measures whose latest value is past the catalogue's falls-risk cut-off."""
     return [short_name(s.score_type) for s in row_latest.values()
             if (m := catalogue.measures.get(s.score_type)) is not None and m.falls_risk(s.value)]
@@ -337,7 +337,7 @@ class WardView:
                 ui.label("Not seen today").classes("ward-seen").mark("ward-not-seen")
             ui.label(updated_text(ward.last_updated)).mark("ward-updated")
 
-    def chip(self, score) -> None:  # noqa: ANN001 - a LatestScore
+    def chip(self, score: LatestScore) -> None:
         measure = self.catalogue.measures.get(score.score_type)
         with ui.element("span").classes("ward-chip").mark(f"ward-score-{score.score_type}"):
             ui.label(short_name(score.score_type)).classes("measure")
