@@ -19,7 +19,7 @@ from dashboard.record_types import PatientRecord, UserRecord
 from dashboard.schema import CLASSES
 from dashboard.store.rules import Permissions
 from pages import auth, dialogs
-from pages.patient_forms import REASON_LIMIT, counted, settled, stored, too_long
+from pages.patient_forms import REASON_LIMIT, counted, stored, too_long
 
 if TYPE_CHECKING:
     from pages.patient import PatientView
@@ -58,12 +58,12 @@ async def therapist_options(session: auth.PageSession, perms: Permissions) -> di
 
 
 def text_field(label: str, limit: int, value: str = "", mark: str = "") -> ui.input:
-    return counted(settled(ui.input(label, value=value, validation=lambda v: too_long(v, limit)))
+    return counted(ui.input(label, value=value, validation=lambda v: too_long(v, limit))
                    .props(f"outlined data-testid={mark}").classes("w-full").mark(mark), limit)
 
 
 def date_field(label: str, value: str, mark: str, *, required: bool = False) -> ui.input:
-    return settled(ui.input(label, value=value, validation=lambda v: day_problem(v, required=required))) \
+    return ui.input(label, value=value, validation=lambda v: day_problem(v, required=required)) \
         .props(f"outlined type=date max={date.today().isoformat()} data-testid={mark}").classes("w-full").mark(mark)
 
 
@@ -238,7 +238,7 @@ class DischargeDialog:
                      "readable under Discharged on the caseload.").classes("ot-muted")
             self.notice = ui.label().classes("text-sm").style("color: #8a1c1c").mark("discharge-notice")
             self.day = date_field("Discharge date", date.today().isoformat(), "discharge-date", required=True)
-            self.reason = counted(settled(ui.textarea("Reason (required)", validation=lambda v: too_long(v, REASON_LIMIT)))
+            self.reason = counted(ui.textarea("Reason (required)", validation=lambda v: too_long(v, REASON_LIMIT))
                                   .props("outlined autogrow data-testid=discharge-reason").classes("w-full")
                                   .mark("discharge-reason"),
                                   REASON_LIMIT)

@@ -14,7 +14,6 @@ from datetime import date, datetime, time, timezone
 from typing import TYPE_CHECKING, Any
 
 from nicegui import ui
-from nicegui.elements.mixins.validation_element import ValidationElement
 
 from dashboard.errors import Conflict, InvalidInput, RepeatedRequest, StoreError
 from dashboard.record_types import NoteRecord, ScoreRecord
@@ -37,15 +36,6 @@ def too_long(value: str | None, limit: int) -> str | None:
     """Never cut silently: over the limit is an error under the field, with both numbers."""
     length = len(value or "")
     return f"At most {limit:,} characters: this has {length:,}. Shorten it to save." if length > limit else None
-
-
-def settled(element: ValidationElement) -> ValidationElement:
-    """A validated field with its error props set while the page is built. Else the first
-    keystroke's validation sets them, and that update sends the element whole: with the server's
-    copy of the value, a few keystrokes behind, over what is being typed (in CI a status reason typed
-    at once kept "Walks w" of "Walks with supervision now, ...")."""
-    element.error = None
-    return element
 
 
 def counted(element: ui.element, limit: int) -> ui.element:
@@ -93,7 +83,7 @@ class ScoreForm:
                     ui.select(self.options, label="Measure", value="barthel").props("outlined")
                     .classes("grow").style("min-width: 240px").mark("score-measure"), "measure", text=False)
                 self.value = Drafts.field(
-                    settled(ui.number("Value", validation=self.value_problem)).props(
+                    ui.number("Value", validation=self.value_problem).props(
                         "outlined inputmode=decimal data-testid=score-value")
                     .style("width: 150px").mark("score-value"), "value")
             ui.label().bind_text_from(self.measure, "value", lambda k: f"Valid: {measures[k].range_text}; "
@@ -101,11 +91,11 @@ class ScoreForm:
                 .classes("ot-muted text-sm")
             with ui.row().classes("w-full items-start gap-2"):
                 self.day = Drafts.field(
-                    settled(ui.input("Date of assessment", value=date.today().isoformat(), validation=self.day_problem))
+                    ui.input("Date of assessment", value=date.today().isoformat(), validation=self.day_problem)
                     .props(f"outlined type=date max={date.today().isoformat()}").style("width: 180px")
                     .mark("score-date"), "date", text=False)
                 self.comment = Drafts.field(
-                    counted(settled(ui.input("Comment (optional)", validation=lambda v: too_long(v, COMMENT_LIMIT)))
+                    counted(ui.input("Comment (optional)", validation=lambda v: too_long(v, COMMENT_LIMIT))
                             .props("outlined").classes("grow").mark("score-comment"), COMMENT_LIMIT), "comment")
                 self.button = ui.button("Save score", icon="add").props(
                     "unelevated color=primary data-testid=score-save").classes("ot-save") \
@@ -200,7 +190,7 @@ class NoteForm:
                 self.follow = Drafts.field(ui.checkbox("Follow-up needed").mark("note-follow-up"), "follow",
                                            text=False)
             self.text = Drafts.field(counted(
-                settled(ui.textarea("Session note", validation=lambda v: too_long(v, NOTE_LIMIT)))
+                ui.textarea("Session note", validation=lambda v: too_long(v, NOTE_LIMIT))
                 .props("outlined autogrow").classes("w-full").mark("note-text"), NOTE_LIMIT), "text")
             with ui.row().classes("w-full justify-end"):
                 self.button = ui.button("Save note", icon="save").props("unelevated color=primary") \
@@ -244,10 +234,10 @@ class EquipmentForm:
     def __init__(self, view: PatientView) -> None:
         self.view = view
         with view.drafts.form(ui.row().classes("w-full items-start gap-2"), self.name):
-            self.item = Drafts.field(settled(ui.input("Equipment", validation=lambda v: too_long(v, NAME_LIMIT)))
+            self.item = Drafts.field(ui.input("Equipment", validation=lambda v: too_long(v, NAME_LIMIT))
                                      .props("outlined").classes("grow").mark("equipment-name"), "name")
-            self.serial = Drafts.field(settled(ui.input("Serial (optional)",
-                                                validation=lambda v: too_long(v, SERIAL_LIMIT)))
+            self.serial = Drafts.field(ui.input("Serial (optional)",
+                                                validation=lambda v: too_long(v, SERIAL_LIMIT))
                                        .props("outlined").style("width: 190px").mark("equipment-serial"), "serial")
             self.button = ui.button("Check out", icon="output").props("unelevated color=primary") \
                 .classes("ot-save").style("height: 56px").mark("equipment-check-out")
@@ -308,7 +298,7 @@ class StatusDialog:
                     .props("outlined data-testid=status-select").classes("w-full").mark("status-select"),
                     "status", text=False)
                 self.reason = Drafts.field(counted(
-                    settled(ui.textarea("Reason (required)", validation=lambda v: too_long(v, REASON_LIMIT)))
+                    ui.textarea("Reason (required)", validation=lambda v: too_long(v, REASON_LIMIT))
                     .props("outlined autogrow data-testid=status-reason").classes("w-full")
                     .mark("status-reason"), REASON_LIMIT), "reason")
             with ui.row().classes("w-full justify-end gap-2"):
@@ -390,7 +380,7 @@ class AddendumDialog:
             self.notice = ui.column().classes("w-full")
             with view.drafts.form(ui.column().classes("w-full"), self.name):
                 self.text = Drafts.field(counted(
-                    settled(ui.textarea("Addendum", validation=lambda v: too_long(v, NOTE_LIMIT)))
+                    ui.textarea("Addendum", validation=lambda v: too_long(v, NOTE_LIMIT))
                     .props("outlined autogrow").classes("w-full").mark("addendum-text"), NOTE_LIMIT), "text")
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(
@@ -442,8 +432,8 @@ class MarkErrorDialog:
         with dialogs.dialog("Mark score entered in error", width="460px", mark="error-dialog") as self.box:
             ui.label("The score stays in the record, struck through, with your reason.").classes("ot-muted")
             with view.drafts.form(ui.column().classes("w-full"), self.name):
-                self.reason = Drafts.field(settled(ui.input("Reason (required)",
-                                                    validation=lambda v: too_long(v, REASON_LIMIT)))
+                self.reason = Drafts.field(ui.input("Reason (required)",
+                                                    validation=lambda v: too_long(v, REASON_LIMIT))
                                            .props("outlined").classes("w-full").mark("error-reason"), "reason")
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialogs.cancel_keeping_typed(

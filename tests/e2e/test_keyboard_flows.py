@@ -101,6 +101,8 @@ def choose(page: Page, option: str | None = None) -> str:
             page.keyboard.press("Enter")
             expect(menu).to_have_count(0, timeout=WAIT)
             # Quasar gives the focus back to the select as its list closes; a user goes on from there.
+            # (Typed at once, a status reason in CI kept only its first characters: the rest went
+            # where the focus went; whether the select took it back late is not confirmed.)
             page.wait_for_function("() => !!(document.activeElement && document.activeElement.closest('.q-select'))",
                                    timeout=WAIT)
             return text
