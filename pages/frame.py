@@ -158,12 +158,27 @@ LIVE_JS = """
 # control a keyboard user was on (a Return button leaves with its row, an Add addendum button is
 # drawn anew), the focus would drop to the page's start: it goes to the first control of the same
 # card instead. Only for the keyboard: after a tap, focusing a field would open a tablet's keyboard.
+# And a field someone is typing in keeps the focus until they move it (a key that is not text, a
+# tap): Quasar queues a select's focus until its list has finished closing, and run then it took the
+# focus from the reason typed after it, and the rest of the words went into the select.
 REFOCUS_JS = """
 <script>
 (function () {
-  var seen = [], card = null, keyboard = false;
-  document.addEventListener('keydown', function () { keyboard = true; }, true);
-  document.addEventListener('pointerdown', function () { keyboard = false; }, true);
+  var seen = [], card = null, keyboard = false, typingIn = null;
+  document.addEventListener('keydown', function (e) {
+    keyboard = true;
+    var t = e.target, text = (e.key.length === 1 || e.key === 'Backspace' || e.key === 'Delete')
+      && !e.ctrlKey && !e.metaKey && !e.altKey;
+    if (text && t instanceof Element && t.matches('input, textarea, [contenteditable=true]')) typingIn = t;
+    else if (t !== typingIn || e.key === 'Tab' || e.key === 'Enter' || e.key === 'Escape') typingIn = null;
+  }, true);
+  document.addEventListener('pointerdown', function () { keyboard = false; typingIn = null; }, true);
+  var focus = HTMLElement.prototype.focus;
+  HTMLElement.prototype.focus = function () {
+    var t = typingIn;
+    if (t && t !== this && t.isConnected && document.activeElement === t) return;
+    return focus.apply(this, arguments);
+  };
   document.addEventListener('focusin', function (e) {
     var t = e.target;
     if (!(t instanceof Element) || t.matches('.q-dialog__inner')) return;
