@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def own_server(tmp_path: Path):
     server.start()
     yield server
     server.stop()
+
+
+def just_now() -> str:
+    """A Parse date for a score that must show among a patient's latest: the demo data's dates
+    follow the clock, so a fixed date sinks below the list's first rows as the days go by."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def patient_object_id(server: LiveServer, patient_number: str) -> str:

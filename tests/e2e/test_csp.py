@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from dashboard.security_headers import CONTENT_SECURITY_POLICY
 from dashboard.server import WS_MAX_SIZE
-from tests.e2e.conftest import DEMO_PASSWORD, patient_object_id
+from tests.e2e.conftest import DEMO_PASSWORD, just_now, patient_object_id
 
 pytestmark = pytest.mark.browser
 APP_ID = "ot-tracker"
@@ -88,7 +88,7 @@ def create_score_by_api(server, pid: str, notes: str) -> None:
     r = httpx.post(f"{server.url}/parse/classes/MobilityScore", headers=headers, json={
         "patient": {"__type": "Pointer", "className": "Patient", "objectId": pid},
         "scoreType": "berg", "scoreValue": 41, "notes": notes,
-        "scoreDate": {"__type": "Date", "iso": "2026-11-24T10:00:00.000Z"}})
+        "scoreDate": {"__type": "Date", "iso": just_now()}})
     assert r.status_code == 201, r.text
 
 

@@ -14,7 +14,7 @@ import pytest
 import websockets
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import DEMO_PASSWORD, patient_object_id, sign_in
+from tests.e2e.conftest import DEMO_PASSWORD, just_now, patient_object_id, sign_in
 
 pytestmark = pytest.mark.browser
 APP_ID = "ot-tracker"
@@ -43,7 +43,7 @@ def test_a_score_created_through_the_api_appears_on_an_open_patient_page(browser
     pid = patient_object_id(e2e_server, "DEMO-0004")
     lead = sign_in(browser, e2e_server, "lead", f"/patient/{pid}")
     marker = f"api-{uuid.uuid4().hex[:8]}"
-    create_score(e2e_server, pid, 44, marker, "2026-11-20T10:00:00.000Z")
+    create_score(e2e_server, pid, 44, marker, just_now())
     expect(lead.locator("[data-testid=score-list]")).to_contain_text(marker, timeout=PUSH)
     lead.context.close()
 
@@ -107,7 +107,7 @@ def test_a_score_saved_while_the_pages_socket_is_down_shows_once_it_reconnects(b
         m.reconnectionDelay(1500); m.reconnectionDelayMax(1500); m.engine.close(); }""")
     expect(lead.locator("body[data-live=reconnecting]")).to_have_count(1, timeout=PUSH)
     marker = f"blip-{uuid.uuid4().hex[:8]}"
-    create_score(e2e_server, pid, 47, marker, "2026-11-23T10:00:00.000Z")
+    create_score(e2e_server, pid, 47, marker, just_now())
     expect(lead.locator("body[data-live=live]")).to_have_count(1, timeout=PUSH * 2)
     expect(lead.locator("[data-testid=score-list]")).to_contain_text(marker, timeout=PUSH)
     live = _scores_shown(lead)
